@@ -1,0 +1,144 @@
+"""The ``referee`` command line.
+
+Exit codes (the same for every command):
+  0  success
+  1  the image or one of its artifacts is missing or bad (not found, digest mismatch, over a cap)
+  2  bad usage: unknown option, malformed reference, unreadable credentials file
+  3  the registry could not be reached or authenticated, or time ran out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from webhook import __version__
+from webhook.deadline import Deadline
+from webhook.discover import discover, render_text
+from webhook.errors import ConfigError, InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
+from webhook.reference import parse
+from webhook.registry import Repository
+from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
+from webhook.registry.credentials import Keyring
+from webhook.registry.layout import LayoutRepository, split_layout_reference
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"referee: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_registry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plain-http", action="store_true", help="talk to the registry over HTTP without TLS")
+    p.add_argument("--ca-file", metavar="PEM", help="trust this CA bundle for the registry's TLS certificate")
+    p.add_argument("--oci-layout", action="store_true", help="IMAGE is an OCI image layout: PATH:TAG or PATH@DIGEST")
+    p.add_argument(
+        "--docker-config", metavar="FILE",
+        help="registry credentials in docker config.json form (default: $DOCKER_CONFIG/config.json "
+             "or ~/.docker/config.json when present)",
+    )
+    p.add_argument(
+        "--pull-secret", metavar="FILE", action="append", default=[],
+        help="a Kubernetes Secret (JSON) of type kubernetes.io/dockerconfigjson or dockercfg; repeatable",
+    )
+    p.add_argument("--timeout", metavar="SECONDS", type=float, default=30.0, help="give up after this long")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="referee", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"referee {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    d = sub.add_parser(
+        "discover", help="show an image's digest and the artifacts that refer to it",
+        description="Resolve IMAGE to its digest and print the tree of artifacts (signatures, SBOMs, ...) "
+                    "that refer to it, found through the registry's referrers API or the referrers tag schema.",
+    )
+    d.add_argument("image", metavar="IMAGE")
+    _add_registry_options(d)
+    d.add_argument("--artifact-type", metavar="TYPE", help="list only referrers of this artifact type")
+    d.add_argument("--output", choices=("text", "json"), default="text")
+    return parser
+
+
+def _keyring(args: argparse.Namespace) -> Keyring:
+    rings = []
+    config = args.docker_config
+    if config is None:
+        default = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+        config = str(default) if default.is_file() else None
+    if config is not None:
+        rings.append(Keyring.from_docker_config(_read(config), source=config))
+    for secret_file in args.pull_secret:
+        try:
+            secret = json.loads(_read(secret_file))
+        except ValueError as exc:
+            raise ConfigError(f"{secret_file}: not valid JSON ({exc})") from None
+        if not isinstance(secret, dict):
+            raise ConfigError(f"{secret_file}: not a Kubernetes Secret object")
+        rings.append(Keyring.from_secret(secret))
+    return Keyring.merged(rings)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _open(args: argparse.Namespace) -> tuple[Repository, str, str]:
+    """The repository, the normalised image name, and the tag or digest to resolve."""
+    if args.oci_layout:
+        path, target = split_layout_reference(args.image)
+        sep = "@" if ":" in target else ":"
+        return LayoutRepository(path), f"{path}{sep}{target}", target
+    ref = parse(args.image)
+    host = HostSettings(plain_http=args.plain_http, ca_file=args.ca_file)
+    client = RegistryClient(ClientSettings(default=host), _keyring(args))
+    return client.repository(ref), str(ref), ref.target
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    repo, image, target = _open(args)
+    result = discover(repo, image, target, Deadline.after(args.timeout), artifact_type=args.artifact_type)
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(render_text(result))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "timeout", 1.0) <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        return int(_cmd_discover(args))
+    except (InvalidReference, ConfigError) as exc:
+        print(f"referee: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VerificationFailed as exc:
+        print(f"referee: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except VerificationInconclusive as exc:
+        print(f"referee: error: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    except RefereeError as exc:  # any other deliberate error is a failure, never a success
+        print(f"referee: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

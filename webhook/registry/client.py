@@ -1,0 +1,545 @@
+"""An OCI distribution (v2 API) client: resolve, manifests, blobs, referrers, with auth and limits.
+
+What it promises, whatever the registry does:
+
+* every manifest and blob fetched by digest is size-capped while it is read and hashed after; a
+  ``Docker-Content-Digest`` header that disagrees with the bytes is an error;
+* a tag is resolved with ``HEAD`` and the full Accept list, and the manifest it names is then fetched
+  by digest, so the media type and size we report come from checked bytes, not from headers;
+* referrers come from the OCI 1.1 API (filtered client-side when the registry did not say it
+  filtered; ``Link`` pages followed on the same origin only, a bounded number of times), or from the
+  referrers tag schema (``sha256-<hex>``) when the registry has no such API;
+* ``429`` and ``502/503/504`` are retried a bounded number of times, honouring ``Retry-After``, and
+  nothing waits past the caller's deadline;
+* every failure is typed (see ``webhook.errors``) and names the registry, repository and digest.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+import urllib3
+
+from webhook import __version__
+from webhook.deadline import Deadline
+from webhook.errors import (
+    AuthenticationFailed,
+    ContentMismatch,
+    ContentTooLarge,
+    DeadlineExceeded,
+    NotFound,
+    RateLimited,
+    RegistryProtocolError,
+    RegistryUnavailable,
+)
+from webhook.oci import (
+    INDEX_TYPES,
+    MANIFEST_ACCEPT,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    check_digest,
+    compute_digest,
+    parse_manifest,
+)
+from webhook.reference import Reference, validate_digest
+from webhook.registry import Limits, Referrers
+from webhook.registry.auth import AuthCache, Challenge, basic_authorization, fetch_token, parse_challenges
+from webhook.registry.credentials import ANONYMOUS, Credential, Keyring
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"referee/{__version__}"
+CHUNK_BYTES = 64 * 1024
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+FILTERS_APPLIED_HEADER = "OCI-Filters-Applied"
+LEGACY_FILTERS_ANNOTATION = "org.opencontainers.referrers.filtersApplied"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """How to reach one registry host."""
+
+    plain_http: bool = False  # only when asked for: no TLS at all
+    ca_file: str | None = None  # PEM bundle to trust instead of the system roots
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    hosts: Mapping[str, HostSettings] = field(default_factory=dict, hash=False)
+    default: HostSettings = HostSettings()
+    limits: Limits = Limits()
+
+    def for_host(self, host: str) -> HostSettings:
+        return self.hosts.get(host, self.default)
+
+
+def _media_type(resp: requests.Response) -> str:
+    return resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def _error_codes(body: bytes) -> list[str]:
+    """The ``errors[].code`` values of an OCI error body, if it is one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
+        return []
+    return [e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)]
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _tighten_read_timeout(resp: requests.Response, seconds: float) -> None:
+    """Make the next socket read give up when the caller's deadline does.
+
+    ``requests`` applies its read timeout to each read, so a body that trickles in slowly could
+    otherwise outlive the deadline by a whole timeout per chunk.
+    """
+    sock: Any = getattr(getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.01, seconds))
+        except OSError:
+            pass
+
+
+class RegistryClient:
+    """Talks to any number of registries; hands out ``HttpRepository`` objects for repositories."""
+
+    def __init__(self, settings: ClientSettings | None = None, keyring: Keyring | None = None) -> None:
+        self.settings = settings or ClientSettings()
+        self.keyring = keyring or Keyring()
+        self.limits = self.settings.limits
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._session.max_redirects = self.limits.max_redirects
+        self._session.trust_env = False  # no ~/.netrc credentials or proxies picked up silently
+        self._auth = AuthCache()
+        self._referrers_api: dict[tuple[str, str], bool] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpRepository:
+        """A repository handle; credentials default to the keyring's answer for the reference."""
+        creds = credentials if credentials is not None else self.keyring.lookup(ref.domain, ref.path)
+        return HttpRepository(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name)
+
+    # --- capability memory shared by every repository handle ------------------------------------
+
+    def referrers_api_known(self, host: str, path: str) -> bool | None:
+        with self._lock:
+            return self._referrers_api.get((host, path))
+
+    def remember_referrers_api(self, host: str, path: str, supported: bool) -> None:
+        with self._lock:
+            self._referrers_api[(host, path)] = supported
+
+
+class HttpRepository:
+    """One repository on one registry, reached over HTTP(S)."""
+
+    def __init__(
+        self, client: RegistryClient, host: str, path: str, credentials: tuple[Credential, ...], display: str
+    ) -> None:
+        self._client = client
+        self.host = host
+        self.path = path
+        self._credentials = credentials
+        self._display = display
+        host_settings = client.settings.for_host(host)
+        self._scheme = "http" if host_settings.plain_http else "https"
+        self._verify: bool | str = host_settings.ca_file or True
+        self._plain_http = host_settings.plain_http
+        self._limits = client.limits
+        self._scope = f"repository:{path}:pull"
+        self._base = f"{self._scheme}://{host}/v2/{path}"
+
+    @property
+    def display_name(self) -> str:
+        return self._display
+
+    # --- the seam ---------------------------------------------------------------------------------
+
+    def resolve(self, target: str, deadline: Deadline) -> Manifest:
+        if ":" in target:  # a digest: nothing to resolve
+            return self.fetch_manifest(validate_digest(target), deadline)
+        what = f"{self._display}:{target}"
+        url = f"{self._base}/manifests/{quote(target, safe='')}"
+        resp = self._send("HEAD", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
+        with resp:
+            status = resp.status_code
+            header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
+        if status == 404:
+            raise NotFound(f"{what}: no such tag (HTTP 404 from {self.host})")
+        if status == 200 and header_digest:
+            try:
+                validate_digest(header_digest)
+            except ValueError:
+                raise RegistryProtocolError(
+                    f"{what}: registry sent an invalid Docker-Content-Digest {header_digest!r}"
+                ) from None
+            return self.fetch_manifest(header_digest, deadline)
+        # No digest header (optional before distribution-spec 1.1.1), or a HEAD the registry does
+        # not support: GET the manifest by tag and hash the bytes ourselves.
+        return self._get_manifest(target, what, deadline, expected_digest=None)
+
+    def fetch_manifest(self, digest: str, deadline: Deadline, expected: Descriptor | None = None) -> Manifest:
+        validate_digest(digest)
+        what = f"{self._display}@{digest}"
+        if expected is not None and expected.size > self._limits.max_manifest_bytes:
+            raise ContentTooLarge(
+                f"{what}: manifest is {expected.size} bytes, over the {self._limits.max_manifest_bytes}-byte cap"
+            )
+        manifest = self._get_manifest(digest, what, deadline, expected_digest=digest)
+        if expected is not None:
+            if expected.size != manifest.descriptor.size:
+                raise ContentMismatch(
+                    f"{what}: manifest is {manifest.descriptor.size} bytes, its descriptor says {expected.size}"
+                )
+            if expected.media_type != manifest.media_type:
+                raise ContentMismatch(
+                    f"{what}: manifest media type is {manifest.media_type}, its descriptor says {expected.media_type}"
+                )
+        return manifest
+
+    def fetch_blob(self, descriptor: Descriptor, deadline: Deadline, max_bytes: int | None = None) -> bytes:
+        digest = validate_digest(descriptor.digest)
+        cap = self._limits.max_blob_bytes if max_bytes is None else max_bytes
+        what = f"{self._display}@{digest} (blob)"
+        if descriptor.size > cap:
+            raise ContentTooLarge(f"{what}: blob is {descriptor.size} bytes, over the {cap}-byte cap")
+        resp = self._send("GET", f"{self._base}/blobs/{digest}", what, deadline, {}, redirects=True)
+        with resp:
+            self._raise_for_status(resp, what, "blob")
+            data = self._read(resp, min(cap, descriptor.size), what, deadline)
+        if len(data) != descriptor.size:
+            raise ContentMismatch(f"{what}: blob is {len(data)} bytes, its descriptor says {descriptor.size}")
+        check_digest(data, digest, what)
+        return data
+
+    def referrers(self, digest: str, deadline: Deadline, artifact_type: str | None = None) -> Referrers:
+        validate_digest(digest)
+        known = self._client.referrers_api_known(self.host, self.path)
+        if known is not False:
+            found = self._referrers_from_api(digest, artifact_type, deadline)
+            if found is not None:
+                self._client.remember_referrers_api(self.host, self.path, True)
+                return found
+            self._client.remember_referrers_api(self.host, self.path, False)
+        return self._referrers_from_tag(digest, artifact_type, deadline)
+
+    # --- referrers --------------------------------------------------------------------------------
+
+    def _referrers_from_api(self, digest: str, artifact_type: str | None, deadline: Deadline) -> Referrers | None:
+        """The OCI 1.1 referrers API; ``None`` when this registry does not implement it."""
+        what = f"{self._display}@{digest} (referrers)"
+        url = f"{self._base}/referrers/{digest}"
+        if artifact_type:
+            url += f"?artifactType={quote(artifact_type, safe='')}"
+        origin = urlsplit(url)[:2]
+        seen: set[str] = set()
+        collected: list[Descriptor] = []
+        page_url: str | None = url
+        while page_url is not None:
+            if page_url in seen:
+                raise RegistryProtocolError(f"{what}: the registry's Link pages loop back to {page_url}")
+            seen.add(page_url)
+            if len(seen) > self._limits.max_referrer_pages:
+                raise RegistryProtocolError(f"{what}: more than {self._limits.max_referrer_pages} pages of referrers")
+            first = len(seen) == 1
+            resp = self._send("GET", page_url, what, deadline, {"Accept": OCI_INDEX})
+            with resp:
+                if first and resp.status_code in (404, 405):
+                    body = self._read(resp, 64 * 1024, what, deadline, allow_truncate=True)
+                    if "NAME_UNKNOWN" in _error_codes(body):
+                        raise NotFound(f"{what}: repository {self._display} does not exist")
+                    return None  # no referrers API here
+                self._raise_for_status(resp, what, "referrers list")
+                if _media_type(resp) != OCI_INDEX:
+                    if first:
+                        return None  # a 200 that is not an index: not the referrers API
+                    raise RegistryProtocolError(f"{what}: a later referrers page is not an image index")
+                body = self._read(resp, self._limits.max_index_bytes, what, deadline)
+                applied = resp.headers.get(FILTERS_APPLIED_HEADER, "")
+                link = resp.links.get("next", {}).get("url")
+            index = parse_manifest(body, OCI_INDEX, compute_digest(body), what, max_entries=self._limits.max_referrers)
+            page = list(index.manifests)
+            if artifact_type is not None:
+                legacy = index.annotations.get(LEGACY_FILTERS_ANNOTATION, "")
+                filtered = "artifactType" in _csv(applied) or "artifactType" in _csv(legacy)
+                if not filtered:
+                    page = [d for d in page if d.artifact_type == artifact_type]
+            collected.extend(page)
+            self._check_count(collected, what)
+            next_url = urljoin(page_url, link) if link else None
+            if next_url is not None and urlsplit(next_url)[:2] != origin:
+                raise RegistryProtocolError(
+                    f"{what}: the registry's Link header points to another origin ({next_url}); not followed"
+                )
+            page_url = next_url
+        return Referrers(digest, _dedupe(collected), "referrers-api")
+
+    def _referrers_from_tag(self, digest: str, artifact_type: str | None, deadline: Deadline) -> Referrers:
+        """The referrers tag schema: an index tagged ``<alg>-<hex>`` kept up to date by clients."""
+        algorithm, encoded = digest.split(":", 1)
+        tag = f"{algorithm[:32]}-{encoded[:64]}"
+        what = f"{self._display}:{tag} (referrers tag for {digest})"
+        url = f"{self._base}/manifests/{tag}"
+        resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
+        with resp:
+            if resp.status_code == 404:
+                body = self._read(resp, 64 * 1024, what, deadline, allow_truncate=True)
+                if "NAME_UNKNOWN" in _error_codes(body):
+                    raise NotFound(f"{what}: repository {self._display} does not exist")
+                return Referrers(digest, (), "tag-schema")
+            self._raise_for_status(resp, what, "referrers tag")
+            media_type = _media_type(resp)
+            body = self._read(resp, self._limits.max_index_bytes, what, deadline)
+            header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
+        actual = self._check_header_digest(body, header_digest, what)
+        if media_type not in INDEX_TYPES:
+            log.warning("%s: tag holds %s, not an image index; treating as no referrers", what, media_type)
+            return Referrers(digest, (), "tag-schema")
+        index = parse_manifest(body, media_type, actual, what, max_entries=self._limits.max_referrers)
+        collected = list(index.manifests)
+        self._check_count(collected, what)
+        if artifact_type is not None:
+            collected = [d for d in collected if self._artifact_type_of(d, deadline) == artifact_type]
+        return Referrers(digest, _dedupe(collected), "tag-schema")
+
+    def _artifact_type_of(self, descriptor: Descriptor, deadline: Deadline) -> str | None:
+        """A tag-schema entry's artifact type; older clients omitted it, so read the manifest then."""
+        if descriptor.artifact_type or descriptor.media_type not in MANIFEST_TYPES:
+            return descriptor.artifact_type
+        return self.fetch_manifest(descriptor.digest, deadline, expected=descriptor).effective_artifact_type
+
+    def _check_count(self, collected: list[Descriptor], what: str) -> None:
+        if len(collected) > self._limits.max_referrers:
+            raise ContentTooLarge(f"{what}: more than {self._limits.max_referrers} referrers")
+
+    # --- manifests --------------------------------------------------------------------------------
+
+    def _get_manifest(self, target: str, what: str, deadline: Deadline, expected_digest: str | None) -> Manifest:
+        url = f"{self._base}/manifests/{quote(target, safe=':')}"
+        resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
+        with resp:
+            self._raise_for_status(resp, what, "manifest")
+            media_type = _media_type(resp)
+            if media_type not in MANIFEST_TYPES:
+                raise ContentMismatch(f"{what}: registry served {media_type or 'no Content-Type'}, not a manifest")
+            body = self._read(resp, self._limits.max_manifest_bytes, what, deadline)
+            header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
+        if expected_digest is not None:
+            check_digest(body, expected_digest, what)
+        digest = self._check_header_digest(body, header_digest, what, preferred=expected_digest)
+        return parse_manifest(body, media_type, digest, what)
+
+    def _check_header_digest(self, body: bytes, header_digest: str, what: str, preferred: str | None = None) -> str:
+        """Compare a ``Docker-Content-Digest`` header with the bytes; return the digest to use."""
+        if header_digest:
+            try:
+                validate_digest(header_digest)
+            except ValueError:
+                raise RegistryProtocolError(f"{what}: invalid Docker-Content-Digest {header_digest!r}") from None
+            actual = compute_digest(body, header_digest.split(":", 1)[0])
+            if actual != header_digest:
+                raise ContentMismatch(
+                    f"{what}: Docker-Content-Digest says {header_digest} but the bytes hash to {actual}"
+                )
+        return preferred or compute_digest(body)
+
+    # --- transport --------------------------------------------------------------------------------
+
+    def _raise_for_status(self, resp: requests.Response, what: str, kind: str) -> None:
+        status = resp.status_code
+        if status == 200:
+            return
+        if status == 404:
+            raise NotFound(f"{what}: {kind} not found on {self.host} (HTTP 404)")
+        if status in (401, 403):
+            raise AuthenticationFailed(f"{what}: access denied by {self.host} (HTTP {status})")
+        if status >= 500:
+            raise RegistryUnavailable(f"{what}: registry {self.host} failed (HTTP {status})")
+        raise RegistryProtocolError(f"{what}: unexpected HTTP {status} from {self.host} for the {kind}")
+
+    def _read(
+        self, resp: requests.Response, cap: int, what: str, deadline: Deadline, *, allow_truncate: bool = False
+    ) -> bytes:
+        """Read a body of at most ``cap`` bytes before the deadline."""
+        length = resp.headers.get("Content-Length")
+        if not allow_truncate and length is not None and length.isdigit() and int(length) > cap:
+            raise ContentTooLarge(f"{what}: response is {length} bytes, over the {cap}-byte cap")
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            while True:
+                _tighten_read_timeout(resp, deadline.check(what))
+                chunk = resp.raw.read(min(CHUNK_BYTES, cap + 1 - total), decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > cap:
+                    if allow_truncate:
+                        break
+                    raise ContentTooLarge(f"{what}: response exceeds the {cap}-byte cap")
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.expired():
+                raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None
+            raise RegistryUnavailable(f"{what}: reading from {self.host} failed ({type(exc).__name__})") from None
+        return b"".join(chunks)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        deadline: Deadline,
+        headers: Mapping[str, str],
+        *,
+        redirects: bool = False,
+    ) -> requests.Response:
+        """Send one request with auth, bounded retries and the deadline; return the open response.
+
+        Returns any status but 401 (answered by authenticating) and the retried statuses (unless
+        they are what the last allowed try got, which raises).
+        """
+        limits = self._limits
+        credentials = list(self._credentials)
+        credential = credentials.pop(0)
+        authenticated_once = False
+        attempt = 0
+        while True:
+            left = deadline.check(f"{what}: {method} {self.host}")
+            request_headers = dict(headers)
+            authorization = self._client._auth.get(self._auth_key(credential))
+            if authorization:
+                request_headers["Authorization"] = authorization
+            timeout = min(limits.request_timeout_s, left)
+            try:
+                resp = self._client._session.request(
+                    method, url, headers=request_headers, timeout=(timeout, timeout),
+                    verify=self._verify, allow_redirects=redirects, stream=True,
+                )
+            except requests.TooManyRedirects:
+                raise RegistryProtocolError(f"{what}: more than {limits.max_redirects} redirects") from None
+            except requests.exceptions.SSLError as exc:
+                raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({_short(exc)})") from None
+            except requests.Timeout:
+                if deadline.expired():
+                    raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
+                raise RegistryUnavailable(f"{what}: {self.host} did not answer within {timeout:.1f}s") from None
+            except requests.RequestException as exc:
+                raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({_short(exc)})") from None
+
+            if resp.status_code == 401:
+                challenge_header = resp.headers.get("WWW-Authenticate", "")
+                resp.close()
+                if authenticated_once:
+                    # Our fresh credentials were refused: try the next matching credential, if any.
+                    self._client._auth.forget(self._auth_key(credential))
+                    if not credentials:
+                        who = "anonymous access" if credential.is_anonymous else f"credentials from {credential.source}"
+                        raise AuthenticationFailed(f"{what}: {self.host} refused {who} (HTTP 401)")
+                    credential = credentials.pop(0)
+                self._authenticate(challenge_header, credential, what, deadline)
+                authenticated_once = True
+                continue
+
+            if resp.status_code in RETRY_STATUSES:
+                status = resp.status_code
+                wait = _retry_after_s(resp.headers.get("Retry-After"))
+                resp.close()
+                error: type[RateLimited | RegistryUnavailable] = RateLimited if status == 429 else RegistryUnavailable
+                if attempt >= limits.max_retries:
+                    raise error(f"{what}: {self.host} answered HTTP {status} {attempt + 1} times; giving up")
+                if wait is None:
+                    wait = min(limits.max_retry_wait_s, 0.2 * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
+                if wait > limits.max_retry_wait_s or wait >= deadline.remaining_s():
+                    raise error(
+                        f"{what}: {self.host} answered HTTP {status} and asks to retry after {wait:.1f}s, "
+                        "beyond the time left"
+                    )
+                time.sleep(wait)
+                attempt += 1
+                continue
+            return resp
+
+    def _auth_key(self, credential: Credential) -> tuple[str, str, str]:
+        return (self.host, self._scope, credential.fingerprint())
+
+    def _authenticate(self, header: str, credential: Credential, what: str, deadline: Deadline) -> None:
+        challenges = {c.scheme: c for c in parse_challenges(header)}
+        key = self._auth_key(credential)
+        bearer: Challenge | None = challenges.get("bearer")
+        if bearer is not None:
+            token = fetch_token(
+                self._client._session, bearer, self._scope, credential,
+                registry=self.host, allow_plain_http=self._plain_http, verify=self._verify,
+                deadline=deadline, request_timeout_s=self._limits.request_timeout_s,
+            )
+            self._client._auth.put(key, f"Bearer {token.value}", token.lifetime_s)
+        elif "basic" in challenges:
+            if credential.is_anonymous:
+                raise AuthenticationFailed(f"{what}: {self.host} requires credentials and none match it")
+            if credential.identity_token or credential.registry_token:
+                raise AuthenticationFailed(
+                    f"{what}: {self.host} asks for basic auth but {credential.source} holds only a token"
+                )
+            self._client._auth.put(key, basic_authorization(credential), None)
+        else:
+            raise AuthenticationFailed(f"{what}: {self.host} answered 401 without a usable challenge")
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line cause for a transport error: the OS error if there is one, else the exception type."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    for marker in ("certificate verify failed", "wrong version number", "Name or service not known"):
+        if marker in text:
+            return marker
+    return type(exc).__name__
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _dedupe(descriptors: list[Descriptor]) -> tuple[Descriptor, ...]:
+    seen: set[str] = set()
+    out: list[Descriptor] = []
+    for d in descriptors:
+        if d.digest not in seen:
+            seen.add(d.digest)
+            out.append(d)
+    return tuple(out)
