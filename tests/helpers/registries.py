@@ -1,0 +1,92 @@
+"""Real registries started for tests: CNCF Distribution 2.8 (``docker-registry``) and ``olareg``."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from tests.helpers.tools import free_port, tool
+
+
+@dataclass(frozen=True)
+class RunningRegistry:
+    kind: str  # "distribution" (no referrers API) or "olareg" (referrers API)
+    host: str  # 127.0.0.1:PORT
+    plain_http: bool
+    ca_file: Path | None = None
+
+    @property
+    def has_referrers_api(self) -> bool:
+        return self.kind == "olareg"
+
+    def oras_flags(self) -> list[str]:
+        return ["--plain-http"] if self.plain_http else ["--ca-file", str(self.ca_file)]
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, verify: bool | str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"registry exited early ({proc.returncode}):\n{log.read_text()}")
+        try:
+            if requests.get(url, timeout=1, verify=verify).status_code in (200, 401):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"registry at {url} not ready after 30s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def _process(args: list[str], log: Path, url: str, verify: bool | str) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(proc, url, log, verify)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None,
+                 auth_yaml: str = "") -> Iterator[RunningRegistry]:
+    """CNCF Distribution 2.8. ``tls`` is (cert, key, ca); ``auth_yaml`` an indented ``auth:`` block."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    tls_yaml = f"\n  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}" if tls else ""
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}{tls_yaml}\n"
+        f"{auth_yaml}"
+    )
+    scheme = "https" if tls else "http"
+    verify: bool | str = str(tls[2]) if tls else True
+    with _process([tool("docker-registry"), "serve", str(config)], workdir / "registry.log",
+                  f"{scheme}://127.0.0.1:{port}/v2/", verify):
+        yield RunningRegistry("distribution", f"127.0.0.1:{port}", plain_http=tls is None,
+                              ca_file=tls[2] if tls else None)
+
+
+@contextlib.contextmanager
+def olareg(workdir: Path) -> Iterator[RunningRegistry]:
+    """olareg: an OCI 1.1 registry with the referrers API, plain HTTP."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [tool("olareg"), "serve", "--addr", "127.0.0.1", "--port", str(port), "--dir", str(workdir / "data")]
+    with _process(args, workdir / "olareg.log", f"http://127.0.0.1:{port}/v2/", True):
+        yield RunningRegistry("olareg", f"127.0.0.1:{port}", plain_http=True)
