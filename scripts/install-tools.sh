@@ -53,6 +53,19 @@ install_go_tool() {  # NAME "module/package@version"
   printf '%s\n' "$spec" > "$stamp"
 }
 
+install_refparse() {
+  # The distribution reference library, wrapped in a small program: the reference-parsing tests
+  # compare webhook/reference.py with it on the same table.
+  local src=tests/conformance/refparse stamp=.tools/bin/.refparse.version want
+  want=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -d' ' -f1)
+  if [ -x .tools/bin/refparse ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    log "refparse present"; return
+  fi
+  log "building refparse"
+  ( cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$root/.tools/bin/refparse" . ) || die "could not build refparse"
+  printf '%s\n' "$want" > "$stamp"
+}
+
 install_python() {
   local py=${PYTHON:-python3}
   "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python >= 3.11 is required"
@@ -79,5 +92,6 @@ install_go_tool oras "$ORAS"
 install_go_tool notation "$NOTATION"
 install_go_tool opa "$OPA"
 install_go_tool helm "$HELM"
+install_refparse
 install_python
 log "done: tools in .tools/bin, Python in .venv"

@@ -127,5 +127,5 @@ def serve_tokens(token_server: TokenServer, tls: KeyPair, port: int) -> tuple[Th
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(Path(tls.cert_path), Path(tls.key_path))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"https://127.0.0.1:{port}/token"

@@ -402,7 +402,8 @@ class HttpRepository:
         try:
             while True:
                 _tighten_read_timeout(resp, deadline.check(what))
-                chunk = resp.raw.read(min(CHUNK_BYTES, cap + 1 - total), decode_content=True)
+                # read1: at most one socket read, so the deadline is checked between every read.
+                chunk = resp.raw.read1(min(CHUNK_BYTES, cap + 1 - total), decode_content=True)
                 if not chunk:
                     break
                 chunks.append(chunk)

@@ -1,0 +1,309 @@
+"""A fake registry that lies, loops, stalls or throttles: each case ends in the right typed error,
+within the deadline. (In-process fake: no real registry can be made to misbehave like this.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry
+from webhook.deadline import Deadline
+from webhook.errors import (
+    ContentMismatch,
+    ContentTooLarge,
+    DeadlineExceeded,
+    NotFound,
+    RateLimited,
+    RegistryProtocolError,
+    RegistryUnavailable,
+)
+from webhook.oci import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest
+from webhook.reference import parse
+from webhook.registry import Limits
+from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
+
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                  "digest": "sha256:" + "c" * 64, "size": 2},
+                       "layers": []}).encode()
+DIGEST = compute_digest(MANIFEST)
+BASE = "/v2/demo/app"
+
+
+def entry(n: int, artifact_type: str = NOTARY_SIGNATURE) -> dict[str, object]:
+    return {"mediaType": OCI_MANIFEST, "digest": f"sha256:{n:064x}", "size": 100 + n, "artifactType": artifact_type}
+
+
+def index(*entries: dict[str, object]) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list(entries)}).encode()
+
+
+@pytest.fixture()
+def fake() -> Iterator[FakeRegistry]:
+    with fake_registry() as f:
+        yield f
+
+
+def repo(fake: FakeRegistry, **limits: float) -> HttpRepository:
+    settings = ClientSettings(default=HostSettings(plain_http=True), limits=Limits(**limits))  # type: ignore[arg-type]
+    return RegistryClient(settings).repository(parse(f"{fake.host}/demo/app:v1"))
+
+
+def serve_manifest(body: bytes = MANIFEST, digest_header: str | None = DIGEST) -> object:
+    def handler(h: FakeHandler) -> None:
+        headers = {"Content-Type": OCI_MANIFEST}
+        if digest_header:
+            headers["Docker-Content-Digest"] = digest_header
+        h.reply(200, body, headers)
+    return handler
+
+
+# --- content that is not what the digest promises -----------------------------------------------
+
+def test_wrong_bytes_for_a_digest_fake(fake: FakeRegistry) -> None:
+    other = MANIFEST.replace(b'"layers": []', b'"layers": [] ')
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(other, digest_header=None))  # type: ignore[arg-type]
+    with pytest.raises(ContentMismatch) as info:
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+    assert DIGEST in str(info.value) and fake.host in str(info.value)
+
+
+def test_digest_header_that_disagrees_with_bytes_fake(fake: FakeRegistry) -> None:
+    lie = "sha256:" + "d" * 64
+    fake.route("HEAD", f"{BASE}/manifests/v1", lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST}))
+    fake.route("GET", f"{BASE}/manifests/v1", serve_manifest(digest_header=lie))  # type: ignore[arg-type]
+    with pytest.raises(ContentMismatch) as info:
+        repo(fake).resolve("v1", Deadline.after(5))
+    assert lie in str(info.value)
+
+
+def test_head_without_digest_header_falls_back_to_hashing_fake(fake: FakeRegistry) -> None:
+    fake.route("HEAD", f"{BASE}/manifests/v1", lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST}))
+    fake.route("GET", f"{BASE}/manifests/v1", serve_manifest(digest_header=None))  # type: ignore[arg-type]
+    m = repo(fake).resolve("v1", Deadline.after(5))
+    assert m.descriptor.digest == DIGEST and m.descriptor.size == len(MANIFEST)
+
+
+def test_tag_resolved_by_head_is_then_fetched_by_digest_and_checked_fake(fake: FakeRegistry) -> None:
+    fake.route("HEAD", f"{BASE}/manifests/v1",
+               lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST}))
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(b"{}", digest_header=DIGEST))  # type: ignore[arg-type]
+    with pytest.raises(ContentMismatch):
+        repo(fake).resolve("v1", Deadline.after(5))
+
+
+def test_content_type_that_is_not_a_manifest_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(200, MANIFEST, {"Content-Type": "text/html"}))
+    with pytest.raises(ContentMismatch):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+
+
+def test_blob_with_wrong_bytes_fake(fake: FakeRegistry) -> None:
+    blob = b"envelope"
+    descriptor = Descriptor("application/jose+json", compute_digest(b"other!!!"), len(blob))
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", lambda h: h.reply(200, blob))
+    with pytest.raises(ContentMismatch):
+        repo(fake).fetch_blob(descriptor, Deadline.after(5))
+
+
+def test_blob_longer_than_its_descriptor_fake(fake: FakeRegistry) -> None:
+    blob = b"envelope-and-more"
+    descriptor = Descriptor("application/jose+json", compute_digest(blob[:8]), 8)
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", lambda h: h.reply(200, blob))
+    with pytest.raises((ContentTooLarge, ContentMismatch)):
+        repo(fake).fetch_blob(descriptor, Deadline.after(5))
+
+
+# --- size caps ------------------------------------------------------------------------------------
+
+def test_manifest_over_the_cap_refused_before_reading_fake(fake: FakeRegistry) -> None:
+    big = b" " * 5000 + MANIFEST
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(big))  # type: ignore[arg-type]
+    with pytest.raises(ContentTooLarge) as info:
+        repo(fake, max_manifest_bytes=4096).fetch_manifest(DIGEST, Deadline.after(5))
+    assert "4096" in str(info.value)
+
+
+def test_manifest_over_the_cap_without_content_length_fake(fake: FakeRegistry) -> None:
+    def chunked(h: FakeHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", OCI_MANIFEST)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for _ in range(100):
+            h.wfile.write(b" " * 1000)
+        h.close_connection = True
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", chunked)
+    with pytest.raises(ContentTooLarge):
+        repo(fake, max_manifest_bytes=4096).fetch_manifest(DIGEST, Deadline.after(5))
+
+
+def test_too_many_referrers_fake(fake: FakeRegistry) -> None:
+    body = index(*[entry(i) for i in range(20)])
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(200, body, {"Content-Type": OCI_INDEX}))
+    with pytest.raises((ContentTooLarge, RegistryProtocolError)):
+        repo(fake, max_referrers=10).referrers(DIGEST, Deadline.after(5))
+
+
+# --- pagination -----------------------------------------------------------------------------------
+
+def test_link_pages_are_followed_and_filtered_client_side_fake(fake: FakeRegistry) -> None:
+    page1 = index(entry(1), entry(2, "application/spdx+json"))
+    page2 = index(entry(3))
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
+        200, page1, {"Content-Type": OCI_INDEX, "Link": f'<{BASE}/referrers/{DIGEST}?page=2>; rel="next"'}))
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}?page=2",
+               lambda h: h.reply(200, page2, {"Content-Type": OCI_INDEX}))
+    found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
+    assert [d.digest for d in found.descriptors] == [f"sha256:{1:064x}", f"sha256:{3:064x}"]
+    assert found.source == "referrers-api"
+
+
+def test_server_side_filter_is_trusted_only_when_announced_fake(fake: FakeRegistry) -> None:
+    body = index(entry(1), entry(2, "application/spdx+json"))
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
+        200, body, {"Content-Type": OCI_INDEX, "OCI-Filters-Applied": "artifactType"}))
+    found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
+    # The registry said it filtered, so its answer is taken as is (even the odd entry).
+    assert len(found.descriptors) == 2
+
+
+def test_link_loop_fake(fake: FakeRegistry) -> None:
+    first, second = f"{BASE}/referrers/{DIGEST}", f"{BASE}/referrers/{DIGEST}?page=2"
+    fake.route("GET", first, lambda h: h.reply(
+        200, index(entry(1)), {"Content-Type": OCI_INDEX, "Link": f'<{second}>; rel="next"'}))
+    fake.route("GET", second, lambda h: h.reply(
+        200, index(entry(2)), {"Content-Type": OCI_INDEX, "Link": f'<{first}>; rel="next"'}))
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake).referrers(DIGEST, Deadline.after(5))
+    assert "loop" in str(info.value)
+
+
+def test_endless_pages_are_capped_fake(fake: FakeRegistry) -> None:
+    def page(h: FakeHandler) -> None:
+        n = int(h.path.rsplit("=", 1)[1]) if "=" in h.path else 0
+        h.reply(200, index(entry(n)), {"Content-Type": OCI_INDEX,
+                                       "Link": f'<{BASE}/referrers/{DIGEST}?page={n + 1}>; rel="next"'})
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", page)
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake, max_referrer_pages=5).referrers(DIGEST, Deadline.after(5))
+    assert "more than 5 pages" in str(info.value)
+    assert len(fake.hits) == 5
+
+
+def test_cross_origin_link_is_not_followed_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
+        200, index(entry(1)), {"Content-Type": OCI_INDEX,
+                               "Link": '<http://169.254.169.254/latest/meta-data>; rel="next"'}))
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake).referrers(DIGEST, Deadline.after(5))
+    assert "another origin" in str(info.value)
+
+
+# --- API detection --------------------------------------------------------------------------------
+
+def test_plain_404_means_no_api_and_tag_schema_is_read_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(404, b"404 page not found"))
+    tag = DIGEST.replace(":", "-")
+    fake.route("GET", f"{BASE}/manifests/{tag}", lambda h: h.reply(200, index(entry(7)), {"Content-Type": OCI_INDEX}))
+    r = repo(fake)
+    found = r.referrers(DIGEST, Deadline.after(5))
+    assert found.source == "tag-schema" and len(found.descriptors) == 1
+    # Capability is remembered: the second call goes straight to the tag.
+    r.referrers(DIGEST, Deadline.after(5))
+    assert fake.count("GET", f"{BASE}/referrers/{DIGEST}") == 1
+
+
+def test_name_unknown_is_a_missing_repository_not_a_missing_api_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
+        404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}',
+        {"Content-Type": "application/json"}))
+    with pytest.raises(NotFound) as info:
+        repo(fake).referrers(DIGEST, Deadline.after(5))
+    assert "does not exist" in str(info.value)
+
+
+def test_tag_schema_entries_without_artifact_type_are_read_to_classify_fake(fake: FakeRegistry) -> None:
+    sig = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": NOTARY_SIGNATURE, "digest": "sha256:" + "e" * 64, "size": 2},
+                      "layers": [], "subject": {"mediaType": OCI_MANIFEST, "digest": DIGEST,
+                                                "size": len(MANIFEST)}}).encode()
+    sig_digest = compute_digest(sig)
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(404, b""))
+    fake.route("GET", f"{BASE}/manifests/{DIGEST.replace(':', '-')}", lambda h: h.reply(200, index(
+        {"mediaType": OCI_MANIFEST, "digest": sig_digest, "size": len(sig)}), {"Content-Type": OCI_INDEX}))
+    fake.route("GET", f"{BASE}/manifests/{sig_digest}", serve_manifest(sig, sig_digest))  # type: ignore[arg-type]
+    found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
+    assert [d.digest for d in found.descriptors] == [sig_digest]
+
+
+# --- throttling, failures and time ----------------------------------------------------------------
+
+def test_endless_429_gives_up_after_bounded_retries_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(429, b"", {"Retry-After": "0"}))
+    with pytest.raises(RateLimited) as info:
+        repo(fake, max_retries=3).fetch_manifest(DIGEST, Deadline.after(5))
+    assert fake.count("GET", f"{BASE}/manifests/{DIGEST}") == 4
+    assert "429" in str(info.value)
+
+
+def test_retry_after_beyond_the_deadline_fails_at_once_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(429, b"", {"Retry-After": "3600"}))
+    start = time.monotonic()
+    with pytest.raises(RateLimited):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+    assert time.monotonic() - start < 1
+    assert fake.count("GET", f"{BASE}/manifests/{DIGEST}") == 1
+
+
+def test_503_then_success_is_retried_fake(fake: FakeRegistry) -> None:
+    calls = []
+
+    def flaky(h: FakeHandler) -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            h.reply(503, b"", {"Retry-After": "0"})
+        else:
+            serve_manifest()(h)  # type: ignore[operator]
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", flaky)
+    assert repo(fake).fetch_manifest(DIGEST, Deadline.after(5)).descriptor.digest == DIGEST
+
+
+def test_persistent_500_is_unavailable_not_missing_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(500, b"boom"))
+    with pytest.raises(RegistryUnavailable):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+
+
+def test_slow_body_ends_at_the_deadline_fake(fake: FakeRegistry) -> None:
+    def trickle(h: FakeHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", OCI_MANIFEST)
+        h.send_header("Content-Length", str(len(MANIFEST)))
+        h.end_headers()
+        for byte in MANIFEST:
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+            time.sleep(0.4)
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(1.5))
+    assert time.monotonic() - start < 2.5
+
+
+def test_no_answer_at_all_ends_at_the_deadline_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: time.sleep(10))
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(1.0))
+    assert time.monotonic() - start < 2.0
+
+
+def test_expired_deadline_sends_nothing_fake(fake: FakeRegistry) -> None:
+    with pytest.raises(DeadlineExceeded):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(-1))
+    assert fake.hits == []

@@ -1,0 +1,74 @@
+"""WWW-Authenticate parsing, token responses and the token cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.errors import AuthenticationFailed
+from webhook.registry.auth import AuthCache, parse_challenges, parse_token_response
+
+
+def test_bearer_challenge() -> None:
+    [c] = parse_challenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+                           'scope="repository:library/nginx:pull"')
+    assert c.scheme == "bearer"
+    assert c.params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
+                        "scope": "repository:library/nginx:pull"}
+
+
+def test_basic_challenge_and_case() -> None:
+    [c] = parse_challenges('BASIC Realm="Registry Realm"')
+    assert c.scheme == "basic" and c.params == {"realm": "Registry Realm"}
+
+
+def test_several_challenges_and_odd_spacing() -> None:
+    cs = parse_challenges('Basic realm="a" , Bearer realm = "https://t/token", service=svc ,error="invalid_token"')
+    assert [c.scheme for c in cs] == ["basic", "bearer"]
+    assert cs[1].params == {"realm": "https://t/token", "service": "svc", "error": "invalid_token"}
+
+
+def test_quoted_commas_and_escapes() -> None:
+    [c] = parse_challenges(r'Bearer realm="https://t/token",scope="repository:a:pull,push",x="q\"uote"')
+    assert c.params["scope"] == "repository:a:pull,push"
+    assert c.params["x"] == 'q"uote'
+
+
+def test_empty_header() -> None:
+    assert parse_challenges("") == []
+
+
+def test_token_response_prefers_access_token_and_defaults_lifetime() -> None:
+    t = parse_token_response(b'{"token": "old", "access_token": "new"}', "realm")
+    assert t.value == "new"
+    assert 50 <= t.lifetime_s <= 60  # 60 s default, refreshed a little early
+
+
+def test_token_response_honours_expires_in() -> None:
+    assert parse_token_response(b'{"token": "t", "expires_in": 300}', "realm").lifetime_s == pytest.approx(295)
+
+
+@pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"token": ""}', b'{"token": 5}'])
+def test_bad_token_response(body: bytes) -> None:
+    with pytest.raises(AuthenticationFailed):
+        parse_token_response(body, "realm")
+
+
+def test_cache_honours_lifetime() -> None:
+    now = [100.0]
+    cache = AuthCache(clock=lambda: now[0])
+    key = ("r.example", "repository:a:pull", "fp")
+    cache.put(key, "Bearer t", 30)
+    assert cache.get(key) == "Bearer t"
+    now[0] += 29
+    assert cache.get(key) == "Bearer t"
+    now[0] += 2
+    assert cache.get(key) is None
+
+
+def test_cache_is_per_scope_and_basic_never_expires() -> None:
+    now = [0.0]
+    cache = AuthCache(clock=lambda: now[0])
+    cache.put(("r", "repository:a:pull", "fp"), "Basic x", None)
+    assert cache.get(("r", "repository:b:pull", "fp")) is None
+    now[0] = 1e9
+    assert cache.get(("r", "repository:a:pull", "fp")) == "Basic x"
