@@ -20,13 +20,18 @@ class RunningRegistry:
     host: str  # 127.0.0.1:PORT
     plain_http: bool
     ca_file: Path | None = None
+    username: str | None = None  # credentials the test tools push with
+    password: str | None = None
 
     @property
     def has_referrers_api(self) -> bool:
         return self.kind == "olareg"
 
     def oras_flags(self) -> list[str]:
-        return ["--plain-http"] if self.plain_http else ["--ca-file", str(self.ca_file)]
+        flags = ["--plain-http"] if self.plain_http else ["--ca-file", str(self.ca_file)]
+        if self.username is not None and self.password is not None:
+            flags += ["--username", self.username, "--password", self.password]
+        return flags
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, verify: bool | str) -> None:
@@ -60,8 +65,8 @@ def _process(args: list[str], log: Path, url: str, verify: bool | str) -> Iterat
 
 
 @contextlib.contextmanager
-def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None,
-                 auth_yaml: str = "") -> Iterator[RunningRegistry]:
+def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None, auth_yaml: str = "",
+                 username: str | None = None, password: str | None = None) -> Iterator[RunningRegistry]:
     """CNCF Distribution 2.8. ``tls`` is (cert, key, ca); ``auth_yaml`` an indented ``auth:`` block."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -79,7 +84,7 @@ def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None,
     with _process([tool("docker-registry"), "serve", str(config)], workdir / "registry.log",
                   f"{scheme}://127.0.0.1:{port}/v2/", verify):
         yield RunningRegistry("distribution", f"127.0.0.1:{port}", plain_http=tls is None,
-                              ca_file=tls[2] if tls else None)
+                              ca_file=tls[2] if tls else None, username=username, password=password)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,103 @@
+"""The registry seam over an OCI image layout, checked against oras and notation on the same layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NOTARY, SignedImage
+from tests.helpers.artifacts import Notation, oras, referrer_tree
+from webhook.deadline import Deadline
+from webhook.errors import ContentMismatch, InvalidReference, NotFound
+from webhook.registry.layout import LayoutRepository, split_layout_reference
+
+
+def referee(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "webhook", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.fixture()
+def layout(signed_image: SignedImage, notation: Notation, tmp_path: Path) -> Path:
+    """The signed image copied with its referrers into a layout, plus a signature notation made there."""
+    if signed_image.registry.kind != "distribution":
+        pytest.fail("layout tests copy from the distribution registry only", pytrace=False)
+    path = tmp_path / "layout"
+    oras("cp", "-r", "--from-plain-http", signed_image.reference, "--to-oci-layout", f"{path}:v1")
+    notation.sign_layout(f"{path}:v1")
+    return path
+
+
+@pytest.mark.parametrize("registry", ["distribution"], indirect=True)
+def test_layout_discover_matches_oras(layout: Path, signed_image: SignedImage) -> None:
+    proc = referee("discover", "--oci-layout", "--output", "json", f"{layout}:v1")
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(proc.stdout)
+    theirs = json.loads(oras("discover", "--oci-layout", "--format", "json", f"{layout}:v1"))
+    assert ours["digest"] == theirs["digest"] == signed_image.digest
+    assert referrer_tree(ours) == referrer_tree(theirs)
+    signatures = [r for r in ours["referrers"] if r["artifactType"] == NOTARY]
+    assert len(signatures) == 3  # two copied from the registry, one made in the layout
+
+
+@pytest.mark.parametrize("registry", ["distribution"], indirect=True)
+def test_layout_by_digest_and_filter(layout: Path, signed_image: SignedImage) -> None:
+    repo = LayoutRepository(layout)
+    deadline = Deadline.after(5)
+    assert repo.resolve(signed_image.digest, deadline).descriptor.digest == signed_image.digest
+    found = repo.referrers(signed_image.digest, deadline, "application/spdx+json")
+    assert [d.digest for d in found.descriptors] == [signed_image.sbom]
+    assert found.source == "oci-layout"
+
+
+@pytest.mark.parametrize("registry", ["distribution"], indirect=True)
+def test_tampered_blob_in_layout_is_detected(layout: Path, signed_image: SignedImage) -> None:
+    algorithm, encoded = signed_image.digest.split(":")
+    blob = layout / "blobs" / algorithm / encoded
+    blob.write_bytes(blob.read_bytes().replace(b'"schemaVersion"', b' "schemaVersion"', 1))
+    with pytest.raises(ContentMismatch):
+        LayoutRepository(layout).resolve("v1", Deadline.after(5))
+    proc = referee("discover", "--oci-layout", f"{layout}:v1")
+    assert proc.returncode == 1 and "hashes to" in proc.stderr
+
+
+@pytest.mark.parametrize("registry", ["distribution"], indirect=True)
+def test_symlinked_blob_is_refused(layout: Path, signed_image: SignedImage, tmp_path: Path) -> None:
+    algorithm, encoded = signed_image.digest.split(":")
+    blob = layout / "blobs" / algorithm / encoded
+    outside = tmp_path / "outside"
+    outside.write_bytes(blob.read_bytes())
+    blob.unlink()
+    blob.symlink_to(outside)
+    with pytest.raises(NotFound):
+        LayoutRepository(layout).resolve("v1", Deadline.after(5))
+
+
+def test_missing_layout_and_tag(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        LayoutRepository(tmp_path)
+    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    with pytest.raises(NotFound) as info:
+        LayoutRepository(tmp_path).resolve("v9", Deadline.after(5))
+    assert "v9" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "path", "target"), [
+    ("./dir:v1", "dir", "v1"),
+    ("/a/b:latest", "/a/b", "latest"),
+    ("dir@sha256:" + "a" * 64, "dir", "sha256:" + "a" * 64),
+])
+def test_split_layout_reference(text: str, path: str, target: str) -> None:
+    p, t = split_layout_reference(text)
+    assert (p, t) == (Path(path), target)
+
+
+@pytest.mark.parametrize("text", ["dir", ":v1", "dir@sha256:short", "dir:-bad"])
+def test_split_layout_reference_rejects(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        split_layout_reference(text)
