@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,17 +58,20 @@ class SignedImage:
 
 
 @pytest.fixture(scope="session")
-def signed_image(registry: RunningRegistry, notation: Notation,
-                 tmp_path_factory: pytest.TempPathFactory) -> SignedImage:
+def signed_image(
+    registry: RunningRegistry, notation: Notation, tmp_path_factory: pytest.TempPathFactory
+) -> SignedImage:
     """An image with signatures of both shapes notation accepts, an SBOM, and a signature on the SBOM."""
     work = tmp_path_factory.mktemp(f"signed-{registry.kind}")
     repo = "demo/app"
     digest = push_image(registry, repo, "v1", work)
     subject = f"{registry.host}/{repo}@{digest}"
     notation.sign(registry, subject)
-    v11 = attach(registry, subject, NOTARY, work, "envelope.jws", '{"not":"a real envelope"}')
-    sbom = attach(registry, subject, SBOM, work, "sbom.spdx.json", '{"spdxVersion":"SPDX-2.3"}')
-    sbom_signature = attach(registry, f"{registry.host}/{repo}@{sbom}", NOTARY, work, "sbom-sig.jws", '{"x":1}')
+    v11 = attach(registry, subject, NOTARY, work, name="envelope.jws", content='{"not":"a real envelope"}')
+    sbom = attach(registry, subject, SBOM, work, name="sbom.spdx.json", content='{"spdxVersion":"SPDX-2.3"}')
+    sbom_signature = attach(
+        registry, f"{registry.host}/{repo}@{sbom}", NOTARY, work, name="sbom-sig.jws", content='{"x":1}'
+    )
     listed = oras_discover(registry, subject)["referrers"]
     assert isinstance(listed, list)
     notation_sig = next(r["digest"] for r in listed if r["artifactType"] == NOTARY and r["digest"] != v11)
@@ -77,3 +81,19 @@ def signed_image(registry: RunningRegistry, notation: Notation,
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- In CI a skipped test is a failure: a skip must never hide a missing tool. ---------------------
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and _skipped and exitstatus == 0:
+        session.exitstatus = 1
+        print(f"\nCI: {len(_skipped)} test(s) skipped; skips are failures in CI: {_skipped[:5]}")

@@ -19,7 +19,13 @@ from pathlib import Path
 from webhook import __version__
 from webhook.deadline import Deadline
 from webhook.discover import discover, render_text
-from webhook.errors import ConfigError, InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
+from webhook.errors import (
+    ConfigError,
+    InvalidReference,
+    RefereeError,
+    VerificationFailed,
+    VerificationInconclusive,
+)
 from webhook.reference import parse
 from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
@@ -39,27 +45,36 @@ class _Parser(argparse.ArgumentParser):
 def _add_registry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain-http", action="store_true", help="talk to the registry over HTTP without TLS")
     p.add_argument("--ca-file", metavar="PEM", help="trust this CA bundle for the registry's TLS certificate")
-    p.add_argument("--oci-layout", action="store_true", help="IMAGE is an OCI image layout: PATH:TAG or PATH@DIGEST")
     p.add_argument(
-        "--docker-config", metavar="FILE",
-        help="registry credentials in docker config.json form (default: $DOCKER_CONFIG/config.json "
-             "or ~/.docker/config.json when present)",
+        "--oci-layout", action="store_true", help="IMAGE is an OCI image layout: PATH:TAG or PATH@DIGEST"
     )
     p.add_argument(
-        "--pull-secret", metavar="FILE", action="append", default=[],
+        "--docker-config",
+        metavar="FILE",
+        help="registry credentials in docker config.json form (default: $DOCKER_CONFIG/config.json "
+        "or ~/.docker/config.json when present)",
+    )
+    p.add_argument(
+        "--pull-secret",
+        metavar="FILE",
+        action="append",
+        default=[],
         help="a Kubernetes Secret (JSON) of type kubernetes.io/dockerconfigjson or dockercfg; repeatable",
     )
     p.add_argument("--timeout", metavar="SECONDS", type=float, default=30.0, help="give up after this long")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="referee", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="referee", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"referee {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     d = sub.add_parser(
-        "discover", help="show an image's digest and the artifacts that refer to it",
+        "discover",
+        help="show an image's digest and the artifacts that refer to it",
         description="Resolve IMAGE to its digest and print the tree of artifacts (signatures, SBOMs, ...) "
-                    "that refer to it, found through the registry's referrers API or the referrers tag schema.",
+        "that refer to it, found through the registry's referrers API or the referrers tag schema.",
     )
     d.add_argument("image", metavar="IMAGE")
     _add_registry_options(d)

@@ -76,7 +76,9 @@ def discover(
                 continue
             visited.add(descriptor.digest)
             if len(visited) > max_nodes:
-                raise ContentTooLarge(f"{repo.display_name}: more than {max_nodes} artifacts refer to {image}")
+                raise ContentTooLarge(
+                    f"{repo.display_name}: more than {max_nodes} artifacts refer to {image}"
+                )
             children = walk(descriptor.digest, depth + 1, None) if depth < max_depth else ()
             nodes.append(ReferrerNode(descriptor, children))
         return tuple(nodes)

@@ -196,12 +196,14 @@ def parse_manifest(
         config = parse_descriptor(body["config"], f"{what} config")
     blobs_key = "blobs" if media_type == OCI_ARTIFACT_MANIFEST else "layers"
     blobs = _descriptor_list(body.get(blobs_key), what, blobs_key, max_entries)
-    manifests = ()
+    manifests: tuple[Descriptor, ...] = ()
     if media_type in INDEX_TYPES:
         if "manifests" not in body:
             raise _fail(what, "index has no manifests")
         manifests = _descriptor_list(body["manifests"], what, "manifests", max_entries)
-    subject = parse_descriptor(body["subject"], f"{what} subject") if body.get("subject") is not None else None
+    subject = (
+        parse_descriptor(body["subject"], f"{what} subject") if body.get("subject") is not None else None
+    )
     return Manifest(
         descriptor=Descriptor(media_type=media_type, digest=digest, size=len(raw)),
         raw=raw,
@@ -212,6 +214,15 @@ def parse_manifest(
         subject=subject,
         annotations=_annotations(body.get("annotations"), what),
     )
+
+
+def check_descriptor(manifest: Manifest, expected: Descriptor, what: str) -> None:
+    """Raise ``ContentMismatch`` unless the manifest's size and media type are what its descriptor says."""
+    size, media_type = manifest.descriptor.size, manifest.media_type
+    if expected.size != size:
+        raise ContentMismatch(f"{what}: manifest is {size} bytes, its descriptor says {expected.size}")
+    if expected.media_type != media_type:
+        raise ContentMismatch(f"{what}: manifest is {media_type}, its descriptor says {expected.media_type}")
 
 
 def is_notary_signature(manifest: Manifest) -> bool:

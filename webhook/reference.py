@@ -176,7 +176,9 @@ def parse(text: str, *, default_tag: bool = True) -> Reference:
     domain, remainder = _split_domain(text)
     repo_part = remainder.split(":", 1)[0].split("@", 1)[0]
     if repo_part.lower() != repo_part:
-        raise InvalidReference(f"invalid image reference {shown!r}: repository name {repo_part!r} must be lowercase")
+        raise InvalidReference(
+            f"invalid image reference {shown!r}: repository name {repo_part!r} must be lowercase"
+        )
 
     full = f"{domain}/{remainder}"
     match = _REFERENCE_RE.fullmatch(full)

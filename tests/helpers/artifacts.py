@@ -49,21 +49,46 @@ def push_image(registry: RunningRegistry, repo: str, tag: str, workdir: Path, co
     """Push a small OCI image (config + one layer); return its digest."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "layer.txt").write_text(content)
-    (workdir / "config.json").write_text(json.dumps({"architecture": "amd64", "os": "linux",
-                                                     "rootfs": {"type": "layers", "diff_ids": []}}))
-    out = oras("push", *registry.oras_flags(), f"{registry.host}/{repo}:{tag}",
-               "--config", "config.json:application/vnd.oci.image.config.v1+json",
-               "layer.txt:application/vnd.oci.image.layer.v1.tar", "--format", "json", cwd=workdir)
+    (workdir / "config.json").write_text(
+        json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    )
+    out = oras(
+        "push",
+        *registry.oras_flags(),
+        f"{registry.host}/{repo}:{tag}",
+        "--config",
+        "config.json:application/vnd.oci.image.config.v1+json",
+        "layer.txt:application/vnd.oci.image.layer.v1.tar",
+        "--format",
+        "json",
+        cwd=workdir,
+    )
     return str(json.loads(out)["digest"])
 
 
-def attach(registry: RunningRegistry, subject: str, artifact_type: str, workdir: Path,
-           name: str = "attached.json", content: str = "{}") -> str:
+def attach(
+    registry: RunningRegistry,
+    subject: str,
+    artifact_type: str,
+    workdir: Path,
+    *,
+    name: str = "attached.json",
+    content: str = "{}",
+) -> str:
     """Attach an artifact with oras (image-spec 1.1 form: artifactType + empty config); return its digest."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / name).write_text(content)
-    out = oras("attach", *registry.oras_flags(), "--artifact-type", artifact_type, subject, name,
-               "--format", "json", cwd=workdir)
+    out = oras(
+        "attach",
+        *registry.oras_flags(),
+        "--artifact-type",
+        artifact_type,
+        subject,
+        name,
+        "--format",
+        "json",
+        cwd=workdir,
+    )
     return str(json.loads(out)["digest"])
 
 

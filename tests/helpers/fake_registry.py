@@ -31,11 +31,17 @@ class FakeHandler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              *, content_length: bool = True) -> None:
+    def reply(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        *,
+        content_length: bool = True,
+    ) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -51,8 +57,11 @@ class FakeHandler(BaseHTTPRequestHandler):
         fake.hits.append((self.command, path))
         handler = fake.routes.get((self.command, path)) or fake.routes.get((self.command, path.split("?")[0]))
         if handler is None:
-            self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"not here"}]}',
-                       {"Content-Type": "application/json"})
+            self.reply(
+                404,
+                b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"not here"}]}',
+                {"Content-Type": "application/json"},
+            )
             return
         handler(self)
 

@@ -65,8 +65,14 @@ def _process(args: list[str], log: Path, url: str, verify: bool | str) -> Iterat
 
 
 @contextlib.contextmanager
-def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None, auth_yaml: str = "",
-                 username: str | None = None, password: str | None = None) -> Iterator[RunningRegistry]:
+def distribution(
+    workdir: Path,
+    *,
+    tls: tuple[Path, Path, Path] | None = None,
+    auth_yaml: str = "",
+    username: str | None = None,
+    password: str | None = None,
+) -> Iterator[RunningRegistry]:
     """CNCF Distribution 2.8. ``tls`` is (cert, key, ca); ``auth_yaml`` an indented ``auth:`` block."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -81,10 +87,20 @@ def distribution(workdir: Path, *, tls: tuple[Path, Path, Path] | None = None, a
     )
     scheme = "https" if tls else "http"
     verify: bool | str = str(tls[2]) if tls else True
-    with _process([tool("docker-registry"), "serve", str(config)], workdir / "registry.log",
-                  f"{scheme}://127.0.0.1:{port}/v2/", verify):
-        yield RunningRegistry("distribution", f"127.0.0.1:{port}", plain_http=tls is None,
-                              ca_file=tls[2] if tls else None, username=username, password=password)
+    with _process(
+        [tool("docker-registry"), "serve", str(config)],
+        workdir / "registry.log",
+        f"{scheme}://127.0.0.1:{port}/v2/",
+        verify,
+    ):
+        yield RunningRegistry(
+            "distribution",
+            f"127.0.0.1:{port}",
+            plain_http=tls is None,
+            ca_file=tls[2] if tls else None,
+            username=username,
+            password=password,
+        )
 
 
 @contextlib.contextmanager
@@ -92,6 +108,15 @@ def olareg(workdir: Path) -> Iterator[RunningRegistry]:
     """olareg: an OCI 1.1 registry with the referrers API, plain HTTP."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = [tool("olareg"), "serve", "--addr", "127.0.0.1", "--port", str(port), "--dir", str(workdir / "data")]
+    args = [
+        tool("olareg"),
+        "serve",
+        "--addr",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(workdir / "data"),
+    ]
     with _process(args, workdir / "olareg.log", f"http://127.0.0.1:{port}/v2/", True):
         yield RunningRegistry("olareg", f"127.0.0.1:{port}", plain_http=True)

@@ -56,8 +56,16 @@ class TokenServer:
         now = int(time.time())
         der = self.signer.cert.public_bytes(serialization.Encoding.DER)
         header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode("ascii")]}
-        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + 600, "nbf": now - 10,
-                  "iat": now, "jti": secrets.token_hex(8), "access": access}
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + 600,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         key = self.signer.key
         assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -68,7 +76,7 @@ class TokenServer:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _answer(self, status: int, body: dict[str, object]) -> None:
@@ -112,7 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif grant == "password":
             user = form.get("username", [""])[0]
             subject = user if ts.users.get(user) == form.get("password", [""])[0] else None
-        ts.requests.append({"method": "POST", "grant": grant, "scope": form.get("scope", []), "user": subject})
+        ts.requests.append(
+            {"method": "POST", "grant": grant, "scope": form.get("scope", []), "user": subject}
+        )
         self._grant(subject, form.get("scope", []))
 
 

@@ -31,12 +31,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(args: list[str], *, env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing output; on failure the assertion shows what it printed."""
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+    proc = subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"command failed ({proc.returncode}): {' '.join(args)}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            f"command failed ({proc.returncode}): {' '.join(args)}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from tests.conftest import NOTARY, SBOM, SignedImage
-from tests.helpers.artifacts import oras_discover, referrer_tree
+from tests.helpers.artifacts import oras, oras_discover, referrer_tree
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import free_port
 from webhook.deadline import Deadline
 from webhook.oci import is_notary_signature
 from webhook.reference import parse
@@ -18,8 +19,9 @@ from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 
 
 def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def client_for(registry: RunningRegistry) -> RegistryClient:
@@ -96,16 +98,17 @@ def test_both_notation_signature_shapes_are_recognised(signed_image: SignedImage
         assert manifest.subject is not None and manifest.subject.digest == signed_image.digest
 
 
-def test_api_and_tag_schema_list_the_same_set(distribution: RunningRegistry, olareg: RunningRegistry,
-                                             signed_image: SignedImage) -> None:
+def test_api_and_tag_schema_list_the_same_set(
+    distribution: RunningRegistry, olareg: RunningRegistry, signed_image: SignedImage
+) -> None:
     """The same artifacts, pushed to both kinds, are listed identically by the API and by the tag schema."""
     other = olareg if signed_image.registry is distribution else distribution
     dest = f"{other.host}/mirror/app:v1"
-    from tests.helpers.artifacts import oras
-
     # One push at a time: olareg v0.1.2 can drop a referrer when several manifests with the same
     # subject are pushed concurrently (oras cp pushes three at once by default).
-    oras("cp", "-r", "--concurrency", "1", "--from-plain-http", "--to-plain-http", signed_image.reference, dest)
+    oras(
+        "cp", "-r", "--concurrency", "1", "--from-plain-http", "--to-plain-http", signed_image.reference, dest
+    )
     deadline = Deadline.after(20)
     listings = {}
     for reg, ref in ((signed_image.registry, signed_image.reference), (other, dest)):
@@ -137,8 +140,6 @@ def test_bad_reference_exits_2() -> None:
 
 
 def test_unreachable_registry_exits_3() -> None:
-    from tests.helpers.tools import free_port
-
     proc = referee("discover", "--plain-http", "--timeout", "5", f"127.0.0.1:{free_port()}/demo/app:v1")
     assert proc.returncode == 3
     assert "cannot reach" in proc.stderr

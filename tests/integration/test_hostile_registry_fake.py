@@ -25,16 +25,29 @@ from webhook.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
 
-MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "digest": "sha256:" + "c" * 64, "size": 2},
-                       "layers": []}).encode()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + "c" * 64,
+            "size": 2,
+        },
+        "layers": [],
+    }
+).encode()
 DIGEST = compute_digest(MANIFEST)
 BASE = "/v2/demo/app"
 
 
 def entry(n: int, artifact_type: str = NOTARY_SIGNATURE) -> dict[str, object]:
-    return {"mediaType": OCI_MANIFEST, "digest": f"sha256:{n:064x}", "size": 100 + n, "artifactType": artifact_type}
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": f"sha256:{n:064x}",
+        "size": 100 + n,
+        "artifactType": artifact_type,
+    }
 
 
 def index(*entries: dict[str, object]) -> bytes:
@@ -58,10 +71,12 @@ def serve_manifest(body: bytes = MANIFEST, digest_header: str | None = DIGEST) -
         if digest_header:
             headers["Docker-Content-Digest"] = digest_header
         h.reply(200, body, headers)
+
     return handler
 
 
 # --- content that is not what the digest promises -----------------------------------------------
+
 
 def test_wrong_bytes_for_a_digest_fake(fake: FakeRegistry) -> None:
     other = MANIFEST.replace(b'"layers": []', b'"layers": [] ')
@@ -88,15 +103,20 @@ def test_head_without_digest_header_falls_back_to_hashing_fake(fake: FakeRegistr
 
 
 def test_tag_resolved_by_head_is_then_fetched_by_digest_and_checked_fake(fake: FakeRegistry) -> None:
-    fake.route("HEAD", f"{BASE}/manifests/v1",
-               lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST}))
+    fake.route(
+        "HEAD",
+        f"{BASE}/manifests/v1",
+        lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST}),
+    )
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(b"{}", digest_header=DIGEST))  # type: ignore[arg-type]
     with pytest.raises(ContentMismatch):
         repo(fake).resolve("v1", Deadline.after(5))
 
 
 def test_content_type_that_is_not_a_manifest_fake(fake: FakeRegistry) -> None:
-    fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(200, MANIFEST, {"Content-Type": "text/html"}))
+    fake.route(
+        "GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(200, MANIFEST, {"Content-Type": "text/html"})
+    )
     with pytest.raises(ContentMismatch):
         repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
 
@@ -119,6 +139,7 @@ def test_blob_longer_than_its_descriptor_fake(fake: FakeRegistry) -> None:
 
 # --- size caps ------------------------------------------------------------------------------------
 
+
 def test_manifest_over_the_cap_refused_before_reading_fake(fake: FakeRegistry) -> None:
     big = b" " * 5000 + MANIFEST
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(big))  # type: ignore[arg-type]
@@ -136,6 +157,7 @@ def test_manifest_over_the_cap_without_content_length_fake(fake: FakeRegistry) -
         for _ in range(100):
             h.wfile.write(b" " * 1000)
         h.close_connection = True
+
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", chunked)
     with pytest.raises(ContentTooLarge):
         repo(fake, max_manifest_bytes=4096).fetch_manifest(DIGEST, Deadline.after(5))
@@ -150,13 +172,20 @@ def test_too_many_referrers_fake(fake: FakeRegistry) -> None:
 
 # --- pagination -----------------------------------------------------------------------------------
 
+
 def test_link_pages_are_followed_and_filtered_client_side_fake(fake: FakeRegistry) -> None:
     page1 = index(entry(1), entry(2, "application/spdx+json"))
     page2 = index(entry(3))
-    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
-        200, page1, {"Content-Type": OCI_INDEX, "Link": f'<{BASE}/referrers/{DIGEST}?page=2>; rel="next"'}))
-    fake.route("GET", f"{BASE}/referrers/{DIGEST}?page=2",
-               lambda h: h.reply(200, page2, {"Content-Type": OCI_INDEX}))
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(
+            200, page1, {"Content-Type": OCI_INDEX, "Link": f'<{BASE}/referrers/{DIGEST}?page=2>; rel="next"'}
+        ),
+    )
+    fake.route(
+        "GET", f"{BASE}/referrers/{DIGEST}?page=2", lambda h: h.reply(200, page2, {"Content-Type": OCI_INDEX})
+    )
     found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
     assert [d.digest for d in found.descriptors] == [f"sha256:{1:064x}", f"sha256:{3:064x}"]
     assert found.source == "referrers-api"
@@ -164,8 +193,11 @@ def test_link_pages_are_followed_and_filtered_client_side_fake(fake: FakeRegistr
 
 def test_server_side_filter_is_trusted_only_when_announced_fake(fake: FakeRegistry) -> None:
     body = index(entry(1), entry(2, "application/spdx+json"))
-    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
-        200, body, {"Content-Type": OCI_INDEX, "OCI-Filters-Applied": "artifactType"}))
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(200, body, {"Content-Type": OCI_INDEX, "OCI-Filters-Applied": "artifactType"}),
+    )
     found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
     # The registry said it filtered, so its answer is taken as is (even the odd entry).
     assert len(found.descriptors) == 2
@@ -173,10 +205,20 @@ def test_server_side_filter_is_trusted_only_when_announced_fake(fake: FakeRegist
 
 def test_link_loop_fake(fake: FakeRegistry) -> None:
     first, second = f"{BASE}/referrers/{DIGEST}", f"{BASE}/referrers/{DIGEST}?page=2"
-    fake.route("GET", first, lambda h: h.reply(
-        200, index(entry(1)), {"Content-Type": OCI_INDEX, "Link": f'<{second}>; rel="next"'}))
-    fake.route("GET", second, lambda h: h.reply(
-        200, index(entry(2)), {"Content-Type": OCI_INDEX, "Link": f'<{first}>; rel="next"'}))
+    fake.route(
+        "GET",
+        first,
+        lambda h: h.reply(
+            200, index(entry(1)), {"Content-Type": OCI_INDEX, "Link": f'<{second}>; rel="next"'}
+        ),
+    )
+    fake.route(
+        "GET",
+        second,
+        lambda h: h.reply(
+            200, index(entry(2)), {"Content-Type": OCI_INDEX, "Link": f'<{first}>; rel="next"'}
+        ),
+    )
     with pytest.raises(RegistryProtocolError) as info:
         repo(fake).referrers(DIGEST, Deadline.after(5))
     assert "loop" in str(info.value)
@@ -185,8 +227,12 @@ def test_link_loop_fake(fake: FakeRegistry) -> None:
 def test_endless_pages_are_capped_fake(fake: FakeRegistry) -> None:
     def page(h: FakeHandler) -> None:
         n = int(h.path.rsplit("=", 1)[1]) if "=" in h.path else 0
-        h.reply(200, index(entry(n)), {"Content-Type": OCI_INDEX,
-                                       "Link": f'<{BASE}/referrers/{DIGEST}?page={n + 1}>; rel="next"'})
+        h.reply(
+            200,
+            index(entry(n)),
+            {"Content-Type": OCI_INDEX, "Link": f'<{BASE}/referrers/{DIGEST}?page={n + 1}>; rel="next"'},
+        )
+
     fake.route("GET", f"{BASE}/referrers/{DIGEST}", page)
     with pytest.raises(RegistryProtocolError) as info:
         repo(fake, max_referrer_pages=5).referrers(DIGEST, Deadline.after(5))
@@ -195,9 +241,15 @@ def test_endless_pages_are_capped_fake(fake: FakeRegistry) -> None:
 
 
 def test_cross_origin_link_is_not_followed_fake(fake: FakeRegistry) -> None:
-    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
-        200, index(entry(1)), {"Content-Type": OCI_INDEX,
-                               "Link": '<http://169.254.169.254/latest/meta-data>; rel="next"'}))
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(
+            200,
+            index(entry(1)),
+            {"Content-Type": OCI_INDEX, "Link": '<http://169.254.169.254/latest/meta-data>; rel="next"'},
+        ),
+    )
     with pytest.raises(RegistryProtocolError) as info:
         repo(fake).referrers(DIGEST, Deadline.after(5))
     assert "another origin" in str(info.value)
@@ -205,10 +257,13 @@ def test_cross_origin_link_is_not_followed_fake(fake: FakeRegistry) -> None:
 
 # --- API detection --------------------------------------------------------------------------------
 
+
 def test_plain_404_means_no_api_and_tag_schema_is_read_fake(fake: FakeRegistry) -> None:
     fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(404, b"404 page not found"))
     tag = DIGEST.replace(":", "-")
-    fake.route("GET", f"{BASE}/manifests/{tag}", lambda h: h.reply(200, index(entry(7)), {"Content-Type": OCI_INDEX}))
+    fake.route(
+        "GET", f"{BASE}/manifests/{tag}", lambda h: h.reply(200, index(entry(7)), {"Content-Type": OCI_INDEX})
+    )
     r = repo(fake)
     found = r.referrers(DIGEST, Deadline.after(5))
     assert found.source == "tag-schema" and len(found.descriptors) == 1
@@ -218,29 +273,48 @@ def test_plain_404_means_no_api_and_tag_schema_is_read_fake(fake: FakeRegistry) 
 
 
 def test_name_unknown_is_a_missing_repository_not_a_missing_api_fake(fake: FakeRegistry) -> None:
-    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(
-        404, b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}',
-        {"Content-Type": "application/json"}))
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(
+            404,
+            b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}',
+            {"Content-Type": "application/json"},
+        ),
+    )
     with pytest.raises(NotFound) as info:
         repo(fake).referrers(DIGEST, Deadline.after(5))
     assert "does not exist" in str(info.value)
 
 
 def test_tag_schema_entries_without_artifact_type_are_read_to_classify_fake(fake: FakeRegistry) -> None:
-    sig = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                      "config": {"mediaType": NOTARY_SIGNATURE, "digest": "sha256:" + "e" * 64, "size": 2},
-                      "layers": [], "subject": {"mediaType": OCI_MANIFEST, "digest": DIGEST,
-                                                "size": len(MANIFEST)}}).encode()
+    sig = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": NOTARY_SIGNATURE, "digest": "sha256:" + "e" * 64, "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": DIGEST, "size": len(MANIFEST)},
+        }
+    ).encode()
     sig_digest = compute_digest(sig)
     fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(404, b""))
-    fake.route("GET", f"{BASE}/manifests/{DIGEST.replace(':', '-')}", lambda h: h.reply(200, index(
-        {"mediaType": OCI_MANIFEST, "digest": sig_digest, "size": len(sig)}), {"Content-Type": OCI_INDEX}))
+    fake.route(
+        "GET",
+        f"{BASE}/manifests/{DIGEST.replace(':', '-')}",
+        lambda h: h.reply(
+            200,
+            index({"mediaType": OCI_MANIFEST, "digest": sig_digest, "size": len(sig)}),
+            {"Content-Type": OCI_INDEX},
+        ),
+    )
     fake.route("GET", f"{BASE}/manifests/{sig_digest}", serve_manifest(sig, sig_digest))  # type: ignore[arg-type]
     found = repo(fake).referrers(DIGEST, Deadline.after(5), NOTARY_SIGNATURE)
     assert [d.digest for d in found.descriptors] == [sig_digest]
 
 
 # --- throttling, failures and time ----------------------------------------------------------------
+
 
 def test_endless_429_gives_up_after_bounded_retries_fake(fake: FakeRegistry) -> None:
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", lambda h: h.reply(429, b"", {"Retry-After": "0"}))
@@ -268,6 +342,7 @@ def test_503_then_success_is_retried_fake(fake: FakeRegistry) -> None:
             h.reply(503, b"", {"Retry-After": "0"})
         else:
             serve_manifest()(h)  # type: ignore[operator]
+
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", flaky)
     assert repo(fake).fetch_manifest(DIGEST, Deadline.after(5)).descriptor.digest == DIGEST
 
@@ -288,6 +363,7 @@ def test_slow_body_ends_at_the_deadline_fake(fake: FakeRegistry) -> None:
             h.wfile.write(bytes([byte]))
             h.wfile.flush()
             time.sleep(0.4)
+
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle)
     start = time.monotonic()
     with pytest.raises(DeadlineExceeded):

@@ -17,8 +17,9 @@ from webhook.registry.layout import LayoutRepository, split_layout_reference
 
 
 def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture()
@@ -87,11 +88,14 @@ def test_missing_layout_and_tag(tmp_path: Path) -> None:
     assert "v9" in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "path", "target"), [
-    ("./dir:v1", "dir", "v1"),
-    ("/a/b:latest", "/a/b", "latest"),
-    ("dir@sha256:" + "a" * 64, "dir", "sha256:" + "a" * 64),
-])
+@pytest.mark.parametrize(
+    ("text", "path", "target"),
+    [
+        ("./dir:v1", "dir", "v1"),
+        ("/a/b:latest", "/a/b", "latest"),
+        ("dir@sha256:" + "a" * 64, "dir", "sha256:" + "a" * 64),
+    ],
+)
 def test_split_layout_reference(text: str, path: str, target: str) -> None:
     p, t = split_layout_reference(text)
     assert (p, t) == (Path(path), target)

@@ -45,7 +45,9 @@ class AuthRegistry:
 
     def client(self, *creds: Credential) -> RegistryClient:
         host = HostSettings(ca_file=str(self.registry.ca_file))
-        return RegistryClient(ClientSettings(default=host), Keyring(tuple((self.registry.host, c) for c in creds)))
+        return RegistryClient(
+            ClientSettings(default=host), Keyring(tuple((self.registry.host, c) for c in creds))
+        )
 
 
 @pytest.fixture(scope="module")
@@ -57,36 +59,55 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pki.KeyPair
 
 def populate(reg: RunningRegistry, work: Path) -> tuple[str, str]:
     digest = push_image(reg, "demo/app", "v1", work)
-    sbom = attach(reg, f"{reg.host}/demo/app@{digest}", SBOM, work, "sbom.json", "{}")
+    sbom = attach(reg, f"{reg.host}/demo/app@{digest}", SBOM, work, name="sbom.json")
     return digest, sbom
 
 
 @pytest.fixture(scope="module")
-def basic_registry(pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair],
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
+def basic_registry(
+    pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthRegistry]:
     d, ca, server = pki_dir
     htpasswd = d / "htpasswd"
     htpasswd.write_text(run([tool("htpasswd"), "-Bbn", USER, PASSWORD]).stdout)
     auth = f"auth:\n  htpasswd:\n    realm: referee-test\n    path: {htpasswd}\n"
-    with registries.distribution(tmp_path_factory.mktemp("basic"), tls=(server.cert_path, server.key_path,
-                                 ca.cert_path), auth_yaml=auth, username=USER, password=PASSWORD) as reg:
+    with registries.distribution(
+        tmp_path_factory.mktemp("basic"),
+        tls=(server.cert_path, server.key_path, ca.cert_path),
+        auth_yaml=auth,
+        username=USER,
+        password=PASSWORD,
+    ) as reg:
         digest, sbom = populate(reg, tmp_path_factory.mktemp("basic-work"))
         yield AuthRegistry(reg, digest, sbom)
 
 
 @pytest.fixture(scope="module")
-def token_registry(pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair],
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistry]:
+def token_registry(
+    pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthRegistry]:
     d, ca, server = pki_dir
     signer = pki.make_self_signed_signer(d)
-    tokens = TokenServer(signer, service="referee-test-registry", issuer="referee-test-issuer",
-                         users={USER: PASSWORD}, refresh_tokens={"refresh-abc": USER})
+    tokens = TokenServer(
+        signer,
+        service="referee-test-registry",
+        issuer="referee-test-issuer",
+        users={USER: PASSWORD},
+        refresh_tokens={"refresh-abc": USER},
+    )
     token_httpd, realm = serve_tokens(tokens, server, free_port())
-    auth = (f"auth:\n  token:\n    realm: {realm}\n    service: {tokens.service}\n"
-            f"    issuer: {tokens.issuer}\n    rootcertbundle: {signer.cert_path}\n")
+    auth = (
+        f"auth:\n  token:\n    realm: {realm}\n    service: {tokens.service}\n"
+        f"    issuer: {tokens.issuer}\n    rootcertbundle: {signer.cert_path}\n"
+    )
     try:
-        with registries.distribution(tmp_path_factory.mktemp("token"), tls=(server.cert_path, server.key_path,
-                                     ca.cert_path), auth_yaml=auth, username=USER, password=PASSWORD) as reg:
+        with registries.distribution(
+            tmp_path_factory.mktemp("token"),
+            tls=(server.cert_path, server.key_path, ca.cert_path),
+            auth_yaml=auth,
+            username=USER,
+            password=PASSWORD,
+        ) as reg:
             digest, sbom = populate(reg, tmp_path_factory.mktemp("token-work"))
             yield AuthRegistry(reg, digest, sbom, tokens)
     finally:
@@ -94,8 +115,9 @@ def token_registry(pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair],
 
 
 def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook", *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def docker_config(path: Path, key: str, user: str, password: str) -> Path:
@@ -105,11 +127,21 @@ def docker_config(path: Path, key: str, user: str, password: str) -> Path:
 
 
 def discover_cli(reg: AuthRegistry, *extra: str) -> subprocess.CompletedProcess[str]:
-    return referee("discover", "--ca-file", str(reg.registry.ca_file), "--output", "json",
-                   "--docker-config", "/dev/null/none" if not extra else extra[0], *extra[1:], reg.reference)
+    return referee(
+        "discover",
+        "--ca-file",
+        str(reg.registry.ca_file),
+        "--output",
+        "json",
+        "--docker-config",
+        "/dev/null/none" if not extra else extra[0],
+        *extra[1:],
+        reg.reference,
+    )
 
 
 # --- basic auth (htpasswd) -----------------------------------------------------------------------
+
 
 def test_basic_auth_with_docker_config(basic_registry: AuthRegistry, tmp_path: Path) -> None:
     cfg = docker_config(tmp_path / "config.json", f"https://{basic_registry.registry.host}", USER, PASSWORD)
@@ -120,8 +152,9 @@ def test_basic_auth_with_docker_config(basic_registry: AuthRegistry, tmp_path: P
     assert [r["digest"] for r in doc["referrers"]] == [basic_registry.sbom]
 
 
-def test_basic_auth_wrong_password_is_an_auth_error_not_no_signatures(basic_registry: AuthRegistry,
-                                                                      tmp_path: Path) -> None:
+def test_basic_auth_wrong_password_is_an_auth_error_not_no_signatures(
+    basic_registry: AuthRegistry, tmp_path: Path
+) -> None:
     cfg = docker_config(tmp_path / "config.json", basic_registry.registry.host, USER, "Xy7-not-it")
     proc = discover_cli(basic_registry, str(cfg))
     assert proc.returncode == 3, proc.stdout
@@ -140,10 +173,16 @@ def test_basic_auth_without_credentials(basic_registry: AuthRegistry, tmp_path: 
 def test_pull_secret_with_kubelet_glob_key(basic_registry: AuthRegistry, tmp_path: Path) -> None:
     """A dockerconfigjson Secret whose key is a kubelet-style glob (127.0.0.* with the port)."""
     port = basic_registry.registry.host.rsplit(":", 1)[1]
-    config = {"auths": {f"127.0.0.*:{port}": {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}}
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-              "metadata": {"name": "regcred", "namespace": "team-a"},
-              "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
+    config = {
+        "auths": {f"127.0.0.*:{port}": {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}
+    }
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "namespace": "team-a"},
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+    }
     (tmp_path / "secret.json").write_text(json.dumps(secret))
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
@@ -153,18 +192,22 @@ def test_pull_secret_with_kubelet_glob_key(basic_registry: AuthRegistry, tmp_pat
 
 
 def test_second_matching_credential_is_tried_after_the_first_is_refused(basic_registry: AuthRegistry) -> None:
-    client = basic_registry.client(Credential("alice", "stale-password", source="old"),
-                                   Credential(USER, PASSWORD, source="new"))
+    client = basic_registry.client(
+        Credential("alice", "stale-password", source="old"), Credential(USER, PASSWORD, source="new")
+    )
     repo = client.repository(parse(basic_registry.reference))
     assert repo.resolve("v1", Deadline.after(10)).descriptor.digest == basic_registry.digest
 
 
 # --- bearer tokens -------------------------------------------------------------------------------
 
+
 def test_token_flow_with_basic_credentials(token_registry: AuthRegistry) -> None:
     assert token_registry.tokens is not None
     token_registry.tokens.requests.clear()
-    repo = token_registry.client(Credential(USER, PASSWORD, source="test")).repository(parse(token_registry.reference))
+    repo = token_registry.client(Credential(USER, PASSWORD, source="test")).repository(
+        parse(token_registry.reference)
+    )
     deadline = Deadline.after(10)
     subject = repo.resolve("v1", deadline)
     found = repo.referrers(subject.descriptor.digest, deadline)
@@ -173,7 +216,8 @@ def test_token_flow_with_basic_credentials(token_registry: AuthRegistry) -> None
     assert [d.digest for d in found.descriptors] == [token_registry.sbom]
     # One token for the whole conversation: it is cached per (registry, scope, credential).
     assert token_registry.tokens.requests == [
-        {"method": "GET", "scope": ["repository:demo/app:pull"], "user": USER}]
+        {"method": "GET", "scope": ["repository:demo/app:pull"], "user": USER}
+    ]
 
 
 def test_token_is_fetched_again_after_it_expires(token_registry: AuthRegistry) -> None:
@@ -196,7 +240,9 @@ def test_token_is_fetched_again_after_it_expires(token_registry: AuthRegistry) -
 def test_identity_token_uses_the_oauth2_refresh_grant(token_registry: AuthRegistry) -> None:
     assert token_registry.tokens is not None
     token_registry.tokens.requests.clear()
-    repo = token_registry.client(Credential(identity_token="refresh-abc")).repository(parse(token_registry.reference))
+    repo = token_registry.client(Credential(identity_token="refresh-abc")).repository(
+        parse(token_registry.reference)
+    )
     assert repo.resolve("v1", Deadline.after(10)).descriptor.digest == token_registry.digest
     assert token_registry.tokens.requests[0]["method"] == "POST"
     assert token_registry.tokens.requests[0]["grant"] == "refresh_token"
@@ -204,7 +250,8 @@ def test_identity_token_uses_the_oauth2_refresh_grant(token_registry: AuthRegist
 
 def test_token_server_refuses_wrong_password(token_registry: AuthRegistry) -> None:
     repo = token_registry.client(Credential(USER, "nope", source="secret team/pull")).repository(
-        parse(token_registry.reference))
+        parse(token_registry.reference)
+    )
     with pytest.raises(AuthenticationFailed) as info:
         repo.resolve("v1", Deadline.after(10))
     assert "refused credentials from secret team/pull" in str(info.value)

@@ -9,11 +9,16 @@ from webhook.registry.auth import AuthCache, parse_challenges, parse_token_respo
 
 
 def test_bearer_challenge() -> None:
-    [c] = parse_challenges('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-                           'scope="repository:library/nginx:pull"')
+    [c] = parse_challenges(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/nginx:pull"'
+    )
     assert c.scheme == "bearer"
-    assert c.params == {"realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-                        "scope": "repository:library/nginx:pull"}
+    assert c.params == {
+        "realm": "https://auth.docker.io/token",
+        "service": "registry.docker.io",
+        "scope": "repository:library/nginx:pull",
+    }
 
 
 def test_basic_challenge_and_case() -> None:
@@ -22,7 +27,9 @@ def test_basic_challenge_and_case() -> None:
 
 
 def test_several_challenges_and_odd_spacing() -> None:
-    cs = parse_challenges('Basic realm="a" , Bearer realm = "https://t/token", service=svc ,error="invalid_token"')
+    cs = parse_challenges(
+        'Basic realm="a" , Bearer realm = "https://t/token", service=svc ,error="invalid_token"'
+    )
     assert [c.scheme for c in cs] == ["basic", "bearer"]
     assert cs[1].params == {"realm": "https://t/token", "service": "svc", "error": "invalid_token"}
 
@@ -44,7 +51,9 @@ def test_token_response_prefers_access_token_and_defaults_lifetime() -> None:
 
 
 def test_token_response_honours_expires_in() -> None:
-    assert parse_token_response(b'{"token": "t", "expires_in": 300}', "realm").lifetime_s == pytest.approx(295)
+    assert parse_token_response(b'{"token": "t", "expires_in": 300}', "realm").lifetime_s == pytest.approx(
+        295
+    )
 
 
 @pytest.mark.parametrize("body", [b"nope", b"[]", b"{}", b'{"token": ""}', b'{"token": 5}'])

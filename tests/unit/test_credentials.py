@@ -30,18 +30,27 @@ def test_auth_field_splits_on_first_colon() -> None:
 
 
 def test_username_password_and_tokens() -> None:
-    kr = ring({
-        "a.example": {"username": "u", "password": "p"},
-        "b.example": {"identitytoken": "refresh-me"},
-        "c.example": {"registrytoken": "bearer-me"},
-    })
+    kr = ring(
+        {
+            "a.example": {"username": "u", "password": "p"},
+            "b.example": {"identitytoken": "refresh-me"},
+            "c.example": {"registrytoken": "bearer-me"},
+        }
+    )
     assert kr.lookup("a.example", "x")[0].password == "p"
     assert kr.lookup("b.example", "x")[0].identity_token == "refresh-me"
     assert kr.lookup("c.example", "x")[0].registry_token == "bearer-me"
 
 
-@pytest.mark.parametrize("key", ["https://registry.example.com", "http://registry.example.com",
-                                 "registry.example.com/v2/", "https://registry.example.com/v1/"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "https://registry.example.com",
+        "http://registry.example.com",
+        "registry.example.com/v2/",
+        "https://registry.example.com/v1/",
+    ],
+)
 def test_key_normalisation(key: str) -> None:
     kr = ring({key: {"auth": auth("u", "p")}})
     assert users(kr.lookup("registry.example.com", "any/repo")) == ["u"]
@@ -62,11 +71,13 @@ def test_glob_matches_one_label_only() -> None:
 
 
 def test_path_prefix_and_specific_first() -> None:
-    kr = ring({
-        "registry.example.com": {"auth": auth("host", "p")},
-        "registry.example.com/team": {"auth": auth("team", "p")},
-        "registry.example.com/other": {"auth": auth("other", "p")},
-    })
+    kr = ring(
+        {
+            "registry.example.com": {"auth": auth("host", "p")},
+            "registry.example.com/team": {"auth": auth("team", "p")},
+            "registry.example.com/other": {"auth": auth("other", "p")},
+        }
+    )
     assert users(kr.lookup("registry.example.com", "team/app")) == ["team", "host"]
     assert users(kr.lookup("registry.example.com", "misc/app")) == ["host"]
 
@@ -90,39 +101,56 @@ def test_secrets_never_in_repr() -> None:
 def secret(kind: str, key: str, payload: object, encode: bool = True) -> dict[str, object]:
     raw = json.dumps(payload)
     data = {key: base64.b64encode(raw.encode()).decode()} if encode else {}
-    out: dict[str, object] = {"apiVersion": "v1", "kind": "Secret", "type": kind,
-                              "metadata": {"name": "pull", "namespace": "team"}, "data": data}
+    out: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": kind,
+        "metadata": {"name": "pull", "namespace": "team"},
+        "data": data,
+    }
     if not encode:
         out["stringData"] = {key: raw}
     return out
 
 
 def test_dockerconfigjson_secret() -> None:
-    s = secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson",
-               {"auths": {"registry.example.com": {"auth": auth("u", "p")}}})
+    s = secret(
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        {"auths": {"registry.example.com": {"auth": auth("u", "p")}}},
+    )
     [cred] = Keyring.from_secret(s).lookup("registry.example.com", "app")
     assert cred.username == "u" and cred.source == "secret team/pull"
 
 
 def test_dockercfg_secret_is_a_bare_map() -> None:
-    s = secret("kubernetes.io/dockercfg", ".dockercfg", {"registry.example.com": {"auth": auth("legacy", "p")}})
+    s = secret(
+        "kubernetes.io/dockercfg", ".dockercfg", {"registry.example.com": {"auth": auth("legacy", "p")}}
+    )
     assert users(Keyring.from_secret(s).lookup("registry.example.com", "app")) == ["legacy"]
 
 
 def test_string_data_secret() -> None:
-    s = secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson",
-               {"auths": {"r.example": {"username": "u", "password": "p"}}}, encode=False)
+    s = secret(
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        {"auths": {"r.example": {"username": "u", "password": "p"}}},
+        encode=False,
+    )
     assert users(Keyring.from_secret(s).lookup("r.example", "app")) == ["u"]
 
 
-@pytest.mark.parametrize(("doc", "phrase"), [
-    (b"not json", "not valid JSON"),
-    (b"[]", "expected a JSON object"),
-    (b'{"auths": []}', "'auths' must be an object"),
-    (b'{"auths": {"r": {"auth": "%%%"}}}', "not base64"),
-    (b'{"auths": {"r": {"auth": "' + base64.b64encode(b"nocolon") + b'"}}}', "USER:PASSWORD"),
-    (b'{"auths": {"r": "x"}}', "not an object"),
-])
+@pytest.mark.parametrize(
+    ("doc", "phrase"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[]", "expected a JSON object"),
+        (b'{"auths": []}', "'auths' must be an object"),
+        (b'{"auths": {"r": {"auth": "%%%"}}}', "not base64"),
+        (b'{"auths": {"r": {"auth": "' + base64.b64encode(b"nocolon") + b'"}}}', "USER:PASSWORD"),
+        (b'{"auths": {"r": "x"}}', "not an object"),
+    ],
+)
 def test_malformed_config_is_a_config_error(doc: bytes, phrase: str) -> None:
     with pytest.raises(ConfigError) as info:
         Keyring.from_docker_config(doc)

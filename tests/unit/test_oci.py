@@ -25,10 +25,13 @@ D = "sha256:" + "1" * 64
 
 
 def manifest(**fields: Any) -> bytes:
-    body: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                            "config": {"mediaType": OCI_EMPTY, "digest": EMPTY_DIGEST, "size": 2},
-                            "layers": [{"mediaType": "application/jose+json", "digest": D, "size": 10}],
-                            "subject": {"mediaType": OCI_MANIFEST, "digest": D, "size": 5}}
+    body: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_EMPTY, "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [{"mediaType": "application/jose+json", "digest": D, "size": 10}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": D, "size": 5},
+    }
     body.update(fields)
     return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
 
@@ -52,8 +55,12 @@ def test_signature_shape_config_media_type() -> None:
 
 
 def test_artifact_type_notary_needs_empty_config() -> None:
-    m = parse(manifest(artifactType=NOTARY_SIGNATURE,
-                       config={"mediaType": "application/vnd.oci.image.config.v1+json", "digest": D, "size": 3}))
+    m = parse(
+        manifest(
+            artifactType=NOTARY_SIGNATURE,
+            config={"mediaType": "application/vnd.oci.image.config.v1+json", "digest": D, "size": 3},
+        )
+    )
     assert not is_notary_signature(m)
 
 
@@ -62,17 +69,34 @@ def test_other_artifact_type_is_not_a_signature() -> None:
 
 
 def test_legacy_artifact_manifest_signature() -> None:
-    raw = json.dumps({"mediaType": OCI_ARTIFACT_MANIFEST, "artifactType": NOTARY_SIGNATURE,
-                      "blobs": [{"mediaType": "application/jose+json", "digest": D, "size": 1}],
-                      "subject": {"mediaType": OCI_MANIFEST, "digest": D, "size": 5}}).encode()
+    raw = json.dumps(
+        {
+            "mediaType": OCI_ARTIFACT_MANIFEST,
+            "artifactType": NOTARY_SIGNATURE,
+            "blobs": [{"mediaType": "application/jose+json", "digest": D, "size": 1}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": D, "size": 5},
+        }
+    ).encode()
     m = parse(raw, OCI_ARTIFACT_MANIFEST)
     assert is_notary_signature(m) and len(m.blobs) == 1
 
 
 def test_index() -> None:
-    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                      "manifests": [{"mediaType": OCI_MANIFEST, "digest": D, "size": 7,
-                                     "artifactType": NOTARY_SIGNATURE, "annotations": {"a": "b"}}]}).encode()
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": D,
+                    "size": 7,
+                    "artifactType": NOTARY_SIGNATURE,
+                    "annotations": {"a": "b"},
+                }
+            ],
+        }
+    ).encode()
     m = parse(raw, OCI_INDEX)
     assert m.is_index and m.manifests[0].annotations == {"a": "b"}
 
@@ -82,18 +106,21 @@ def test_body_media_type_must_match_content_type() -> None:
         parse(manifest(), OCI_INDEX)
 
 
-@pytest.mark.parametrize(("raw", "phrase"), [
-    (b"{", "not valid JSON"),
-    (b"[]", "not a JSON object"),
-    (manifest(schemaVersion=1), "schemaVersion"),
-    (manifest(config=None), "no config"),
-    (manifest(layers={"x": 1}), "layers is not a list"),
-    (manifest(layers=[{"mediaType": "x", "digest": "sha256:zz", "size": 1}]), "invalid digest"),
-    (manifest(layers=[{"mediaType": "x", "digest": D, "size": -1}]), "invalid size"),
-    (manifest(layers=[{"mediaType": "x", "digest": D, "size": True}]), "invalid size"),
-    (manifest(annotations={"a": 1}), "annotations"),
-    (manifest(artifactType=7), "artifactType"),
-])
+@pytest.mark.parametrize(
+    ("raw", "phrase"),
+    [
+        (b"{", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (manifest(schemaVersion=1), "schemaVersion"),
+        (manifest(config=None), "no config"),
+        (manifest(layers={"x": 1}), "layers is not a list"),
+        (manifest(layers=[{"mediaType": "x", "digest": "sha256:zz", "size": 1}]), "invalid digest"),
+        (manifest(layers=[{"mediaType": "x", "digest": D, "size": -1}]), "invalid size"),
+        (manifest(layers=[{"mediaType": "x", "digest": D, "size": True}]), "invalid size"),
+        (manifest(annotations={"a": 1}), "annotations"),
+        (manifest(artifactType=7), "artifactType"),
+    ],
+)
 def test_malformed_manifests_are_protocol_errors(raw: bytes, phrase: str) -> None:
     with pytest.raises(RegistryProtocolError) as info:
         parse(raw)
@@ -101,8 +128,13 @@ def test_malformed_manifests_are_protocol_errors(raw: bytes, phrase: str) -> Non
 
 
 def test_entry_cap() -> None:
-    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": D, "size": 1}] * 11}).encode()
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": D, "size": 1}] * 11,
+        }
+    ).encode()
     with pytest.raises(RegistryProtocolError):
         parse_manifest(raw, OCI_INDEX, compute_digest(raw), "test", max_entries=10)
 

@@ -126,21 +126,40 @@ def test_table_is_large_enough() -> None:
 def test_same_results_as_the_distribution_reference_library() -> None:
     """Every form in the table parses (or fails) exactly as the Go library the kubelet uses."""
     inputs = [text for text, _ in VALID] + [text for text, _ in INVALID]
-    proc = subprocess.run([tool("refparse")], input="\n".join(json.dumps(t) for t in inputs) + "\n",
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [tool("refparse")],
+        input="\n".join(json.dumps(t) for t in inputs) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     theirs = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(theirs) == len(inputs)
     disagreements = []
     for text, go in zip(inputs, theirs, strict=True):
         try:
             ref = parse(text)
-            ours = {"ok": True, "domain": ref.domain, "path": ref.path, "tag": ref.tag or "",
-                    "digest": ref.digest or ""}
+            ours = {
+                "ok": True,
+                "domain": ref.domain,
+                "path": ref.path,
+                "tag": ref.tag or "",
+                "digest": ref.digest or "",
+            }
         except InvalidReference:
             ours = {"ok": False}
-        expected = {"ok": go["ok"]} if not go["ok"] else {
-            "ok": True, "domain": go["domain"], "path": go["path"], "tag": go.get("tag", ""),
-            "digest": go.get("digest", "")}
+        expected = (
+            {"ok": go["ok"]}
+            if not go["ok"]
+            else {
+                "ok": True,
+                "domain": go["domain"],
+                "path": go["path"],
+                "tag": go.get("tag", ""),
+                "digest": go.get("digest", ""),
+            }
+        )
         if ours != expected:
             disagreements.append((text, ours, go))
     assert disagreements == []
@@ -182,7 +201,9 @@ def test_validate_digest_accepts_registered_algorithms(digest: str) -> None:
     assert validate_digest(digest) == digest
 
 
-@pytest.mark.parametrize("digest", ["sha256", "sha256:", "SHA256:" + H64, "sha256:" + H64 + "0", "blake3:" + H64])
+@pytest.mark.parametrize(
+    "digest", ["sha256", "sha256:", "SHA256:" + H64, "sha256:" + H64 + "0", "blake3:" + H64]
+)
 def test_validate_digest_rejects(digest: str) -> None:
     with pytest.raises(InvalidReference):
         validate_digest(digest)

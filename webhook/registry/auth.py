@@ -41,7 +41,7 @@ class Challenge:
     params: Mapping[str, str] = field(hash=False)
 
 
-def parse_challenges(header: str) -> list[Challenge]:
+def parse_challenges(header: str) -> list[Challenge]:  # noqa: PLR0912 (one tokenizer loop reads best)
     """Parse a ``WWW-Authenticate`` value (RFC 7235) into its challenges.
 
     Tolerant of what registries send: several challenges in one header, quoted strings with
@@ -59,7 +59,7 @@ def parse_challenges(header: str) -> list[Challenge]:
 
     def read_token(j: int) -> tuple[str, int]:
         start = j
-        while j < n and header[j] not in " \t,=\"":
+        while j < n and header[j] not in ' \t,="':
             j += 1
         return header[start:j], j
 
@@ -208,9 +208,13 @@ def fetch_token(
             if service:
                 query["service"] = service
             headers = {} if credential.is_anonymous else {"Authorization": basic_authorization(credential)}
-            resp = session.get(realm, params=query, headers=headers, timeout=timeout, verify=verify, stream=True)
+            resp = session.get(
+                realm, params=query, headers=headers, timeout=timeout, verify=verify, stream=True
+            )
     except requests.RequestException as exc:
-        raise RegistryUnavailable(f"token server {realm} for {registry} unreachable: {type(exc).__name__}") from None
+        raise RegistryUnavailable(
+            f"token server {realm} for {registry} unreachable: {type(exc).__name__}"
+        ) from None
     with resp:
         if resp.status_code in (401, 403):
             who = "anonymous access" if credential.is_anonymous else f"credentials from {credential.source}"
@@ -220,8 +224,12 @@ def fetch_token(
         if resp.status_code >= 500:
             raise RegistryUnavailable(f"token server {realm} for {registry} failed (HTTP {resp.status_code})")
         if resp.status_code != 200:
-            raise AuthenticationFailed(f"token server {realm} for {registry} answered HTTP {resp.status_code}")
+            raise AuthenticationFailed(
+                f"token server {realm} for {registry} answered HTTP {resp.status_code}"
+            )
         body = resp.raw.read(MAX_TOKEN_RESPONSE_BYTES + 1, decode_content=True)
         if len(body) > MAX_TOKEN_RESPONSE_BYTES:
-            raise AuthenticationFailed(f"token server {realm} answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes")
+            raise AuthenticationFailed(
+                f"token server {realm} answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes"
+            )
     return parse_token_response(body, realm)

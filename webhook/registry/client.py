@@ -16,6 +16,7 @@ What it promises, whatever the registry does:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -50,6 +51,7 @@ from webhook.oci import (
     OCI_INDEX,
     Descriptor,
     Manifest,
+    check_descriptor,
     check_digest,
     compute_digest,
     parse_manifest,
@@ -79,8 +81,8 @@ class HostSettings:
 @dataclass(frozen=True)
 class ClientSettings:
     hosts: Mapping[str, HostSettings] = field(default_factory=dict, hash=False)
-    default: HostSettings = HostSettings()
-    limits: Limits = Limits()
+    default: HostSettings = field(default_factory=HostSettings)
+    limits: Limits = field(default_factory=Limits)
 
     def for_host(self, host: str) -> HostSettings:
         return self.hosts.get(host, self.default)
@@ -121,12 +123,12 @@ def _tighten_read_timeout(resp: requests.Response, seconds: float) -> None:
     ``requests`` applies its read timeout to each read, so a body that trickles in slowly could
     otherwise outlive the deadline by a whole timeout per chunk.
     """
-    sock: Any = getattr(getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    sock: Any = getattr(
+        getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None), "_sock", None
+    )
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.settimeout(max(0.01, seconds))
-        except OSError:
-            pass
 
 
 class RegistryClient:
@@ -214,20 +216,12 @@ class HttpRepository:
     def fetch_manifest(self, digest: str, deadline: Deadline, expected: Descriptor | None = None) -> Manifest:
         validate_digest(digest)
         what = f"{self._display}@{digest}"
-        if expected is not None and expected.size > self._limits.max_manifest_bytes:
-            raise ContentTooLarge(
-                f"{what}: manifest is {expected.size} bytes, over the {self._limits.max_manifest_bytes}-byte cap"
-            )
+        cap = self._limits.max_manifest_bytes
+        if expected is not None and expected.size > cap:
+            raise ContentTooLarge(f"{what}: manifest is {expected.size} bytes, over the {cap}-byte cap")
         manifest = self._get_manifest(digest, what, deadline, expected_digest=digest)
         if expected is not None:
-            if expected.size != manifest.descriptor.size:
-                raise ContentMismatch(
-                    f"{what}: manifest is {manifest.descriptor.size} bytes, its descriptor says {expected.size}"
-                )
-            if expected.media_type != manifest.media_type:
-                raise ContentMismatch(
-                    f"{what}: manifest media type is {manifest.media_type}, its descriptor says {expected.media_type}"
-                )
+            check_descriptor(manifest, expected, what)
         return manifest
 
     def fetch_blob(self, descriptor: Descriptor, deadline: Deadline, max_bytes: int | None = None) -> bytes:
@@ -258,7 +252,9 @@ class HttpRepository:
 
     # --- referrers --------------------------------------------------------------------------------
 
-    def _referrers_from_api(self, digest: str, artifact_type: str | None, deadline: Deadline) -> Referrers | None:
+    def _referrers_from_api(
+        self, digest: str, artifact_type: str | None, deadline: Deadline
+    ) -> Referrers | None:
         """The OCI 1.1 referrers API; ``None`` when this registry does not implement it."""
         what = f"{self._display}@{digest} (referrers)"
         url = f"{self._base}/referrers/{digest}"
@@ -273,7 +269,9 @@ class HttpRepository:
                 raise RegistryProtocolError(f"{what}: the registry's Link pages loop back to {page_url}")
             seen.add(page_url)
             if len(seen) > self._limits.max_referrer_pages:
-                raise RegistryProtocolError(f"{what}: more than {self._limits.max_referrer_pages} pages of referrers")
+                raise RegistryProtocolError(
+                    f"{what}: more than {self._limits.max_referrer_pages} pages of referrers"
+                )
             first = len(seen) == 1
             resp = self._send("GET", page_url, what, deadline, {"Accept": OCI_INDEX})
             with resp:
@@ -290,7 +288,9 @@ class HttpRepository:
                 body = self._read(resp, self._limits.max_index_bytes, what, deadline)
                 applied = resp.headers.get(FILTERS_APPLIED_HEADER, "")
                 link = resp.links.get("next", {}).get("url")
-            index = parse_manifest(body, OCI_INDEX, compute_digest(body), what, max_entries=self._limits.max_referrers)
+            index = parse_manifest(
+                body, OCI_INDEX, compute_digest(body), what, max_entries=self._limits.max_referrers
+            )
             page = list(index.manifests)
             if artifact_type is not None:
                 legacy = index.annotations.get(LEGACY_FILTERS_ANNOTATION, "")
@@ -347,14 +347,18 @@ class HttpRepository:
 
     # --- manifests --------------------------------------------------------------------------------
 
-    def _get_manifest(self, target: str, what: str, deadline: Deadline, expected_digest: str | None) -> Manifest:
+    def _get_manifest(
+        self, target: str, what: str, deadline: Deadline, expected_digest: str | None
+    ) -> Manifest:
         url = f"{self._base}/manifests/{quote(target, safe=':')}"
         resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
         with resp:
             self._raise_for_status(resp, what, "manifest")
             media_type = _media_type(resp)
             if media_type not in MANIFEST_TYPES:
-                raise ContentMismatch(f"{what}: registry served {media_type or 'no Content-Type'}, not a manifest")
+                raise ContentMismatch(
+                    f"{what}: registry served {media_type or 'no Content-Type'}, not a manifest"
+                )
             body = self._read(resp, self._limits.max_manifest_bytes, what, deadline)
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         if expected_digest is not None:
@@ -362,13 +366,17 @@ class HttpRepository:
         digest = self._check_header_digest(body, header_digest, what, preferred=expected_digest)
         return parse_manifest(body, media_type, digest, what)
 
-    def _check_header_digest(self, body: bytes, header_digest: str, what: str, preferred: str | None = None) -> str:
+    def _check_header_digest(
+        self, body: bytes, header_digest: str, what: str, preferred: str | None = None
+    ) -> str:
         """Compare a ``Docker-Content-Digest`` header with the bytes; return the digest to use."""
         if header_digest:
             try:
                 validate_digest(header_digest)
             except ValueError:
-                raise RegistryProtocolError(f"{what}: invalid Docker-Content-Digest {header_digest!r}") from None
+                raise RegistryProtocolError(
+                    f"{what}: invalid Docker-Content-Digest {header_digest!r}"
+                ) from None
             actual = compute_digest(body, header_digest.split(":", 1)[0])
             if actual != header_digest:
                 raise ContentMismatch(
@@ -391,7 +399,13 @@ class HttpRepository:
         raise RegistryProtocolError(f"{what}: unexpected HTTP {status} from {self.host} for the {kind}")
 
     def _read(
-        self, resp: requests.Response, cap: int, what: str, deadline: Deadline, *, allow_truncate: bool = False
+        self,
+        resp: requests.Response,
+        cap: int,
+        what: str,
+        deadline: Deadline,
+        *,
+        allow_truncate: bool = False,
     ) -> bytes:
         """Read a body of at most ``cap`` bytes before the deadline."""
         length = resp.headers.get("Content-Length")
@@ -415,7 +429,9 @@ class HttpRepository:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if deadline.expired():
                 raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None
-            raise RegistryUnavailable(f"{what}: reading from {self.host} failed ({type(exc).__name__})") from None
+            raise RegistryUnavailable(
+                f"{what}: reading from {self.host} failed ({type(exc).__name__})"
+            ) from None
         return b"".join(chunks)
 
     def _send(
@@ -430,69 +446,99 @@ class HttpRepository:
     ) -> requests.Response:
         """Send one request with auth, bounded retries and the deadline; return the open response.
 
-        Returns any status but 401 (answered by authenticating) and the retried statuses (unless
-        they are what the last allowed try got, which raises).
+        A 401 is answered by authenticating (each matching credential in turn); 429 and 502/503/504
+        are retried a bounded number of times. Any other status is returned to the caller.
         """
-        limits = self._limits
-        credentials = list(self._credentials)
-        credential = credentials.pop(0)
-        authenticated_once = False
+        auth = _AuthAttempt(list(self._credentials))
         attempt = 0
         while True:
-            left = deadline.check(f"{what}: {method} {self.host}")
-            request_headers = dict(headers)
-            authorization = self._client._auth.get(self._auth_key(credential))
-            if authorization:
-                request_headers["Authorization"] = authorization
-            timeout = min(limits.request_timeout_s, left)
-            try:
-                resp = self._client._session.request(
-                    method, url, headers=request_headers, timeout=(timeout, timeout),
-                    verify=self._verify, allow_redirects=redirects, stream=True,
-                )
-            except requests.TooManyRedirects:
-                raise RegistryProtocolError(f"{what}: more than {limits.max_redirects} redirects") from None
-            except requests.exceptions.SSLError as exc:
-                raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({_short(exc)})") from None
-            except requests.Timeout:
-                if deadline.expired():
-                    raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
-                raise RegistryUnavailable(f"{what}: {self.host} did not answer within {timeout:.1f}s") from None
-            except requests.RequestException as exc:
-                raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({_short(exc)})") from None
-
+            resp = self._request_once(
+                method, url, what, deadline, headers=headers, credential=auth.credential, redirects=redirects
+            )
             if resp.status_code == 401:
-                challenge_header = resp.headers.get("WWW-Authenticate", "")
+                challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
-                if authenticated_once:
-                    # Our fresh credentials were refused: try the next matching credential, if any.
-                    self._client._auth.forget(self._auth_key(credential))
-                    if not credentials:
-                        who = "anonymous access" if credential.is_anonymous else f"credentials from {credential.source}"
-                        raise AuthenticationFailed(f"{what}: {self.host} refused {who} (HTTP 401)")
-                    credential = credentials.pop(0)
-                self._authenticate(challenge_header, credential, what, deadline)
-                authenticated_once = True
+                self._reauthenticate(challenge, auth, what, deadline)
                 continue
-
             if resp.status_code in RETRY_STATUSES:
-                status = resp.status_code
-                wait = _retry_after_s(resp.headers.get("Retry-After"))
-                resp.close()
-                error: type[RateLimited | RegistryUnavailable] = RateLimited if status == 429 else RegistryUnavailable
-                if attempt >= limits.max_retries:
-                    raise error(f"{what}: {self.host} answered HTTP {status} {attempt + 1} times; giving up")
-                if wait is None:
-                    wait = min(limits.max_retry_wait_s, 0.2 * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
-                if wait > limits.max_retry_wait_s or wait >= deadline.remaining_s():
-                    raise error(
-                        f"{what}: {self.host} answered HTTP {status} and asks to retry after {wait:.1f}s, "
-                        "beyond the time left"
-                    )
-                time.sleep(wait)
+                self._wait_before_retry(resp, attempt, what, deadline)
                 attempt += 1
                 continue
             return resp
+
+    def _request_once(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        deadline: Deadline,
+        *,
+        headers: Mapping[str, str],
+        credential: Credential,
+        redirects: bool,
+    ) -> requests.Response:
+        left = deadline.check(f"{what}: {method} {self.host}")
+        request_headers = dict(headers)
+        authorization = self._client._auth.get(self._auth_key(credential))
+        if authorization:
+            request_headers["Authorization"] = authorization
+        timeout = min(self._limits.request_timeout_s, left)
+        try:
+            return self._client._session.request(
+                method,
+                url,
+                headers=request_headers,
+                timeout=(timeout, timeout),
+                verify=self._verify,
+                allow_redirects=redirects,
+                stream=True,
+            )
+        except requests.TooManyRedirects:
+            raise RegistryProtocolError(f"{what}: more than {self._limits.max_redirects} redirects") from None
+        except requests.exceptions.SSLError as exc:
+            raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({_short(exc)})") from None
+        except requests.Timeout:
+            if deadline.expired():
+                raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
+            raise RegistryUnavailable(f"{what}: {self.host} did not answer within {timeout:.1f}s") from None
+        except requests.RequestException as exc:
+            raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({_short(exc)})") from None
+
+    def _reauthenticate(self, challenge: str, auth: _AuthAttempt, what: str, deadline: Deadline) -> None:
+        """Get fresh authorization after a 401, moving to the next credential when one is refused."""
+        if auth.fresh:
+            # Authorization we just obtained was refused: this credential lacks access.
+            self._client._auth.forget(self._auth_key(auth.credential))
+            if not auth.advance():
+                raise AuthenticationFailed(f"{what}: {self.host} refused {auth.who()} (HTTP 401)")
+        while True:
+            try:
+                self._authenticate(challenge, auth.credential, what, deadline)
+            except AuthenticationFailed:
+                if not auth.advance():
+                    raise
+                continue
+            auth.fresh = True
+            return
+
+    def _wait_before_retry(
+        self, resp: requests.Response, attempt: int, what: str, deadline: Deadline
+    ) -> None:
+        status = resp.status_code
+        wait = _retry_after_s(resp.headers.get("Retry-After"))
+        resp.close()
+        error: type[RateLimited | RegistryUnavailable] = RateLimited if status == 429 else RegistryUnavailable
+        limits = self._limits
+        if attempt >= limits.max_retries:
+            raise error(f"{what}: {self.host} answered HTTP {status} {attempt + 1} times; giving up")
+        if wait is None:  # exponential backoff with jitter
+            wait = min(limits.max_retry_wait_s, 0.2 * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
+        if wait > limits.max_retry_wait_s or wait >= deadline.remaining_s():
+            raise error(
+                f"{what}: {self.host} answered HTTP {status} and asks to retry after {wait:.1f}s, "
+                "beyond the time left"
+            )
+        time.sleep(wait)
 
     def _auth_key(self, credential: Credential) -> tuple[str, str, str]:
         return (self.host, self._scope, credential.fingerprint())
@@ -503,9 +549,15 @@ class HttpRepository:
         bearer: Challenge | None = challenges.get("bearer")
         if bearer is not None:
             token = fetch_token(
-                self._client._session, bearer, self._scope, credential,
-                registry=self.host, allow_plain_http=self._plain_http, verify=self._verify,
-                deadline=deadline, request_timeout_s=self._limits.request_timeout_s,
+                self._client._session,
+                bearer,
+                self._scope,
+                credential,
+                registry=self.host,
+                allow_plain_http=self._plain_http,
+                verify=self._verify,
+                deadline=deadline,
+                request_timeout_s=self._limits.request_timeout_s,
             )
             self._client._auth.put(key, f"Bearer {token.value}", token.lifetime_s)
         elif "basic" in challenges:
@@ -530,6 +582,30 @@ def _short(exc: BaseException) -> str:
         if marker in text:
             return marker
     return type(exc).__name__
+
+
+class _AuthAttempt:
+    """Which credential a request is using, and whether its authorization was just obtained."""
+
+    def __init__(self, credentials: list[Credential]) -> None:
+        self._credentials = credentials
+        self._index = 0
+        self.fresh = False
+
+    @property
+    def credential(self) -> Credential:
+        return self._credentials[self._index]
+
+    def advance(self) -> bool:
+        if self._index + 1 >= len(self._credentials):
+            return False
+        self._index += 1
+        self.fresh = False
+        return True
+
+    def who(self) -> str:
+        c = self.credential
+        return "anonymous access" if c.is_anonymous else f"credentials from {c.source}"
 
 
 def _csv(value: str) -> list[str]:

@@ -110,7 +110,9 @@ def _key_matches(key: str, host_port: str, path: str) -> bool:
     key_labels, labels = key_host.split("."), host.split(".")
     if len(key_labels) != len(labels):
         return False
-    if not all(fnmatch.fnmatchcase(label, pattern) for pattern, label in zip(key_labels, labels, strict=True)):
+    if not all(
+        fnmatch.fnmatchcase(label, pattern) for pattern, label in zip(key_labels, labels, strict=True)
+    ):
         return False
     return path.startswith(key_path)
 
@@ -120,7 +122,9 @@ class Keyring:
     entries: tuple[tuple[str, Credential], ...] = ()
 
     @classmethod
-    def from_docker_config(cls, data: bytes | str | Mapping[str, Any], source: str = "config.json") -> Keyring:
+    def from_docker_config(
+        cls, data: bytes | str | Mapping[str, Any], source: str = "config.json"
+    ) -> Keyring:
         """Read a docker ``config.json`` (``{"auths": {...}}``) or a legacy ``.dockercfg`` map."""
         if isinstance(data, (bytes, str)):
             try:
@@ -131,7 +135,7 @@ class Keyring:
             doc = data
         if not isinstance(doc, dict):
             raise ConfigError(f"{source}: expected a JSON object")
-        auths = doc["auths"] if "auths" in doc else doc
+        auths = doc.get("auths", doc)
         if not isinstance(auths, dict):
             raise ConfigError(f"{source}: 'auths' must be an object")
         entries = [(_normalise_key(key), _decode_entry(entry, source, key)) for key, entry in auths.items()]

@@ -20,6 +20,7 @@ from webhook.oci import (
     OCI_MANIFEST,
     Descriptor,
     Manifest,
+    check_descriptor,
     check_digest,
     compute_digest,
     parse_manifest,
@@ -79,8 +80,8 @@ class LayoutRepository:
         data = self._read_blob(digest, self._limits.max_manifest_bytes, what)
         media_type = expected.media_type if expected is not None else _sniff_media_type(data, what)
         manifest = parse_manifest(data, media_type, digest, what)
-        if expected is not None and expected.size != len(data):
-            raise ContentMismatch(f"{what}: manifest is {len(data)} bytes, its descriptor says {expected.size}")
+        if expected is not None:
+            check_descriptor(manifest, expected, what)
         return manifest
 
     def fetch_blob(self, descriptor: Descriptor, deadline: Deadline, max_bytes: int | None = None) -> bytes:
@@ -104,15 +105,22 @@ class LayoutRepository:
             if artifact_type is None or entry.artifact_type == artifact_type:
                 found.append(entry)
             if len(found) > self._limits.max_referrers:
-                raise ContentTooLarge(f"{self.display_name}@{digest}: more than {self._limits.max_referrers} referrers")
+                raise ContentTooLarge(
+                    f"{self.display_name}@{digest}: more than {self._limits.max_referrers} referrers"
+                )
         return Referrers(digest, tuple(found), "oci-layout")
 
     # --- internals --------------------------------------------------------------------------------
 
     def _index(self) -> Manifest:
         data = self._read_file(self.root / "index.json", self._limits.max_index_bytes, "index.json")
-        return parse_manifest(data, OCI_INDEX, compute_digest(data), f"{self.display_name}/index.json",
-                              max_entries=self._limits.max_referrers * 10)
+        return parse_manifest(
+            data,
+            OCI_INDEX,
+            compute_digest(data),
+            f"{self.display_name}/index.json",
+            max_entries=self._limits.max_referrers * 10,
+        )
 
     def _all_manifests(self, deadline: Deadline) -> list[Manifest]:
         """Every manifest reachable from index.json, each read once, in a bounded walk."""
@@ -171,4 +179,3 @@ def _sniff_media_type(data: bytes, what: str) -> str:
     if isinstance(media_type, str) and media_type:
         return media_type
     return OCI_INDEX if "manifests" in doc else OCI_MANIFEST
-

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Referee demo, all local: two registries (CNCF Distribution without the referrers API, olareg with it),
+# an image signed with notation and given an SBOM with oras, and what Referee discovers on each.
+# Everything it starts is stopped, and its files removed, when it ends.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/install-tools.sh >/dev/null 2>&1 || scripts/install-tools.sh
+tools="$root/.tools/bin"
+py="$root/.venv/bin/python"
+
+work=$(mktemp -d -t referee-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() {  # URL
+  for _ in $(seq 1 100); do
+    "$py" -c 'import sys, requests; requests.get(sys.argv[1], timeout=1).raise_for_status()' "$1" \
+      >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "registry at $1 did not start" >&2; exit 1
+}
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+referee() { printf '$ referee %s\n' "$*"; "$py" -m webhook "$@"; }
+
+step "Starting two local registries"
+dist_port=$(free_port)
+cat > "$work/distribution.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/distribution}}
+http: {addr: 127.0.0.1:$dist_port}
+YAML
+docker-registry serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
+pids+=($!)
+ola_port=$(free_port)
+"$tools/olareg" serve --addr 127.0.0.1 --port "$ola_port" --dir "$work/olareg" >"$work/olareg.log" 2>&1 &
+pids+=($!)
+wait_ready "http://127.0.0.1:$dist_port/v2/"
+wait_ready "http://127.0.0.1:$ola_port/v2/"
+echo "CNCF Distribution 2.8 (no referrers API): 127.0.0.1:$dist_port"
+echo "olareg (OCI 1.1 referrers API):           127.0.0.1:$ola_port"
+
+step "Making a signing key with notation (a test certificate)"
+export XDG_CONFIG_HOME="$work/config"
+"$tools/notation" cert generate-test --default demo.referee.example >/dev/null
+echo "key 'demo.referee.example' created in $XDG_CONFIG_HOME/notation"
+
+cd "$work"
+echo "hello from referee" > app.txt
+echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' > config.json
+echo '{"spdxVersion":"SPDX-2.3","name":"demo-app"}' > sbom.spdx.json
+
+for entry in "distribution:$dist_port:" "olareg:$ola_port:--force-referrers-tag=false"; do
+  IFS=: read -r kind port sign_flag <<<"$entry"
+  image="127.0.0.1:$port/demo/app:v1"
+  step "[$kind] Push an image, sign it with notation, attach an SBOM with oras"
+  digest=$("$tools/oras" push --plain-http "$image" \
+    --config config.json:application/vnd.oci.image.config.v1+json \
+    app.txt:application/vnd.oci.image.layer.v1.tar --format go-template --template '{{.digest}}')
+  echo "pushed $image -> $digest"
+  # shellcheck disable=SC2086 # the flag is empty for the registry without the referrers API
+  "$tools/notation" sign --insecure-registry $sign_flag "127.0.0.1:$port/demo/app@$digest" 2>/dev/null
+  "$tools/oras" attach --plain-http --artifact-type application/spdx+json \
+    "127.0.0.1:$port/demo/app@$digest" sbom.spdx.json >/dev/null
+  echo "attached an SBOM (application/spdx+json)"
+
+  step "[$kind] What Referee sees"
+  referee discover --plain-http "$image"
+done
+
+step "The same, as JSON (the contract other tools read)"
+referee discover --plain-http --output json "127.0.0.1:$ola_port/demo/app:v1"
+
+step "And what a missing image looks like (exit code 1)"
+set +e
+referee discover --plain-http "127.0.0.1:$ola_port/demo/app:v2"
+echo "exit code: $?"
+set -e
+echo
+echo "Done. Registries stopped and demo files removed."
