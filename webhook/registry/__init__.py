@@ -32,6 +32,8 @@ class Limits:
     max_retry_wait_s: float = 10.0
     request_timeout_s: float = 10.0  # per request, and never beyond the caller's deadline
     max_redirects: int = 5
+    manifest_cache_entries: int = 1024  # digest-checked manifests kept in memory
+    manifest_cache_bytes: int = 32 << 20
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import random
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,9 @@ class RegistryClient:
         self._auth = AuthCache()
         self._referrers_api: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
+        # Manifests are content-addressed and checked against their digest before they enter, so
+        # a cached one is as good as a fresh fetch; bounded in entries and in bytes.
+        self._manifests = ManifestCache(self.limits.manifest_cache_entries, self.limits.manifest_cache_bytes)
 
     def close(self) -> None:
         self._session.close()
@@ -153,6 +157,10 @@ class RegistryClient:
         """A repository handle; credentials default to the keyring's answer for the reference."""
         creds = credentials if credentials is not None else self.keyring.lookup(ref.domain, ref.path)
         return HttpRepository(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name)
+
+    @property
+    def manifests(self) -> ManifestCache:
+        return self._manifests
 
     # --- capability memory shared by every repository handle ------------------------------------
 
@@ -219,7 +227,11 @@ class HttpRepository:
         cap = self._limits.max_manifest_bytes
         if expected is not None and expected.size > cap:
             raise ContentTooLarge(f"{what}: manifest is {expected.size} bytes, over the {cap}-byte cap")
-        manifest = self._get_manifest(digest, what, deadline, expected_digest=digest)
+        key = (self.host, self.path, digest)
+        manifest = self._client.manifests.get(key)
+        if manifest is None:
+            manifest = self._get_manifest(digest, what, deadline, expected_digest=digest)
+            self._client.manifests.put(key, manifest)
         if expected is not None:
             check_descriptor(manifest, expected, what)
         return manifest
@@ -582,6 +594,41 @@ def _short(exc: BaseException) -> str:
         if marker in text:
             return marker
     return type(exc).__name__
+
+
+class ManifestCache:
+    """A small LRU of digest-checked manifests, keyed by (host, repository, digest)."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str, str], Manifest] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> Manifest | None:
+        with self._lock:
+            manifest = self._entries.get(key)
+            if manifest is not None:
+                self._entries.move_to_end(key)
+            return manifest
+
+    def put(self, key: tuple[str, str, str], manifest: Manifest) -> None:
+        size = manifest.descriptor.size
+        if size > self._max_bytes or self._max_entries <= 0:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.descriptor.size
+            self._entries[key] = manifest
+            self._bytes += size
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.descriptor.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class _AuthAttempt:
