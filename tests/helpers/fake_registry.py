@@ -19,6 +19,7 @@ class FakeRegistry:
     host: str = ""
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     hits: list[tuple[str, str]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)  # Authorization header per request
 
     def route(self, method: str, path: str, handler: Route) -> None:
         self.routes[(method, path)] = handler
@@ -55,6 +56,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         fake = self.server.fake
         path = self.path
         fake.hits.append((self.command, path))
+        fake.authorizations.append(self.headers.get("Authorization"))
         handler = fake.routes.get((self.command, path)) or fake.routes.get((self.command, path.split("?")[0]))
         if handler is None:
             self.reply(

@@ -24,6 +24,7 @@ from webhook.oci import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, c
 from webhook.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
+from webhook.registry.credentials import Credential, Keyring
 
 MANIFEST = json.dumps(
     {
@@ -383,3 +384,39 @@ def test_expired_deadline_sends_nothing_fake(fake: FakeRegistry) -> None:
     with pytest.raises(DeadlineExceeded):
         repo(fake).fetch_manifest(DIGEST, Deadline.after(-1))
     assert fake.hits == []
+
+
+# --- redirects ------------------------------------------------------------------------------------
+
+
+def test_blob_redirect_to_storage_drops_credentials_and_is_digest_checked_fake(fake: FakeRegistry) -> None:
+    """Registries redirect blob downloads to storage hosts: follow, but never send our credentials there."""
+    blob = b"signature envelope bytes"
+    descriptor = Descriptor("application/jose+json", compute_digest(blob), len(blob))
+    with fake_registry() as storage:
+        storage.route("GET", "/bucket/blob", lambda h: h.reply(200, blob))
+
+        def needs_auth_then_redirects(h: FakeHandler) -> None:
+            if h.headers.get("Authorization") is None:
+                h.reply(401, b"", {"WWW-Authenticate": 'Basic realm="test"'})
+            else:
+                h.reply(307, b"", {"Location": f"http://{storage.host}/bucket/blob"})
+
+        fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", needs_auth_then_redirects)
+        client = RegistryClient(
+            ClientSettings(default=HostSettings(plain_http=True)),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        data = client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_blob(descriptor, Deadline.after(5))
+        assert data == blob
+        assert fake.authorizations[-1] is not None  # the registry got our credentials
+        assert storage.authorizations == [None]  # the storage host did not
+
+
+def test_redirect_loop_is_bounded_fake(fake: FakeRegistry) -> None:
+    path = f"{BASE}/manifests/{DIGEST}"
+    fake.route("GET", path, lambda h: h.reply(302, b"", {"Location": path}))
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+    assert "redirects" in str(info.value)
+    assert fake.count("GET", path) == 6  # the first request and 5 redirects

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import requests
-
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed, RegistryUnavailable
 from webhook.registry.credentials import Credential
+from webhook.registry.transport import Transport, TransportError, opened, read_body
 
 DEFAULT_TOKEN_LIFETIME_S = 60
 # Refresh a little early so a token does not expire between our check and the registry's.
@@ -166,7 +165,7 @@ def parse_token_response(body: bytes, realm: str) -> Token:
 
 
 def fetch_token(
-    session: requests.Session,
+    transport: Transport,
     challenge: Challenge,
     scope: str,
     credential: Credential,
@@ -202,32 +201,28 @@ def fetch_token(
                 "client_id": CLIENT_ID,
                 "scope": " ".join(scopes),
             }
-            resp = session.post(realm, data=form, timeout=timeout, verify=verify, stream=True)
+            resp = transport.open("POST", realm, headers={}, timeout_s=timeout, verify=verify, form=form)
         else:
-            query: dict[str, str | list[str]] = {"scope": scopes} if scopes else {}
-            if service:
-                query["service"] = service
+            query = [("scope", s) for s in scopes] + ([("service", service)] if service else [])
             headers = {} if credential.is_anonymous else {"Authorization": basic_authorization(credential)}
-            resp = session.get(
-                realm, params=query, headers=headers, timeout=timeout, verify=verify, stream=True
+            resp = transport.open(
+                "GET", realm, headers=headers, timeout_s=timeout, verify=verify, query=query
             )
-    except requests.RequestException as exc:
-        raise RegistryUnavailable(
-            f"token server {realm} for {registry} unreachable: {type(exc).__name__}"
-        ) from None
-    with resp:
-        if resp.status_code in (401, 403):
+    except TransportError as exc:
+        raise RegistryUnavailable(f"token server {realm} for {registry} unreachable ({exc.reason})") from None
+    with opened(resp):
+        status = resp.status
+        if status in (401, 403):
             who = "anonymous access" if credential.is_anonymous else f"credentials from {credential.source}"
-            raise AuthenticationFailed(
-                f"token server {realm} refused {who} for {registry} (HTTP {resp.status_code})"
-            )
-        if resp.status_code >= 500:
-            raise RegistryUnavailable(f"token server {realm} for {registry} failed (HTTP {resp.status_code})")
-        if resp.status_code != 200:
-            raise AuthenticationFailed(
-                f"token server {realm} for {registry} answered HTTP {resp.status_code}"
-            )
-        body = resp.raw.read(MAX_TOKEN_RESPONSE_BYTES + 1, decode_content=True)
+            raise AuthenticationFailed(f"token server {realm} refused {who} for {registry} (HTTP {status})")
+        if status >= 500:
+            raise RegistryUnavailable(f"token server {realm} for {registry} failed (HTTP {status})")
+        if status != 200:
+            raise AuthenticationFailed(f"token server {realm} for {registry} answered HTTP {status}")
+        try:
+            body = read_body(resp, MAX_TOKEN_RESPONSE_BYTES, deadline, f"token request to {realm}")
+        except TransportError as exc:
+            raise RegistryUnavailable(f"token server {realm} for {registry}: {exc.reason}") from None
         if len(body) > MAX_TOKEN_RESPONSE_BYTES:
             raise AuthenticationFailed(
                 f"token server {realm} answer exceeds {MAX_TOKEN_RESPONSE_BYTES} bytes"

@@ -16,22 +16,16 @@ What it promises, whatever the registry does:
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
 import random
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
-
-import requests
-import urllib3
 
 from webhook import __version__
 from webhook.deadline import Deadline
@@ -61,11 +55,19 @@ from webhook.reference import Reference, validate_digest
 from webhook.registry import Limits, Referrers
 from webhook.registry.auth import AuthCache, Challenge, basic_authorization, fetch_token, parse_challenges
 from webhook.registry.credentials import ANONYMOUS, Credential, Keyring
+from webhook.registry.transport import (
+    Response,
+    Transport,
+    TransportError,
+    content_type,
+    next_link,
+    opened,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"referee/{__version__}"
-CHUNK_BYTES = 64 * 1024
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FILTERS_APPLIED_HEADER = "OCI-Filters-Applied"
 LEGACY_FILTERS_ANNOTATION = "org.opencontainers.referrers.filtersApplied"
@@ -87,10 +89,6 @@ class ClientSettings:
 
     def for_host(self, host: str) -> HostSettings:
         return self.hosts.get(host, self.default)
-
-
-def _media_type(resp: requests.Response) -> str:
-    return resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
 
 def _error_codes(body: bytes) -> list[str]:
@@ -118,20 +116,6 @@ def _retry_after_s(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _tighten_read_timeout(resp: requests.Response, seconds: float) -> None:
-    """Make the next socket read give up when the caller's deadline does.
-
-    ``requests`` applies its read timeout to each read, so a body that trickles in slowly could
-    otherwise outlive the deadline by a whole timeout per chunk.
-    """
-    sock: Any = getattr(
-        getattr(getattr(getattr(resp.raw, "_fp", None), "fp", None), "raw", None), "_sock", None
-    )
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(max(0.01, seconds))
-
-
 class RegistryClient:
     """Talks to any number of registries; hands out ``HttpRepository`` objects for repositories."""
 
@@ -139,10 +123,7 @@ class RegistryClient:
         self.settings = settings or ClientSettings()
         self.keyring = keyring or Keyring()
         self.limits = self.settings.limits
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.max_redirects = self.limits.max_redirects
-        self._session.trust_env = False  # no ~/.netrc credentials or proxies picked up silently
+        self._transport = Transport(user_agent=USER_AGENT, max_redirects=self.limits.max_redirects)
         self._auth = AuthCache()
         self._referrers_api: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
@@ -151,12 +132,16 @@ class RegistryClient:
         self._manifests = ManifestCache(self.limits.manifest_cache_entries, self.limits.manifest_cache_bytes)
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpRepository:
         """A repository handle; credentials default to the keyring's answer for the reference."""
         creds = credentials if credentials is not None else self.keyring.lookup(ref.domain, ref.path)
         return HttpRepository(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name)
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
 
     @property
     def manifests(self) -> ManifestCache:
@@ -204,8 +189,8 @@ class HttpRepository:
         what = f"{self._display}:{target}"
         url = f"{self._base}/manifests/{quote(target, safe='')}"
         resp = self._send("HEAD", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
-        with resp:
-            status = resp.status_code
+        with opened(resp):
+            status = resp.status
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         if status == 404:
             raise NotFound(f"{what}: no such tag (HTTP 404 from {self.host})")
@@ -243,7 +228,7 @@ class HttpRepository:
         if descriptor.size > cap:
             raise ContentTooLarge(f"{what}: blob is {descriptor.size} bytes, over the {cap}-byte cap")
         resp = self._send("GET", f"{self._base}/blobs/{digest}", what, deadline, {}, redirects=True)
-        with resp:
+        with opened(resp):
             self._raise_for_status(resp, what, "blob")
             data = self._read(resp, min(cap, descriptor.size), what, deadline)
         if len(data) != descriptor.size:
@@ -286,20 +271,20 @@ class HttpRepository:
                 )
             first = len(seen) == 1
             resp = self._send("GET", page_url, what, deadline, {"Accept": OCI_INDEX})
-            with resp:
-                if first and resp.status_code in (404, 405):
+            with opened(resp):
+                if first and resp.status in (404, 405):
                     body = self._read(resp, 64 * 1024, what, deadline, allow_truncate=True)
                     if "NAME_UNKNOWN" in _error_codes(body):
                         raise NotFound(f"{what}: repository {self._display} does not exist")
                     return None  # no referrers API here
                 self._raise_for_status(resp, what, "referrers list")
-                if _media_type(resp) != OCI_INDEX:
+                if content_type(resp) != OCI_INDEX:
                     if first:
                         return None  # a 200 that is not an index: not the referrers API
                     raise RegistryProtocolError(f"{what}: a later referrers page is not an image index")
                 body = self._read(resp, self._limits.max_index_bytes, what, deadline)
                 applied = resp.headers.get(FILTERS_APPLIED_HEADER, "")
-                link = resp.links.get("next", {}).get("url")
+                link = next_link(resp.headers.get("Link"))
             index = parse_manifest(
                 body, OCI_INDEX, compute_digest(body), what, max_entries=self._limits.max_referrers
             )
@@ -326,14 +311,14 @@ class HttpRepository:
         what = f"{self._display}:{tag} (referrers tag for {digest})"
         url = f"{self._base}/manifests/{tag}"
         resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
-        with resp:
-            if resp.status_code == 404:
+        with opened(resp):
+            if resp.status == 404:
                 body = self._read(resp, 64 * 1024, what, deadline, allow_truncate=True)
                 if "NAME_UNKNOWN" in _error_codes(body):
                     raise NotFound(f"{what}: repository {self._display} does not exist")
                 return Referrers(digest, (), "tag-schema")
             self._raise_for_status(resp, what, "referrers tag")
-            media_type = _media_type(resp)
+            media_type = content_type(resp)
             body = self._read(resp, self._limits.max_index_bytes, what, deadline)
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         actual = self._check_header_digest(body, header_digest, what)
@@ -364,9 +349,9 @@ class HttpRepository:
     ) -> Manifest:
         url = f"{self._base}/manifests/{quote(target, safe=':')}"
         resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
-        with resp:
+        with opened(resp):
             self._raise_for_status(resp, what, "manifest")
-            media_type = _media_type(resp)
+            media_type = content_type(resp)
             if media_type not in MANIFEST_TYPES:
                 raise ContentMismatch(
                     f"{what}: registry served {media_type or 'no Content-Type'}, not a manifest"
@@ -398,8 +383,8 @@ class HttpRepository:
 
     # --- transport --------------------------------------------------------------------------------
 
-    def _raise_for_status(self, resp: requests.Response, what: str, kind: str) -> None:
-        status = resp.status_code
+    def _raise_for_status(self, resp: Response, what: str, kind: str) -> None:
+        status = resp.status
         if status == 200:
             return
         if status == 404:
@@ -412,7 +397,7 @@ class HttpRepository:
 
     def _read(
         self,
-        resp: requests.Response,
+        resp: Response,
         cap: int,
         what: str,
         deadline: Deadline,
@@ -423,28 +408,17 @@ class HttpRepository:
         length = resp.headers.get("Content-Length")
         if not allow_truncate and length is not None and length.isdigit() and int(length) > cap:
             raise ContentTooLarge(f"{what}: response is {length} bytes, over the {cap}-byte cap")
-        chunks: list[bytes] = []
-        total = 0
         try:
-            while True:
-                _tighten_read_timeout(resp, deadline.check(what))
-                # read1: at most one socket read, so the deadline is checked between every read.
-                chunk = resp.raw.read1(min(CHUNK_BYTES, cap + 1 - total), decode_content=True)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > cap:
-                    if allow_truncate:
-                        break
-                    raise ContentTooLarge(f"{what}: response exceeds the {cap}-byte cap")
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            body = read_body(resp, cap, deadline, what)
+        except TransportError as exc:
             if deadline.expired():
                 raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None
-            raise RegistryUnavailable(
-                f"{what}: reading from {self.host} failed ({type(exc).__name__})"
-            ) from None
-        return b"".join(chunks)
+            raise RegistryUnavailable(f"{what}: reading from {self.host} failed ({exc.reason})") from None
+        if len(body) > cap:
+            if allow_truncate:
+                return body[:cap]
+            raise ContentTooLarge(f"{what}: response exceeds the {cap}-byte cap")
+        return body
 
     def _send(
         self,
@@ -455,7 +429,7 @@ class HttpRepository:
         headers: Mapping[str, str],
         *,
         redirects: bool = False,
-    ) -> requests.Response:
+    ) -> Response:
         """Send one request with auth, bounded retries and the deadline; return the open response.
 
         A 401 is answered by authenticating (each matching credential in turn); 429 and 502/503/504
@@ -467,12 +441,12 @@ class HttpRepository:
             resp = self._request_once(
                 method, url, what, deadline, headers=headers, credential=auth.credential, redirects=redirects
             )
-            if resp.status_code == 401:
+            if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
                 self._reauthenticate(challenge, auth, what, deadline)
                 continue
-            if resp.status_code in RETRY_STATUSES:
+            if resp.status in RETRY_STATUSES:
                 self._wait_before_retry(resp, attempt, what, deadline)
                 attempt += 1
                 continue
@@ -488,7 +462,7 @@ class HttpRepository:
         headers: Mapping[str, str],
         credential: Credential,
         redirects: bool,
-    ) -> requests.Response:
+    ) -> Response:
         left = deadline.check(f"{what}: {method} {self.host}")
         request_headers = dict(headers)
         authorization = self._client._auth.get(self._auth_key(credential))
@@ -496,25 +470,26 @@ class HttpRepository:
             request_headers["Authorization"] = authorization
         timeout = min(self._limits.request_timeout_s, left)
         try:
-            return self._client._session.request(
+            return self._client.transport.open(
                 method,
                 url,
                 headers=request_headers,
-                timeout=(timeout, timeout),
+                timeout_s=timeout,
                 verify=self._verify,
-                allow_redirects=redirects,
-                stream=True,
+                redirects=redirects,
             )
-        except requests.TooManyRedirects:
-            raise RegistryProtocolError(f"{what}: more than {self._limits.max_redirects} redirects") from None
-        except requests.exceptions.SSLError as exc:
-            raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({_short(exc)})") from None
-        except requests.Timeout:
-            if deadline.expired():
-                raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
-            raise RegistryUnavailable(f"{what}: {self.host} did not answer within {timeout:.1f}s") from None
-        except requests.RequestException as exc:
-            raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({_short(exc)})") from None
+        except TransportError as exc:
+            if exc.kind == "redirects":
+                raise RegistryProtocolError(f"{what}: {exc.reason}") from None
+            if exc.kind == "tls":
+                raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({exc.reason})") from None
+            if exc.kind == "timeout":
+                if deadline.expired():
+                    raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
+                raise RegistryUnavailable(
+                    f"{what}: {self.host} did not answer within {timeout:.1f}s"
+                ) from None
+            raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({exc.reason})") from None
 
     def _reauthenticate(self, challenge: str, auth: _AuthAttempt, what: str, deadline: Deadline) -> None:
         """Get fresh authorization after a 401, moving to the next credential when one is refused."""
@@ -533,10 +508,8 @@ class HttpRepository:
             auth.fresh = True
             return
 
-    def _wait_before_retry(
-        self, resp: requests.Response, attempt: int, what: str, deadline: Deadline
-    ) -> None:
-        status = resp.status_code
+    def _wait_before_retry(self, resp: Response, attempt: int, what: str, deadline: Deadline) -> None:
+        status = resp.status
         wait = _retry_after_s(resp.headers.get("Retry-After"))
         resp.close()
         error: type[RateLimited | RegistryUnavailable] = RateLimited if status == 429 else RegistryUnavailable
@@ -561,7 +534,7 @@ class HttpRepository:
         bearer: Challenge | None = challenges.get("bearer")
         if bearer is not None:
             token = fetch_token(
-                self._client._session,
+                self._client.transport,
                 bearer,
                 self._scope,
                 credential,
@@ -582,18 +555,6 @@ class HttpRepository:
             self._client._auth.put(key, basic_authorization(credential), None)
         else:
             raise AuthenticationFailed(f"{what}: {self.host} answered 401 without a usable challenge")
-
-
-def _short(exc: BaseException) -> str:
-    """A one-line cause for a transport error: the OS error if there is one, else the exception type."""
-    text = str(exc)
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return errno.group(1).strip()
-    for marker in ("certificate verify failed", "wrong version number", "Name or service not known"):
-        if marker in text:
-            return marker
-    return type(exc).__name__
 
 
 class ManifestCache:
