@@ -83,7 +83,9 @@ def cold_cli(args: list[str], runs: int = 5) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=200, help="operations per side and registry")
     args = parser.parse_args()
     orasgo = build_orasgo()
@@ -107,10 +109,14 @@ def main() -> int:
                         f"  {int(r['referrers'])}"
                     )
                 print(f"{label:<28} ratio referee/oras-go (mean): {ours['mean_ms'] / theirs['mean_ms']:.2f}")
-            cli_ref = cold_cli([sys.executable, "-m", "webhook", "discover", "--plain-http", f"{ola.host}/bench/app:v1"])
+            cli_ref = cold_cli(
+                [sys.executable, "-m", "webhook", "discover", "--plain-http", f"{ola.host}/bench/app:v1"]
+            )
             cli_oras = cold_cli([tool("oras"), "discover", "--plain-http", f"{ola.host}/bench/app:v1"])
-            print(f"cold CLI, olareg: referee discover {cli_ref:.0f} ms, oras discover {cli_oras:.0f} ms, "
-                  f"ratio {cli_ref / cli_oras:.2f}")
+            print(
+                f"cold CLI, olareg: referee discover {cli_ref:.0f} ms, oras discover {cli_oras:.0f} ms, "
+                f"ratio {cli_ref / cli_oras:.2f}"
+            )
     return 0
 
 
