@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import NOTARY, SBOM, SignedImage
-from tests.helpers.artifacts import oras, oras_discover, referrer_tree
+from tests.helpers.artifacts import Notation, oras, oras_discover, push_image, referrer_tree
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port
 from webhook.deadline import Deadline
@@ -149,3 +150,29 @@ def test_tls_registry_without_plain_http_flag_is_unreachable_not_missing(registr
     """Speaking TLS to a plain-HTTP registry is a transport failure (exit 3), not 'no signatures'."""
     proc = referee("discover", "--timeout", "5", f"{registry.host}/demo/app:v1")
     assert proc.returncode == 3, proc.stderr
+
+
+def test_multi_arch_index_is_resolved_and_its_signature_found(
+    registry: RunningRegistry, notation: Notation, tmp_path: Path
+) -> None:
+    """A tag naming an image index: the index itself is what is signed and what referrers hang on."""
+    amd = push_image(registry, "multi/app", "amd64", tmp_path / "amd", content="amd64")
+    push_image(registry, "multi/app", "arm64", tmp_path / "arm", content="arm64")
+    oras(
+        "manifest",
+        "index",
+        "create",
+        *registry.oras_flags(),
+        f"{registry.host}/multi/app:v1",
+        "amd64",
+        "arm64",
+    )
+    repo = client_for(registry).repository(parse(f"{registry.host}/multi/app:v1"))
+    index = repo.resolve("v1", Deadline.after(10))
+    assert index.media_type == "application/vnd.oci.image.index.v1+json"
+    assert amd in {m.digest for m in index.manifests}
+    notation.sign(registry, f"{registry.host}/multi/app@{index.descriptor.digest}")
+    found = repo.referrers(index.descriptor.digest, Deadline.after(10), NOTARY)
+    assert len(found.descriptors) == 1
+    # The platform manifest carries no signature of its own.
+    assert repo.referrers(amd, Deadline.after(10), NOTARY).descriptors == ()

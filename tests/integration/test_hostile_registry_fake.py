@@ -204,6 +204,21 @@ def test_server_side_filter_is_trusted_only_when_announced_fake(fake: FakeRegist
     assert len(found.descriptors) == 2
 
 
+def test_legacy_filters_applied_annotation_is_honoured_fake(fake: FakeRegistry) -> None:
+    """Registries built on distribution-spec 1.1.0-rc1 announced filtering with an index annotation."""
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [entry(1)],
+            "annotations": {"org.opencontainers.referrers.filtersApplied": "artifactType"},
+        }
+    ).encode()
+    fake.route("GET", f"{BASE}/referrers/{DIGEST}", lambda h: h.reply(200, body, {"Content-Type": OCI_INDEX}))
+    found = repo(fake).referrers(DIGEST, Deadline.after(5), "application/vnd.example.other")
+    assert len(found.descriptors) == 1  # taken as filtered by the registry
+
+
 def test_link_loop_fake(fake: FakeRegistry) -> None:
     first, second = f"{BASE}/referrers/{DIGEST}", f"{BASE}/referrers/{DIGEST}?page=2"
     fake.route(

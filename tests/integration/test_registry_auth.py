@@ -258,6 +258,20 @@ def test_token_server_refuses_wrong_password(token_registry: AuthRegistry) -> No
     assert "nope" not in str(info.value)
 
 
+def test_anonymous_token_for_a_public_repository(token_registry: AuthRegistry) -> None:
+    """No credentials at all: an anonymous token still grants pull where the token server allows it."""
+    tokens = token_registry.tokens
+    assert tokens is not None
+    tokens.anonymous_repos = ("demo/app",)
+    tokens.requests.clear()
+    try:
+        repo = token_registry.client().repository(parse(token_registry.reference))
+        assert repo.resolve("v1", Deadline.after(10)).descriptor.digest == token_registry.digest
+        assert tokens.requests[0]["user"] == ""  # asked without Authorization
+    finally:
+        tokens.anonymous_repos = ()
+
+
 def test_anonymous_token_without_access_is_an_auth_error(token_registry: AuthRegistry) -> None:
     repo = token_registry.client().repository(parse(token_registry.reference))
     with pytest.raises(AuthenticationFailed) as info:

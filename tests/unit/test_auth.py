@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed
-from webhook.registry.auth import AuthCache, parse_challenges, parse_token_response
+from webhook.registry.auth import AuthCache, fetch_token, parse_challenges, parse_token_response
+from webhook.registry.credentials import Credential
+from webhook.registry.transport import Transport
 
 
 def test_bearer_challenge() -> None:
@@ -81,3 +84,39 @@ def test_cache_is_per_scope_and_basic_never_expires() -> None:
     assert cache.get(("r", "repository:b:pull", "fp")) is None
     now[0] = 1e9
     assert cache.get(("r", "repository:a:pull", "fp")) == "Basic x"
+
+
+def test_plain_http_realm_is_refused_for_a_tls_registry_before_any_request() -> None:
+    """A token realm over HTTP would carry credentials in clear text: refused unless configured."""
+    transport = Transport(user_agent="test", max_redirects=0)
+    challenge = parse_challenges('Bearer realm="http://127.0.0.1:9/token",service="s"')[0]
+    with pytest.raises(AuthenticationFailed) as info:
+        fetch_token(
+            transport,
+            challenge,
+            "repository:a:pull",
+            Credential("u", "p"),
+            registry="registry.example",
+            allow_plain_http=False,
+            verify=True,
+            deadline=Deadline.after(5),
+            request_timeout_s=5,
+        )
+    assert "plain HTTP" in str(info.value)
+
+
+def test_registry_token_is_used_as_is_without_a_token_request() -> None:
+    transport = Transport(user_agent="test", max_redirects=0)
+    challenge = parse_challenges('Bearer realm="https://127.0.0.1:9/token"')[0]
+    token = fetch_token(
+        transport,
+        challenge,
+        "repository:a:pull",
+        Credential(registry_token="static-bearer"),
+        registry="registry.example",
+        allow_plain_http=False,
+        verify=True,
+        deadline=Deadline.after(5),
+        request_timeout_s=5,
+    )
+    assert token.value == "static-bearer"

@@ -450,6 +450,9 @@ class HttpRepository:
                 self._wait_before_retry(resp, attempt, what, deadline)
                 attempt += 1
                 continue
+            warning = resp.headers.get("Warning")
+            if warning:  # distribution-spec: report registry warnings, never act on them
+                log.warning("%s: registry %s warns: %s", what, self.host, str(warning)[:4096])
             return resp
 
     def _request_once(
