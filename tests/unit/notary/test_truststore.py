@@ -1,0 +1,113 @@
+"""Trust stores read from notation's directory layout, with notation's refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.helpers.codesign import LeafSpec, make_chain, write_trust_store
+from webhook.errors import ConfigError
+from webhook.notary.trustpolicy import parse_trust_policy
+from webhook.notary.truststore import parse_certificates
+from webhook.trustfiles import load_trust_policy, load_trust_store
+
+
+def policy(*stores: str) -> str:
+    return json.dumps(
+        {
+            "version": "1.0",
+            "trustPolicies": [
+                {
+                    "name": "p",
+                    "registryScopes": ["*"],
+                    "signatureVerification": {"level": "strict"},
+                    "trustStores": list(stores),
+                    "trustedIdentities": ["*"],
+                }
+            ],
+        }
+    )
+
+
+def test_loads_only_the_named_stores(tmp_path: Path) -> None:
+    chain = make_chain()
+    write_trust_store(tmp_path, "ca", "acme", chain.root)
+    write_trust_store(tmp_path, "ca", "unused", chain.certs[0])  # a leaf: would be refused if read
+    store = load_trust_store(tmp_path, parse_trust_policy(policy("ca:acme")))
+    assert store.certificates("ca", ["acme"]) == (chain.root,)
+    assert not store.has("ca", "unused")
+
+
+def test_pem_bundle_and_der_files(tmp_path: Path) -> None:
+    a, b = make_chain(), make_chain()
+    d = tmp_path / "x509" / "ca" / "acme"
+    d.mkdir(parents=True)
+    (d / "bundle.pem").write_bytes(a.pem((a.root,)) + b.pem((b.root,)))
+    (d / "root.der").write_bytes(a.certs[1].public_bytes(serialization.Encoding.DER))  # intermediate CA
+    store = load_trust_store(tmp_path, parse_trust_policy(policy("ca:acme")))
+    assert len(store.certificates("ca", ["acme"])) == 3
+
+
+def test_store_fingerprint_changes_with_content(tmp_path: Path) -> None:
+    chain = make_chain()
+    write_trust_store(tmp_path, "ca", "acme", chain.root)
+    p = parse_trust_policy(policy("ca:acme"))
+    first = load_trust_store(tmp_path, p).fingerprint()
+    assert load_trust_store(tmp_path, p).fingerprint() == first
+    write_trust_store(tmp_path, "ca", "acme", chain.root, make_chain().root)
+    assert load_trust_store(tmp_path, p).fingerprint() != first
+
+
+@pytest.mark.parametrize(
+    ("setup", "phrase"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "holds no certificates"),
+        ("leaf", "neither a CA certificate nor self-signed"),
+        ("tsa-intermediate", "not a self-signed root"),
+        ("symlink-file", "not a regular file"),
+        ("symlink-dir", "not a regular directory"),
+        ("subdir", "not a regular file"),
+        ("garbage", "not a PEM or DER"),
+    ],
+)
+def test_refusals(tmp_path: Path, setup: str, phrase: str) -> None:
+    chain = make_chain(LeafSpec())
+    kind = "tsa" if setup.startswith("tsa") else "ca"
+    d = tmp_path / "x509" / kind / "acme"
+    if setup != "missing":
+        d.mkdir(parents=True)
+    if setup == "leaf":
+        write_trust_store(tmp_path, "ca", "acme", chain.certs[0])
+    elif setup == "tsa-intermediate":
+        write_trust_store(tmp_path, "tsa", "acme", chain.certs[1])
+    elif setup == "symlink-file":
+        (tmp_path / "real.pem").write_bytes(chain.pem((chain.root,)))
+        (d / "root.pem").symlink_to(tmp_path / "real.pem")
+    elif setup == "symlink-dir":
+        d.rmdir()
+        (tmp_path / "elsewhere").mkdir()
+        d.symlink_to(tmp_path / "elsewhere")
+    elif setup == "subdir":
+        (d / "nested").mkdir()
+    elif setup == "garbage":
+        (d / "x.pem").write_bytes(b"\x01\x02 not a certificate")
+    with pytest.raises(ConfigError) as info:
+        load_trust_store(tmp_path, parse_trust_policy(policy(f"{kind}:acme")))
+    assert phrase in str(info.value)
+
+
+def test_trust_policy_file(tmp_path: Path) -> None:
+    (tmp_path / "trustpolicy.json").write_text(policy("ca:acme"))
+    assert load_trust_policy(tmp_path / "trustpolicy.json").policies[0].name == "p"
+    with pytest.raises(ConfigError) as info:
+        load_trust_policy(tmp_path / "nope.json")
+    assert "does not exist" in str(info.value)
+
+
+def test_parse_certificates_rejects_empty() -> None:
+    with pytest.raises(ConfigError):
+        parse_certificates(b"", "x")

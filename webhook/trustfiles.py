@@ -1,0 +1,81 @@
+"""Reading trust material from disk: the trust policy file and the trust store directory.
+
+The layout is notation's, so an existing notation configuration works unchanged:
+
+    DIR/x509/{ca,signingAuthority,tsa}/<store name>/<certificate files>
+
+Every file of a named store is read (PEM bundles or DER, any file name); symbolic links and
+sub-directories are refused, as notation refuses them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cryptography import x509
+
+from webhook.errors import ConfigError
+from webhook.notary.trustpolicy import TrustPolicyDocument, parse_trust_policy
+from webhook.notary.truststore import TrustStore, check_store_certificates, parse_certificates
+
+MAX_POLICY_BYTES = 1 << 20
+MAX_CERT_FILE_BYTES = 1 << 20
+MAX_CERT_FILES = 1000
+
+
+def _read_regular(path: Path, cap: int, what: str) -> bytes:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file (symbolic links and directories are refused)")
+    if info.st_size > cap:
+        raise ConfigError(f"{what} {path} is {info.st_size} bytes, over the {cap}-byte limit")
+    return path.read_bytes()
+
+
+def load_trust_policy(path: Path) -> TrustPolicyDocument:
+    try:
+        return parse_trust_policy(_read_regular(path, MAX_POLICY_BYTES, "trust policy"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_trust_store(root: Path, policy: TrustPolicyDocument) -> TrustStore:
+    """The named stores the trust policy uses, read from ``root/x509/<type>/<name>/``.
+
+    Like notation, only the stores a policy names are read; unlike notation, a named store that is
+    missing or empty is an error now, not a denial later.
+    """
+    wanted = sorted({store for statement in policy.policies for store in statement.trust_stores})
+    stores: dict[tuple[str, str], tuple[x509.Certificate, ...]] = {}
+    files = 0
+    for kind, name in wanted:
+        store_dir = root / "x509" / kind / name
+        label = f"trust store {kind}:{name}"
+        try:
+            _require_directory(store_dir)
+        except FileNotFoundError:
+            raise ConfigError(f"{label} does not exist: put its certificates in {store_dir}/") from None
+        certs: list[x509.Certificate] = []
+        for cert_file in sorted(store_dir.iterdir()):
+            files += 1
+            if files > MAX_CERT_FILES:
+                raise ConfigError(f"trust store {root}: more than {MAX_CERT_FILES} certificate files")
+            source = f"{label} file {cert_file.name}"
+            parsed = parse_certificates(_read_regular(cert_file, MAX_CERT_FILE_BYTES, source), source)
+            check_store_certificates(parsed, kind, source)
+            certs.extend(parsed)
+        if not certs:
+            raise ConfigError(f"{label} in {store_dir} holds no certificates")
+        stores[(kind, name)] = tuple(certs)
+    return TrustStore(stores)
+
+
+def _require_directory(path: Path) -> None:
+    info = os.lstat(path)  # FileNotFoundError propagates
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"trust store {path} is not a regular directory (symbolic links are refused)")
