@@ -10,6 +10,7 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -31,6 +32,9 @@ from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
+from webhook.report import render_verification, verification_json
+from webhook.trustfiles import load_trust_policy, load_trust_store
+from webhook.verify import DEFAULT_MAX_SIGNATURES, Trust, verify_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -80,6 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_options(d)
     d.add_argument("--artifact-type", metavar="TYPE", help="list only referrers of this artifact type")
     d.add_argument("--output", choices=("text", "json"), default="text")
+
+    v = sub.add_parser(
+        "verify",
+        help="verify an image's Notation signatures against a trust policy",
+        description="Resolve IMAGE, find its Notation signatures and verify them against the trust policy "
+        "and trust store, as notation verify does. Exit 0 when the policy is satisfied.",
+    )
+    v.add_argument("image", metavar="IMAGE")
+    _add_registry_options(v)
+    v.add_argument("--trust-policy", metavar="FILE", required=True, help="trustpolicy.json (version 1.0)")
+    v.add_argument(
+        "--trust-store",
+        metavar="DIR",
+        required=True,
+        help="the folder that holds x509/<type>/<name>/ certificates",
+    )
+    v.add_argument(
+        "--scope",
+        metavar="REPO",
+        help="the repository the trust policy is matched against (required with --oci-layout; "
+        "default: the image's repository)",
+    )
+    v.add_argument("--max-signatures", metavar="N", type=int, default=DEFAULT_MAX_SIGNATURES)
+    v.add_argument("--output", choices=("text", "json"), default="text")
     return parser
 
 
@@ -121,6 +149,29 @@ def _open(args: argparse.Namespace) -> tuple[Repository, str, str]:
     return client.repository(ref), str(ref), ref.target
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    policy = load_trust_policy(Path(args.trust_policy))
+    store = load_trust_store(Path(args.trust_store), policy)
+    if args.max_signatures <= 0:
+        raise ConfigError("--max-signatures must be positive")
+    repo, image, target = _open(args)
+    if args.oci_layout and not args.scope:
+        raise ConfigError(
+            "--scope REPO is required with --oci-layout (the repository the policy is matched against)"
+        )
+    scope = args.scope or parse(args.image).name
+    now = dt.datetime.now(dt.UTC)
+    trust = Trust(policy, store, now, args.max_signatures)
+    result = verify_image(
+        repo, image, target, scope=scope, trust=trust, deadline=Deadline.after(args.timeout)
+    )
+    if args.output == "json":
+        print(json.dumps(verification_json(result), indent=2))
+    else:
+        print(render_verification(result))
+    return EXIT_OK if result.verdict.verified else EXIT_FAILED
+
+
 def _cmd_discover(args: argparse.Namespace) -> int:
     repo, image, target = _open(args)
     result = discover(repo, image, target, Deadline.after(args.timeout), artifact_type=args.artifact_type)
@@ -140,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "timeout", 1.0) <= 0:
         parser.error("--timeout must be positive")
     try:
-        return int(_cmd_discover(args))
+        return int(_cmd_verify(args) if args.command == "verify" else _cmd_discover(args))
     except (InvalidReference, ConfigError) as exc:
         print(f"referee: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

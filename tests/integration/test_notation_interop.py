@@ -1,0 +1,259 @@
+"""``referee verify`` against ``notation verify`` on signatures made by the real notation CLI.
+
+Each case builds its own keys and certificates, signs with notation, and asks both verifiers with the
+same trust policy and trust store; they must agree, and Referee must name the failing check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.artifacts import Notation, oras, push_image
+from tests.helpers.codesign import Chain, LeafSpec, install_notation_key, make_chain, write_trust_store
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import run, tool
+
+
+@dataclass
+class Case:
+    notation: Notation
+    registry: RunningRegistry
+    image: str  # host/repo@digest
+    chain: Chain
+
+    @property
+    def config(self) -> Path:
+        return self.notation.home / "notation"
+
+    def policy(
+        self,
+        level: str = "strict",
+        identities: list[str] | None = None,
+        stores: list[str] | None = None,
+        override: dict[str, str] | None = None,
+        scopes: list[str] | None = None,
+    ) -> None:
+        verification: dict[str, Any] = {"level": level}
+        if override:
+            verification["override"] = override
+        statement: dict[str, Any] = {
+            "name": "test",
+            "registryScopes": scopes or ["*"],
+            "signatureVerification": verification,
+        }
+        if level != "skip":
+            statement["trustStores"] = stores or ["ca:test"]
+            statement["trustedIdentities"] = identities or ["*"]
+        (self.config / "trustpolicy.json").write_text(
+            json.dumps({"version": "1.0", "trustPolicies": [statement]})
+        )
+
+    def notation_verify(self) -> bool:
+        args = [tool("notation"), "verify", self.image]
+        if self.registry.plain_http:
+            args.insert(2, "--insecure-registry")
+        return run(args, env=self.notation.env(), check=False).returncode == 0
+
+    def referee_verify(self) -> tuple[int, dict[str, Any]]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "webhook",
+                "verify",
+                "--plain-http",
+                "--output",
+                "json",
+                "--trust-policy",
+                str(self.config / "trustpolicy.json"),
+                "--trust-store",
+                str(self.config / "truststore"),
+                self.image,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        doc = json.loads(proc.stdout) if proc.stdout.strip() else {"stderr": proc.stderr}
+        return proc.returncode, doc
+
+    def both(self) -> tuple[bool, int, dict[str, Any]]:
+        theirs = self.notation_verify()
+        code, doc = self.referee_verify()
+        return theirs, code, doc
+
+
+def new_case(
+    registry: RunningRegistry,
+    tmp: Path,
+    leaf: LeafSpec | None = None,
+    *,
+    trust_root: bool = True,
+    sign: bool = True,
+    sign_flags: tuple[str, ...] = (),
+) -> Case:
+    notation = Notation(tmp / "home")
+    chain = make_chain(leaf)
+    install_notation_key(notation.home, "test", chain)
+    store = notation.home / "notation" / "truststore"
+    write_trust_store(store, "ca", "test", chain.root if trust_root else make_chain().root)
+    repo = f"interop/{tmp.name.lower().replace('_', '-')[:40]}"
+    digest = push_image(registry, repo, "v1", tmp / "image", content=tmp.name)
+    image = f"{registry.host}/{repo}@{digest}"
+    case = Case(notation, registry, image, chain)
+    case.policy()
+    if sign:
+        notation.sign(registry, image, *sign_flags)
+    return case
+
+
+def check_status(doc: dict[str, Any], name: str) -> str:
+    return str(doc["signatures"][0]["checks"][name]["status"])
+
+
+@pytest.mark.parametrize("envelope", ["jws", "cose"])
+@pytest.mark.parametrize("key", ["ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072", "rsa-4096"])
+def test_valid_signature_is_accepted_by_both(
+    olareg: RunningRegistry, tmp_path: Path, key: str, envelope: str
+) -> None:
+    case = new_case(olareg, tmp_path, LeafSpec(key=key), sign_flags=("--signature-format", envelope))
+    theirs, code, doc = case.both()
+    assert theirs is True
+    assert code == 0, doc
+    assert doc["verified"] is True
+    sig = doc["signatures"][0]
+    assert sig["envelope"] == ("application/jose+json" if envelope == "jws" else "application/cose")
+    assert sig["signingScheme"] == "notary.x509"
+    assert "CN=signer" in sig["signer"]["subject"]
+    assert {c["status"] for c in sig["checks"].values()} == {"passed"}
+
+
+def test_tag_schema_registry_too(distribution: RunningRegistry, tmp_path: Path) -> None:
+    case = new_case(distribution, tmp_path)
+    theirs, code, _ = case.both()
+    assert theirs is True and code == 0
+
+
+@pytest.mark.parametrize(("level", "allowed"), [("strict", False), ("permissive", False), ("audit", True)])
+def test_untrusted_root(olareg: RunningRegistry, tmp_path: Path, level: str, allowed: bool) -> None:
+    case = new_case(olareg, tmp_path, trust_root=False)
+    case.policy(level)
+    theirs, code, doc = case.both()
+    assert theirs is allowed
+    assert (code == 0) is allowed, doc
+    assert check_status(doc, "authenticity") == ("logged" if allowed else "failed")
+
+
+@pytest.mark.parametrize(
+    ("identity", "allowed"),
+    [
+        ("x509.subject: C=US, ST=WA, O=Referee Test", True),
+        ("x509.subject: C=US, ST=WA, O=Referee Test, CN=signer", True),
+        ("x509.subject: C=US, ST=WA, O=Someone Else", False),
+        ("x509.subject: C=US, ST=OR, O=Referee Test", False),
+    ],
+)
+def test_trusted_identities(olareg: RunningRegistry, tmp_path: Path, identity: str, allowed: bool) -> None:
+    case = new_case(olareg, tmp_path)
+    case.policy(identities=[identity])
+    theirs, code, doc = case.both()
+    assert theirs is allowed
+    assert (code == 0) is allowed, doc
+
+
+@pytest.mark.parametrize(("level", "allowed"), [("strict", False), ("permissive", True), ("audit", True)])
+def test_expired_signature(olareg: RunningRegistry, tmp_path: Path, level: str, allowed: bool) -> None:
+    case = new_case(olareg, tmp_path, sign_flags=("--expiry", "1s"))
+    time.sleep(2.1)
+    case.policy(level)
+    theirs, code, doc = case.both()
+    assert theirs is allowed
+    assert (code == 0) is allowed, doc
+    assert check_status(doc, "expiry") == ("failed" if not allowed else "logged")
+
+
+@pytest.mark.parametrize(("level", "allowed"), [("strict", False), ("permissive", True), ("audit", True)])
+def test_expired_certificate(olareg: RunningRegistry, tmp_path: Path, level: str, allowed: bool) -> None:
+    case = new_case(olareg, tmp_path, LeafSpec(not_after=dt.timedelta(seconds=3)))
+    time.sleep(3.5)
+    case.policy(level)
+    theirs, code, doc = case.both()
+    assert theirs is allowed
+    assert (code == 0) is allowed, doc
+    assert check_status(doc, "authenticTimestamp") == ("failed" if not allowed else "logged")
+
+
+def test_expiry_override_to_log(olareg: RunningRegistry, tmp_path: Path) -> None:
+    case = new_case(olareg, tmp_path, sign_flags=("--expiry", "1s"))
+    time.sleep(2.1)
+    case.policy("strict", override={"expiry": "log"})
+    theirs, code, _ = case.both()
+    assert theirs is True and code == 0
+
+
+def test_no_signature(olareg: RunningRegistry, tmp_path: Path) -> None:
+    case = new_case(olareg, tmp_path, sign=False)
+    theirs, code, doc = case.both()
+    assert theirs is False
+    assert code == 1 and doc["reason"] == "no Notation signature found"
+
+
+def test_skip_level_allows_an_unsigned_image(olareg: RunningRegistry, tmp_path: Path) -> None:
+    case = new_case(olareg, tmp_path, sign=False)
+    case.policy("skip")
+    theirs, code, _ = case.both()
+    assert theirs is True and code == 0
+
+
+def test_no_applicable_policy(olareg: RunningRegistry, tmp_path: Path) -> None:
+    case = new_case(olareg, tmp_path)
+    case.policy(scopes=["registry.example.com/other/app"])
+    theirs, code, doc = case.both()
+    assert theirs is False
+    assert code == 1 and "no trust policy statement applies" in doc.get("stderr", "")
+
+
+def test_signature_for_another_digest_is_rejected(olareg: RunningRegistry, tmp_path: Path) -> None:
+    """A valid signature of image A, re-attached to image B: both verifiers refuse it for B."""
+    a = new_case(olareg, tmp_path / "a")
+    repo = a.image.split("@")[0].split("/", 1)[1]
+    b_digest = push_image(olareg, repo, "other", tmp_path / "b", content="another image")
+    listed = json.loads(oras("discover", "--plain-http", "--format", "json", a.image))["referrers"]
+    sig_manifest = json.loads(
+        oras("manifest", "fetch", "--plain-http", f"{olareg.host}/{repo}@{listed[0]['digest']}")
+    )
+    b_manifest = json.loads(oras("manifest", "fetch", "--plain-http", f"{olareg.host}/{repo}@{b_digest}"))
+    sig_manifest["subject"] = {
+        "mediaType": b_manifest["mediaType"],
+        "digest": b_digest,
+        "size": len(json.dumps(b_manifest, separators=(",", ":"))),
+    }
+    raw = run([tool("oras"), "manifest", "fetch", "--plain-http", f"{olareg.host}/{repo}@{b_digest}"]).stdout
+    sig_manifest["subject"]["size"] = len(raw.encode())
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(sig_manifest))
+    oras(
+        "manifest",
+        "push",
+        "--plain-http",
+        f"{olareg.host}/{repo}",
+        str(moved),
+        "--media-type",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    b = Case(a.notation, olareg, f"{olareg.host}/{repo}@{b_digest}", a.chain)
+    theirs, code, doc = b.both()
+    assert theirs is False
+    assert code == 1, doc
+    assert check_status(doc, "integrity") == "failed"
+    assert "not for this image" in doc["signatures"][0]["reason"]

@@ -1,0 +1,412 @@
+"""Notary Project signature envelopes: JWS (``application/jose+json``) and COSE (``application/cose``).
+
+``parse_envelope`` turns envelope bytes into a ``SignerInfo`` (payload, signed and unsigned
+attributes, certificate chain, and the exact bytes the signature covers), enforcing the header rules
+of the envelope specifications; ``SignerInfo.verify_signature`` checks the signature with the leaf
+key and the algorithm that key implies. Every failure is an ``EnvelopeError`` whose message says
+what is wrong. Pure: bytes in, no I/O.
+
+Stricter than notation, on purpose: duplicate keys (JSON or CBOR), unknown top-level JWS members and
+padded base64url are refused, where notation's parsers take the last duplicate or ignore the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import cbor2
+from cryptography import x509
+
+from webhook.notary.algorithms import (
+    BY_COSE,
+    BY_NAME,
+    Algorithm,
+    UnsupportedKey,
+    algorithm_for,
+    verify_signature,
+)
+
+JWS = "application/jose+json"
+COSE = "application/cose"
+ENVELOPE_TYPES = (JWS, COSE)
+PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
+
+SCHEME_X509 = "notary.x509"
+SCHEME_SIGNING_AUTHORITY = "notary.x509.signingAuthority"
+
+H_SCHEME = "io.cncf.notary.signingScheme"
+H_SIGNING_TIME = "io.cncf.notary.signingTime"
+H_AUTHENTIC_TIME = "io.cncf.notary.authenticSigningTime"
+H_EXPIRY = "io.cncf.notary.expiry"
+H_TIMESTAMP = "io.cncf.notary.timestampSignature"
+H_AGENT = "io.cncf.notary.signingAgent"
+H_AGENT_ALT = "io.cncf.notary.SigningAgent"  # as notation's own mock envelopes spell it
+H_PLUGIN = "io.cncf.notary.verificationPlugin"
+H_PLUGIN_MIN = "io.cncf.notary.verificationPluginMinVersion"
+
+MAX_ENVELOPE_BYTES = 32 << 20  # notation's cap on the envelope blob
+MAX_CHAIN_CERTS = 16
+
+
+class EnvelopeError(ValueError):
+    """The envelope is malformed or breaks a rule of its specification (an integrity failure)."""
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    media_type: str
+    payload: bytes
+    payload_content_type: str
+    algorithm: Algorithm
+    signature: bytes
+    signed_bytes: bytes  # what the signature covers: the JWS signing input, or COSE's Sig_structure
+    signing_scheme: str
+    signing_time: dt.datetime | None
+    authentic_signing_time: dt.datetime | None
+    expiry: dt.datetime | None
+    critical: tuple[str, ...]
+    extended_attributes: Mapping[str, Any] = field(hash=False)
+    certificate_chain: tuple[x509.Certificate, ...] = ()
+    timestamp_token: bytes | None = None
+    signing_agent: str | None = None
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.certificate_chain[0]
+
+    @property
+    def time_for_display(self) -> dt.datetime | None:
+        return self.authentic_signing_time or self.signing_time
+
+    def verify_signature(self) -> None:
+        """Raise ``EnvelopeError`` unless the signature verifies with the leaf key (and its algorithm)."""
+        try:
+            implied = algorithm_for(self.leaf)
+        except UnsupportedKey as exc:
+            raise EnvelopeError(f"signing certificate: {exc}") from None
+        if implied != self.algorithm:
+            raise EnvelopeError(
+                f"the envelope says {self.algorithm.name} but the signing key implies {implied.name}"
+            )
+        if not verify_signature(self.leaf, self.algorithm, self.signature, self.signed_bytes):
+            raise EnvelopeError("the signature does not verify with the signing certificate's key")
+
+
+def parse_envelope(media_type: str, data: bytes) -> SignerInfo:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"the envelope is {len(data)} bytes, over the {MAX_ENVELOPE_BYTES}-byte cap")
+    if media_type == JWS:
+        info = _parse_jws(data)
+    elif media_type == COSE:
+        info = _parse_cose(data)
+    else:
+        raise EnvelopeError(f"unsupported signature envelope type {media_type!r} (expected {JWS} or {COSE})")
+    _check_common(info)
+    return info
+
+
+# --- rules shared by both formats ----------------------------------------------------------------
+
+
+def _check_common(info: SignerInfo) -> None:
+    # Signed attributes, Notary signature specification.
+    if info.signing_scheme not in (SCHEME_X509, SCHEME_SIGNING_AUTHORITY):
+        raise EnvelopeError(f"unsupported signing scheme {info.signing_scheme!r}")
+    if info.signing_scheme == SCHEME_X509:
+        if info.signing_time is None:
+            raise EnvelopeError(f"scheme {SCHEME_X509} requires the {H_SIGNING_TIME} header")
+    elif info.authentic_signing_time is None:
+        raise EnvelopeError(f"scheme {SCHEME_SIGNING_AUTHORITY} requires the {H_AUTHENTIC_TIME} header")
+    signed_at = info.signing_time or info.authentic_signing_time
+    if info.expiry is not None and signed_at is not None and info.expiry <= signed_at:
+        raise EnvelopeError("the expiry is not after the signing time")
+    if not info.payload:
+        raise EnvelopeError("the envelope has no payload")
+    if not info.signature:
+        raise EnvelopeError("the envelope has no signature")
+    if not info.certificate_chain:
+        raise EnvelopeError("the envelope has no certificate chain")
+    if len(info.certificate_chain) > MAX_CHAIN_CERTS:
+        raise EnvelopeError(
+            f"the certificate chain has {len(info.certificate_chain)} certificates, over {MAX_CHAIN_CERTS}"
+        )
+    required = {H_SCHEME}
+    if info.expiry is not None:
+        required.add(H_EXPIRY)
+    if info.signing_scheme == SCHEME_SIGNING_AUTHORITY:
+        required.add(H_AUTHENTIC_TIME)
+    missing = sorted(required - set(info.critical))
+    if missing:
+        raise EnvelopeError(f"headers {missing} must be listed in crit")
+
+
+def _certificates(ders: list[bytes]) -> tuple[x509.Certificate, ...]:
+    if len(ders) > MAX_CHAIN_CERTS:
+        raise EnvelopeError(f"the certificate chain has {len(ders)} certificates, over {MAX_CHAIN_CERTS}")
+    certs = []
+    for i, der in enumerate(ders):
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            raise EnvelopeError(f"certificate #{i} of the chain is not a valid DER certificate") from None
+    return tuple(certs)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise EnvelopeError(f"duplicate JSON member {key!r}")
+        out[key] = value
+    return out
+
+
+# --- JWS ------------------------------------------------------------------------------------------
+
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_JWS_MEMBERS = {"payload", "protected", "header", "signature"}
+_JWS_KNOWN = {"alg", "cty", "crit", H_SCHEME, H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY}
+_RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _b64url(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not _B64URL_RE.fullmatch(value) or len(value) % 4 == 1:
+        raise EnvelopeError(f"JWS {what} is not unpadded base64url")
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _b64std(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise EnvelopeError(f"JWS {what} is not a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise EnvelopeError(f"JWS {what} is not standard base64") from None
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data, object_pairs_hook=_no_duplicates)
+    except EnvelopeError:
+        raise
+    except (ValueError, UnicodeDecodeError):
+        raise EnvelopeError(f"{what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise EnvelopeError(f"{what} is not a JSON object")
+    return doc
+
+
+def _rfc3339(value: Any, name: str) -> dt.datetime:
+    if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
+        raise EnvelopeError(f"header {name} is not an RFC 3339 time")
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        raise EnvelopeError(f"header {name} is not an RFC 3339 time") from None
+    return parsed.astimezone(dt.UTC)
+
+
+def _parse_jws(data: bytes) -> SignerInfo:
+    envelope = _json_object(data, "JWS envelope")
+    extra = set(envelope) - _JWS_MEMBERS
+    if extra:
+        raise EnvelopeError(
+            f"JWS envelope has members {sorted(extra)}; only the flattened JSON serialization is allowed"
+        )
+    protected_b64 = envelope.get("protected")
+    payload_b64 = envelope.get("payload")
+    protected_raw = _b64url(protected_b64, "protected header")
+    payload = _b64url(payload_b64, "payload")
+    signature = _b64url(envelope.get("signature"), "signature")
+    header = envelope.get("header")
+    if not isinstance(header, dict):
+        raise EnvelopeError("JWS envelope has no unprotected header")
+    protected = _json_object(protected_raw, "JWS protected header")
+
+    alg = protected.get("alg")
+    if not isinstance(alg, str) or alg not in BY_NAME:
+        raise EnvelopeError(f"JWS alg {alg!r} is not allowed (PS256/384/512 or ES256/384/512 only)")
+    cty = protected.get("cty")
+    if not isinstance(cty, str):
+        raise EnvelopeError("JWS protected header has no cty")
+    scheme = protected.get(H_SCHEME)
+    if not isinstance(scheme, str):
+        raise EnvelopeError(f"JWS protected header has no {H_SCHEME}")
+    crit = protected.get("crit")
+    if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
+        raise EnvelopeError("JWS protected header needs a non-empty crit list")
+    if len(set(crit)) != len(crit):
+        raise EnvelopeError("JWS crit lists a header twice")
+    times = {
+        name: _rfc3339(protected[name], name) if protected.get(name) is not None else None
+        for name in (H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY)
+    }
+    if scheme == SCHEME_X509 and times[H_AUTHENTIC_TIME] is not None:
+        raise EnvelopeError(f"scheme {SCHEME_X509} must not carry {H_AUTHENTIC_TIME}")
+    if scheme == SCHEME_SIGNING_AUTHORITY and times[H_SIGNING_TIME] is not None:
+        raise EnvelopeError(f"scheme {SCHEME_SIGNING_AUTHORITY} must not carry {H_SIGNING_TIME}")
+    extended = {k: v for k, v in protected.items() if k not in _JWS_KNOWN}
+    for name in crit:
+        # crit may name the Notary headers that must be critical and extended attributes, and only
+        # headers that are present; never registered JWS headers such as alg or cty.
+        allowed = name in (H_SCHEME, H_AUTHENTIC_TIME, H_EXPIRY) and protected.get(name) is not None
+        if not (allowed or name in extended):
+            raise EnvelopeError(f"JWS crit names {name!r}, which is not a header that may be critical here")
+
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or not x5c:
+        raise EnvelopeError("JWS unprotected header has no x5c certificate chain")
+    chain = _certificates([_b64std(c, "x5c entry") for c in x5c[: MAX_CHAIN_CERTS + 1]])
+    token = header.get(H_TIMESTAMP)
+    agent = header.get(H_AGENT, header.get(H_AGENT_ALT))
+    return SignerInfo(
+        media_type=JWS,
+        payload=payload,
+        payload_content_type=cty,
+        algorithm=BY_NAME[alg],
+        signature=signature,
+        signed_bytes=f"{protected_b64}.{payload_b64}".encode("ascii"),
+        signing_scheme=scheme,
+        signing_time=times[H_SIGNING_TIME],
+        authentic_signing_time=times[H_AUTHENTIC_TIME],
+        expiry=times[H_EXPIRY],
+        critical=tuple(crit),
+        extended_attributes=MappingProxyType(extended),
+        certificate_chain=chain,
+        timestamp_token=_b64std(token, H_TIMESTAMP) if token is not None else None,
+        signing_agent=agent if isinstance(agent, str) else None,
+    )
+
+
+# --- COSE -----------------------------------------------------------------------------------------
+
+COSE_SIGN1_TAG_PREFIX = b"\xd2\x84"  # tag 18, then an array of four
+L_ALG, L_CRIT, L_CTY, L_X5CHAIN = 1, 2, 3, 33
+_COSE_KNOWN = {L_ALG, L_CRIT, L_CTY, H_SCHEME, H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY}
+
+
+@dataclass(frozen=True)
+class _EpochTime:
+    value: Any
+
+
+class _OtherTime:
+    pass
+
+
+def _cbor(data: bytes, what: str) -> Any:
+    try:
+        return cbor2.loads(
+            data,
+            allow_duplicate_keys=False,
+            allow_indefinite=False,
+            max_depth=16,
+            # Keep date/time tags raw: Notary allows only tag 1 (epoch) times.
+            semantic_decoders={1: lambda v, _i: _EpochTime(v), 0: lambda _v, _i: _OtherTime()},
+        )
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise EnvelopeError(f"{what} is not valid CBOR ({exc})") from None
+
+
+def _epoch(value: Any, name: str) -> dt.datetime:
+    if isinstance(value, _OtherTime):
+        raise EnvelopeError(f"COSE header {name} uses a tag-0 time; only tag 1 (epoch) times are allowed")
+    if (
+        not isinstance(value, _EpochTime)
+        or isinstance(value.value, bool)
+        or not isinstance(value.value, int | float)
+    ):
+        raise EnvelopeError(f"COSE header {name} is not a tag-1 epoch time")
+    try:
+        return dt.datetime.fromtimestamp(value.value, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise EnvelopeError(f"COSE header {name} is out of range") from None
+
+
+def _parse_cose(data: bytes) -> SignerInfo:
+    if not data.startswith(COSE_SIGN1_TAG_PREFIX):
+        raise EnvelopeError("COSE envelope is not a tagged COSE_Sign1 (CBOR tag 18 with four elements)")
+    message = _cbor(data, "COSE envelope")
+    if not isinstance(message, cbor2.CBORTag) or message.tag != 18:
+        raise EnvelopeError("COSE envelope is not a tagged COSE_Sign1")
+    items = message.value
+    if not isinstance(items, list | tuple) or len(items) != 4:
+        raise EnvelopeError("COSE_Sign1 must be an array of four elements")
+    protected_raw, unprotected, payload, signature = items
+    if not isinstance(protected_raw, bytes) or not protected_raw:
+        raise EnvelopeError("COSE protected header is missing")
+    if not isinstance(unprotected, Mapping):
+        raise EnvelopeError("COSE unprotected header is not a map")
+    if not isinstance(payload, bytes):
+        raise EnvelopeError("COSE payload is missing (detached payloads are not allowed)")
+    if not isinstance(signature, bytes):
+        raise EnvelopeError("COSE signature is not a byte string")
+    protected = _cbor(protected_raw, "COSE protected header")
+    if not isinstance(protected, Mapping):
+        raise EnvelopeError("COSE protected header is not a map")
+
+    alg, cty, scheme, crit, signing_time, expiry, extended = _cose_protected(protected)
+    chain_raw = unprotected.get(L_X5CHAIN, protected.get(L_X5CHAIN))
+    if (
+        not isinstance(chain_raw, list | tuple)
+        or not chain_raw
+        or not all(isinstance(c, bytes) for c in chain_raw)
+    ):
+        raise EnvelopeError("COSE x5chain (label 33) must be a non-empty array of certificates")
+    token = unprotected.get(H_TIMESTAMP)
+    agent = unprotected.get(H_AGENT, unprotected.get(H_AGENT_ALT))
+    sig_structure = cbor2.dumps(["Signature1", protected_raw, b"", payload])
+    return SignerInfo(
+        media_type=COSE,
+        payload=payload,
+        payload_content_type=cty,
+        algorithm=BY_COSE[alg],
+        signature=signature,
+        signed_bytes=sig_structure,
+        signing_scheme=scheme,
+        signing_time=signing_time if scheme == SCHEME_X509 else None,
+        authentic_signing_time=signing_time if scheme == SCHEME_SIGNING_AUTHORITY else None,
+        expiry=expiry,
+        critical=tuple(str(c) for c in crit),
+        extended_attributes=MappingProxyType(extended),
+        certificate_chain=_certificates(list(chain_raw)),
+        timestamp_token=token if isinstance(token, bytes) else None,
+        signing_agent=agent if isinstance(agent, str) else None,
+    )
+
+
+def _cose_protected(
+    protected: Mapping[Any, Any],
+) -> tuple[int, str, str, tuple[Any, ...], dt.datetime | None, dt.datetime | None, dict[str, Any]]:
+    """The signed attributes of a COSE protected header."""
+    alg = protected.get(L_ALG)
+    if isinstance(alg, bool) or not isinstance(alg, int) or alg not in BY_COSE:
+        raise EnvelopeError(f"COSE alg {alg!r} is not allowed (PS256/384/512 or ES256/384/512 only)")
+    cty = protected.get(L_CTY)
+    if not isinstance(cty, str):
+        raise EnvelopeError("COSE content type (label 3) is missing or not a text string")
+    scheme = protected.get(H_SCHEME)
+    if not isinstance(scheme, str):
+        raise EnvelopeError(f"COSE protected header has no text {H_SCHEME}")
+    crit = protected.get(L_CRIT)
+    if not isinstance(crit, list | tuple) or not crit:
+        raise EnvelopeError("COSE protected header needs a non-empty crit list")
+    for label in crit:
+        if isinstance(label, int) and 0 <= label <= 8:
+            raise EnvelopeError(f"COSE crit must not list the registered label {label}")
+        if label not in protected:
+            raise EnvelopeError(f"COSE crit names {label!r}, which is not in the protected header")
+    time_label = H_SIGNING_TIME if scheme == SCHEME_X509 else H_AUTHENTIC_TIME
+    signing_time = _epoch(protected[time_label], time_label) if time_label in protected else None
+    expiry = _epoch(protected[H_EXPIRY], H_EXPIRY) if H_EXPIRY in protected else None
+    extended = {str(k): v for k, v in protected.items() if k not in _COSE_KNOWN}
+
+    return alg, cty, scheme, tuple(crit), signing_time, expiry, extended

@@ -1,0 +1,302 @@
+"""Notary Project signature verification: the steps of the trust store and trust policy specification.
+
+``verify_signature`` checks one envelope against one trust policy statement and records every check;
+``decide`` folds the outcomes of an image's signatures into a verdict. Pure: the envelope bytes, the
+descriptor of the image, the policy, the trust store and ``now`` come in; nothing is fetched.
+
+Not implemented yet, and failing closed until they are: RFC 3161 timestamp countersignatures (a
+policy with a ``tsa`` store that asks for one fails authenticTimestamp) and OCSP/CRL revocation (a
+chain that names revocation endpoints fails the revocation check, as an unknown status does).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
+
+from webhook.notary.certs import (
+    ChainError,
+    check_chain,
+    describe,
+    subject_attributes,
+    trusted_anchor,
+    valid_at,
+)
+from webhook.notary.envelope import (
+    H_PLUGIN,
+    PAYLOAD_TYPE,
+    SCHEME_SIGNING_AUTHORITY,
+    SCHEME_X509,
+    EnvelopeError,
+    SignerInfo,
+    parse_envelope,
+)
+from webhook.notary.trustpolicy import MANDATORY_DN_ATTRIBUTES, Action, TrustPolicy
+from webhook.notary.truststore import TrustStore
+from webhook.oci import Descriptor
+
+CHECK_ORDER = ("integrity", "authenticity", "expiry", "authenticTimestamp", "revocation")
+
+
+class Status(Enum):
+    PASSED = "passed"
+    FAILED = "failed"  # failed and enforced: the signature is rejected
+    LOGGED = "logged"  # failed, but the policy only logs this check
+    SKIPPED = "skipped"  # not run (policy says skip, or an earlier enforced failure stopped the run)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Signer:
+    subject: str
+    issuer: str
+
+
+@dataclass(frozen=True)
+class SignatureOutcome:
+    verified: bool
+    reason: str  # the first enforced failure, "" when verified
+    checks: tuple[Check, ...]
+    envelope: str = ""
+    signing_scheme: str = ""
+    signing_time: dt.datetime | None = None
+    expiry: dt.datetime | None = None
+    signer: Signer | None = None
+    chain_not_after: dt.datetime | None = None  # earliest expiry in the chain: a verdict must not outlive it
+
+    def check(self, name: str) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+class _Stop(Exception):
+    """An enforced check failed: no further checks run."""
+
+
+class _Run:
+    def __init__(self, policy: TrustPolicy) -> None:
+        self.policy = policy
+        self.checks: list[Check] = []
+        self.reason = ""
+
+    def record(self, name: str, problem: str | None) -> None:
+        action = self.policy.actions[name]
+        if problem is None:
+            self.checks.append(Check(name, Status.PASSED))
+        elif action is Action.ENFORCE:
+            self.checks.append(Check(name, Status.FAILED, problem))
+            self.reason = f"{name}: {problem}"
+            raise _Stop
+        else:
+            self.checks.append(Check(name, Status.LOGGED, problem))
+
+    def skip(self, name: str, why: str) -> None:
+        self.checks.append(Check(name, Status.SKIPPED, why))
+
+
+def verify_signature(
+    media_type: str,
+    envelope: bytes,
+    target: Descriptor,
+    *,
+    policy: TrustPolicy,
+    store: TrustStore,
+    now: dt.datetime,
+) -> SignatureOutcome:
+    """Verify one signature envelope for the artifact ``target`` under ``policy``."""
+    run = _Run(policy)
+    info: SignerInfo | None = None
+    try:
+        if policy.level == "skip":
+            for name in CHECK_ORDER:
+                run.skip(name, "the trust policy level is skip")
+            return SignatureOutcome(True, "", tuple(run.checks))
+        # Step 1, integrity (always enforced): parse, signature, chain profile, content type,
+        # critical attributes, and the payload's target (notation compares it at every level).
+        info, problem = _integrity(media_type, envelope, target)
+        run.record("integrity", problem)
+        assert info is not None
+        # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
+        run.record("authenticity", _authenticity(info, policy, store))
+        # Step 3, expiry: the signature's own "best by" time.
+        if info.expiry is not None and now >= info.expiry:
+            run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
+        else:
+            run.record("expiry", None)
+        # Step 4, authentic timestamp: every certificate valid at the time the scheme vouches for.
+        run.record("authenticTimestamp", _authentic_time(info, policy, now))
+        # Step 5, revocation.
+        if policy.actions["revocation"] is Action.SKIP:
+            run.skip("revocation", "the trust policy skips revocation checks")
+        else:
+            run.record("revocation", _revocation(info.certificate_chain))
+    except _Stop:
+        done = {c.name for c in run.checks}
+        for name in CHECK_ORDER:
+            if name not in done:
+                run.skip(name, "not run after an enforced failure")
+    return _outcome(run, info)
+
+
+def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
+    checks = tuple(sorted(run.checks, key=lambda c: CHECK_ORDER.index(c.name)))
+    verified = run.reason == ""
+    if info is None:
+        return SignatureOutcome(verified, run.reason, checks)
+    leaf = info.leaf
+    return SignatureOutcome(
+        verified=verified,
+        reason=run.reason,
+        checks=checks,
+        envelope=info.media_type,
+        signing_scheme=info.signing_scheme,
+        signing_time=info.time_for_display,
+        expiry=info.expiry,
+        signer=Signer(describe(leaf), leaf.issuer.rfc4514_string()),
+        chain_not_after=min(c.not_valid_after_utc for c in info.certificate_chain),
+    )
+
+
+def _integrity(media_type: str, envelope: bytes, target: Descriptor) -> tuple[SignerInfo | None, str | None]:
+    try:
+        info = parse_envelope(media_type, envelope)
+        info.verify_signature()
+        check_chain(info.certificate_chain)
+    except (EnvelopeError, ChainError) as exc:
+        return None, str(exc)
+    if info.payload_content_type != PAYLOAD_TYPE:
+        return info, f"payload content type {info.payload_content_type!r} is not {PAYLOAD_TYPE}"
+    plugin = info.extended_attributes.get(H_PLUGIN)
+    if plugin is not None:
+        return info, f"the signature requires verification plugin {plugin!r}; Referee runs no plugins"
+    unknown = [name for name in info.critical if name in info.extended_attributes]
+    if unknown:
+        return info, f"unknown critical signed attributes {unknown}"
+    problem = _payload_target(info.payload, target)
+    return info, problem
+
+
+def _payload_target(payload: bytes, target: Descriptor) -> str | None:
+    try:
+        doc = json.loads(payload)
+        artifact = doc["targetArtifact"]
+        media_type, digest, size = artifact["mediaType"], artifact["digest"], artifact["size"]
+    except (ValueError, KeyError, TypeError):
+        return 'the payload is not {"targetArtifact": <descriptor>}'
+    if isinstance(size, bool) or not isinstance(size, int):
+        return "the payload's targetArtifact.size is not an integer"
+    if (media_type, digest, size) != (target.media_type, target.digest, target.size):
+        return (
+            f"the signature is for {digest} ({media_type}, {size} bytes), not for this image "
+            f"{target.digest} ({target.media_type}, {target.size} bytes)"
+        )
+    return None
+
+
+def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> str | None:
+    store_type = "signingAuthority" if info.signing_scheme == SCHEME_SIGNING_AUTHORITY else "ca"
+    names = policy.stores_of_type(store_type)
+    trusted = store.certificates(store_type, names)
+    if not trusted:
+        scheme = info.signing_scheme
+        return f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}"
+    if trusted_anchor(info.certificate_chain, trusted) is None:
+        stores = ", ".join(f"{store_type}:{n}" for n in names)
+        return f"the signing chain does not lead to a certificate in trust store(s) {stores}"
+    return None if policy.trust_any_identity else _identity_problem(info, policy)
+
+
+def _identity_problem(info: SignerInfo, policy: TrustPolicy) -> str | None:
+    """notation-go verifyX509TrustedIdentities: the leaf subject must contain one listed identity."""
+    if not policy.trusted_identities:
+        return f"the trust policy {policy.name!r} lists no x509.subject trusted identities"
+    try:
+        subject = subject_attributes(info.leaf)
+    except ChainError as exc:
+        return str(exc)
+    missing = [a for a in MANDATORY_DN_ATTRIBUTES if not subject.get(a)]
+    if missing:
+        return f"signing certificate subject {describe(info.leaf)!r} lacks {', '.join(missing)}"
+    if not any(identity.matches(subject) for identity in policy.trusted_identities):
+        return f"signer {describe(info.leaf)!r} is not a trusted identity of policy {policy.name!r}"
+    return None
+
+
+def _authentic_time(info: SignerInfo, policy: TrustPolicy, now: dt.datetime) -> str | None:
+    chain = info.certificate_chain
+    if info.signing_scheme == SCHEME_SIGNING_AUTHORITY:
+        assert info.authentic_signing_time is not None
+        problem = valid_at(chain, info.authentic_signing_time)
+        return f"at the authentic signing time: {problem}" if problem else None
+    assert info.signing_scheme == SCHEME_X509
+    has_tsa = bool(policy.stores_of_type("tsa"))
+    expired_now = valid_at(chain, now) is not None
+    if not has_tsa or (policy.verify_timestamp == "afterCertExpiry" and not expired_now):
+        problem = valid_at(chain, now)
+        return f"now: {problem}" if problem else None
+    # The policy asks for an RFC 3161 timestamp. Until timestamp tokens are verified here, this
+    # check fails rather than passing unchecked.
+    if info.timestamp_token is None:
+        return "the trust policy requires a timestamp countersignature and the signature has none"
+    return "timestamp countersignature verification is not supported yet"
+
+
+def _revocation(chain: Iterable[x509.Certificate]) -> str | None:
+    """Until OCSP and CRL checks are in: certificates without revocation endpoints pass (as in
+    notation, they cannot be revoked); any endpoint makes the status unknown, which fails."""
+    for cert in chain:
+        for oid in (ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.CRL_DISTRIBUTION_POINTS):
+            try:
+                cert.extensions.get_extension_for_oid(oid)
+            except x509.ExtensionNotFound:
+                continue
+            return (
+                f"revocation status of {describe(cert)!r} is unknown (OCSP/CRL checks are not supported yet)"
+            )
+    return None
+
+
+# --- many signatures, one verdict ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verified: bool
+    reason: str
+    policy: str
+    level: str
+    outcomes: tuple[tuple[str, SignatureOutcome], ...]  # (signature manifest digest, outcome)
+
+
+def decide(
+    policy: TrustPolicy, outcomes: list[tuple[str, SignatureOutcome]], tried_all: bool, limit: int
+) -> Verdict:
+    """An image passes when one signature passes (Notary has no n-of-m)."""
+    done = tuple(outcomes)
+    for _, outcome in outcomes:
+        if outcome.verified:
+            return Verdict(True, "", policy.name, policy.level, done)
+    if not outcomes:
+        return Verdict(False, "no Notation signature found", policy.name, policy.level, done)
+    reasons = "; ".join(f"{digest}: {o.reason}" for digest, o in outcomes)
+    if not tried_all:
+        return Verdict(
+            False,
+            f"no valid signature among the first {limit} tried ({reasons})",
+            policy.name,
+            policy.level,
+            done,
+        )
+    what = "the signature" if len(outcomes) == 1 else f"all {len(outcomes)} signatures"
+    return Verdict(False, f"{what} failed verification ({reasons})", policy.name, policy.level, done)
