@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -49,7 +49,10 @@ class UnsupportedKey(ValueError):
 
 def key_label(cert: Certificate) -> str:
     """``RSA-2048`` ... ``EC-P521`` for a supported key; raise ``UnsupportedKey`` otherwise."""
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise UnsupportedKey("the certificate's public key cannot be read") from None
     if isinstance(key, rsa.RSAPublicKey):
         label = f"RSA-{key.key_size}"
     elif isinstance(key, ec.EllipticCurvePublicKey):

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -44,7 +44,7 @@ def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensi
         return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
-    except ValueError as exc:  # duplicate or malformed extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise ChainError(f"certificate {describe(cert)!r} has malformed extensions ({exc})") from None
 
 
@@ -53,7 +53,7 @@ def _self_signed(cert: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -151,7 +151,7 @@ def check_chain(chain: tuple[x509.Certificate, ...]) -> None:
             issuer = chain[i + 1]
             try:
                 cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 raise ChainError(
                     f"certificate {describe(cert)!r} is not issued by the next one, {describe(issuer)!r}"
                 ) from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import io
 import json
 import re
 from collections.abc import Mapping
@@ -155,7 +156,7 @@ def _certificates(ders: list[bytes]) -> tuple[x509.Certificate, ...]:
     for i, der in enumerate(ders):
         try:
             certs.append(x509.load_der_x509_certificate(der))
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise EnvelopeError(f"certificate #{i} of the chain is not a valid DER certificate") from None
     return tuple(certs)
 
@@ -303,17 +304,23 @@ class _OtherTime:
 
 
 def _cbor(data: bytes, what: str) -> Any:
+    """Decode exactly one CBOR item; duplicate map keys, indefinite lengths and trailing bytes are refused."""
+    stream = io.BytesIO(data)
     try:
-        return cbor2.loads(
-            data,
+        decoder = cbor2.CBORDecoder(
+            stream,
             allow_duplicate_keys=False,
             allow_indefinite=False,
             max_depth=16,
             # Keep date/time tags raw: Notary allows only tag 1 (epoch) times.
             semantic_decoders={1: lambda v, _i: _EpochTime(v), 0: lambda _v, _i: _OtherTime()},
         )
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        value = decoder.decode()
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
         raise EnvelopeError(f"{what} is not valid CBOR ({exc})") from None
+    if stream.tell() != len(data):
+        raise EnvelopeError(f"{what} has {len(data) - stream.tell()} bytes after its CBOR item")
+    return value
 
 
 def _epoch(value: Any, name: str) -> dt.datetime:

@@ -26,7 +26,7 @@ def parse_certificates(data: bytes, source: str) -> tuple[x509.Certificate, ...]
             certs = tuple(x509.load_pem_x509_certificates(data))
         else:
             certs = _load_der_sequence(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise ConfigError(f"{source}: not a PEM or DER certificate file ({exc})") from None
     if not certs:
         raise ConfigError(f"{source}: contains no certificate")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
 from webhook.notary.certs import (
@@ -142,17 +143,33 @@ def verify_signature(
         else:
             run.record("revocation", _revocation(info.certificate_chain))
     except _Stop:
+        pass
+    except (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        # Malformed content that a lazy parser only noticed now (cryptography parses certificate
+        # fields on first use and reports damage with any of these): fail closed, whatever the
+        # level, and attribute it to the check that was running.
         done = {c.name for c in run.checks}
-        for name in CHECK_ORDER:
-            if name not in done:
-                run.skip(name, "not run after an enforced failure")
+        current = next(name for name in CHECK_ORDER if name not in done)
+        run.checks.append(Check(current, Status.FAILED, f"malformed content: {exc}"))
+        run.reason = f"{current}: malformed content: {exc}"
+    done = {c.name for c in run.checks}
+    for name in CHECK_ORDER:
+        if name not in done:
+            run.skip(name, "not run after an enforced failure")
     return _outcome(run, info)
 
 
 def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
     checks = tuple(sorted(run.checks, key=lambda c: CHECK_ORDER.index(c.name)))
     verified = run.reason == ""
-    if info is None:
+    if info is None or (not verified and run.checks[0].status is Status.FAILED):
         return SignatureOutcome(verified, run.reason, checks)
     leaf = info.leaf
     return SignatureOutcome(
