@@ -27,12 +27,14 @@ from webhook.errors import (
     VerificationFailed,
     VerificationInconclusive,
 )
+from webhook.notary.envelope import COSE, JWS
 from webhook.reference import parse
 from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
 from webhook.report import render_verification, verification_json
+from webhook.sign import load_signing_key, parse_duration, sign_image
 from webhook.trustfiles import load_trust_policy, load_trust_store
 from webhook.verify import DEFAULT_MAX_SIGNATURES, Trust, verify_image
 
@@ -108,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--max-signatures", metavar="N", type=int, default=DEFAULT_MAX_SIGNATURES)
     v.add_argument("--output", choices=("text", "json"), default="text")
+
+    s = sub.add_parser(
+        "sign",
+        help="sign an image with a key and certificate chain and push the signature",
+        description="Make a Notation signature for IMAGE (by the digest its tag resolves to) and push it "
+        "as a referrer: through the referrers API, or the referrers tag schema where the registry has none.",
+    )
+    s.add_argument("image", metavar="IMAGE")
+    _add_registry_options(s)
+    s.add_argument("--key", metavar="KEY.pem", required=True, help="PEM private key (RSA or ECDSA)")
+    s.add_argument(
+        "--cert", metavar="CHAIN.pem", required=True, help="PEM chain: signing certificate first, root last"
+    )
+    s.add_argument("--signature-format", choices=("jws", "cose"), default="jws")
+    s.add_argument(
+        "--expiry", metavar="DURATION", help="the signature expires after this long, e.g. 24h or 30d"
+    )
     return parser
 
 
@@ -172,6 +191,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.verdict.verified else EXIT_FAILED
 
 
+def _cmd_sign(args: argparse.Namespace) -> int:
+    if args.oci_layout:
+        raise ConfigError("referee sign writes to registries only; --oci-layout is not supported")
+    signing_key = load_signing_key(Path(args.key), Path(args.cert))
+    expiry = parse_duration(args.expiry) if args.expiry else None
+    ref = parse(args.image)
+    host = HostSettings(plain_http=args.plain_http, ca_file=args.ca_file)
+    client = RegistryClient(ClientSettings(default=host), _keyring(args))
+    envelope = JWS if args.signature_format == "jws" else COSE
+    signed = sign_image(
+        client.repository(ref, push=True),
+        ref.target,
+        signing_key,
+        envelope_type=envelope,
+        now=dt.datetime.now(dt.UTC),
+        expiry=expiry,
+        deadline=Deadline.after(args.timeout),
+    )
+    print(f"Signed {ref.name}@{signed.subject}")
+    print(f"  signature {signed.signature} ({envelope})")
+    return EXIT_OK
+
+
 def _cmd_discover(args: argparse.Namespace) -> int:
     repo, image, target = _open(args)
     result = discover(repo, image, target, Deadline.after(args.timeout), artifact_type=args.artifact_type)
@@ -191,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "timeout", 1.0) <= 0:
         parser.error("--timeout must be positive")
     try:
-        return int(_cmd_verify(args) if args.command == "verify" else _cmd_discover(args))
+        command = {"verify": _cmd_verify, "sign": _cmd_sign, "discover": _cmd_discover}[args.command]
+        return int(command(args))
     except (InvalidReference, ConfigError) as exc:
         print(f"referee: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

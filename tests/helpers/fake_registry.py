@@ -69,6 +69,8 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     do_GET = _dispatch
     do_HEAD = _dispatch
+    do_POST = _dispatch
+    do_PUT = _dispatch
 
 
 class _Server(ThreadingHTTPServer):

@@ -435,3 +435,18 @@ def test_redirect_loop_is_bounded_fake(fake: FakeRegistry) -> None:
         repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
     assert "redirects" in str(info.value)
     assert fake.count("GET", path) == 6  # the first request and 5 redirects
+
+
+def test_upload_location_on_another_origin_is_refused_fake(fake: FakeRegistry) -> None:
+    """A registry that points an upload (and so our credentials) at another host is not followed."""
+    fake.route("HEAD", f"{BASE}/blobs/{compute_digest(b'{}')}", lambda h: h.reply(404))
+    fake.route(
+        "POST",
+        f"{BASE}/blobs/uploads/",
+        lambda h: h.reply(202, b"", {"Location": "http://169.254.169.254/x"}),
+    )
+    client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
+    repo_handle = client.repository(parse(f"{fake.host}/demo/app:v1"), push=True)
+    with pytest.raises(RegistryProtocolError) as info:
+        repo_handle.push_blob(b"{}", "application/vnd.oci.empty.v1+json", Deadline.after(5))
+    assert "another origin" in str(info.value)

@@ -44,6 +44,7 @@ from webhook.oci import (
     MANIFEST_ACCEPT,
     MANIFEST_TYPES,
     OCI_INDEX,
+    OCI_MANIFEST,
     Descriptor,
     Manifest,
     check_descriptor,
@@ -134,10 +135,17 @@ class RegistryClient:
     def close(self) -> None:
         self._transport.close()
 
-    def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpRepository:
-        """A repository handle; credentials default to the keyring's answer for the reference."""
+    def repository(
+        self, ref: Reference, credentials: list[Credential] | None = None, *, push: bool = False
+    ) -> HttpRepository:
+        """A repository handle; credentials default to the keyring's answer for the reference.
+
+        ``push`` asks for push rights as well as pull (``referee sign``); verification never does.
+        """
         creds = credentials if credentials is not None else self.keyring.lookup(ref.domain, ref.path)
-        return HttpRepository(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name)
+        return HttpRepository(
+            self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name, push=push
+        )
 
     @property
     def transport(self) -> Transport:
@@ -162,7 +170,14 @@ class HttpRepository:
     """One repository on one registry, reached over HTTP(S)."""
 
     def __init__(
-        self, client: RegistryClient, host: str, path: str, credentials: tuple[Credential, ...], display: str
+        self,
+        client: RegistryClient,
+        host: str,
+        path: str,
+        credentials: tuple[Credential, ...],
+        display: str,
+        *,
+        push: bool = False,
     ) -> None:
         self._client = client
         self.host = host
@@ -174,7 +189,7 @@ class HttpRepository:
         self._verify: bool | str = host_settings.ca_file or True
         self._plain_http = host_settings.plain_http
         self._limits = client.limits
-        self._scope = f"repository:{path}:pull"
+        self._scope = f"repository:{path}:pull,push" if push else f"repository:{path}:pull"
         self._base = f"{self._scheme}://{host}/v2/{path}"
 
     @property
@@ -246,6 +261,68 @@ class HttpRepository:
                 return found
             self._client.remember_referrers_api(self.host, self.path, False)
         return self._referrers_from_tag(digest, artifact_type, deadline)
+
+    # --- pushing (referee sign) --------------------------------------------------------------------
+
+    def push_blob(self, data: bytes, media_type: str, deadline: Deadline) -> Descriptor:
+        """Upload a blob (monolithic POST then PUT) unless the registry already has it."""
+        descriptor = Descriptor(media_type, compute_digest(data), len(data))
+        what = f"{self._display}@{descriptor.digest} (blob upload)"
+        with opened(
+            self._send("HEAD", f"{self._base}/blobs/{descriptor.digest}", what, deadline, {})
+        ) as resp:
+            if resp.status == 200:
+                return descriptor
+        with opened(self._send("POST", f"{self._base}/blobs/uploads/", what, deadline, {})) as resp:
+            if resp.status != 202:
+                self._raise_for_status(resp, what, "blob upload")
+            location = resp.headers.get("Location", "")
+        upload = urljoin(f"{self._base}/blobs/uploads/", location)
+        if not location or urlsplit(upload)[:2] != urlsplit(self._base)[:2]:
+            raise RegistryProtocolError(f"{what}: the registry sent an upload location on another origin")
+        upload += ("&" if "?" in upload else "?") + f"digest={quote(descriptor.digest, safe='')}"
+        headers = {"Content-Type": "application/octet-stream"}
+        with opened(self._send("PUT", upload, what, deadline, headers, body=data)) as resp:
+            if resp.status not in (201, 204):
+                self._raise_for_status(resp, what, "blob upload")
+        return descriptor
+
+    def push_manifest(self, data: bytes, media_type: str, reference: str, deadline: Deadline) -> bool:
+        """PUT a manifest under a tag or its digest; True when the registry answered ``OCI-Subject``."""
+        what = f"{self._display}:{reference} (manifest push)"
+        url = f"{self._base}/manifests/{quote(reference, safe=':')}"
+        with opened(self._send("PUT", url, what, deadline, {"Content-Type": media_type}, body=data)) as resp:
+            if resp.status not in (200, 201):
+                self._raise_for_status(resp, what, "manifest push")
+            return bool(resp.headers.get("OCI-Subject"))
+
+    def push_referrer(self, manifest: bytes, subject: str, deadline: Deadline) -> Descriptor:
+        """Push a manifest that has a ``subject``; keep the referrers tag schema index up to date
+        when the registry does not index referrers itself (no ``OCI-Subject`` in its answer)."""
+        parsed = parse_manifest(
+            manifest, OCI_MANIFEST, compute_digest(manifest), f"{self._display} (referrer)"
+        )
+        indexed = self.push_manifest(manifest, OCI_MANIFEST, parsed.descriptor.digest, deadline)
+        if not indexed:
+            self._add_to_referrers_tag(subject, parsed.as_referrer(), deadline)
+        return parsed.descriptor
+
+    def _add_to_referrers_tag(self, subject: str, entry: Descriptor, deadline: Deadline) -> None:
+        algorithm, encoded = subject.split(":", 1)
+        tag = f"{algorithm[:32]}-{encoded[:64]}"
+        try:
+            current = self._get_manifest(tag, f"{self._display}:{tag}", deadline, expected_digest=None)
+            entries = list(current.manifests) if current.is_index else []
+        except NotFound:
+            entries = []
+        if any(e.digest == entry.digest for e in entries):
+            return
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [e.to_json() for e in [*entries, entry]],
+        }
+        self.push_manifest(json.dumps(index, separators=(",", ":")).encode(), OCI_INDEX, tag, deadline)
 
     # --- referrers --------------------------------------------------------------------------------
 
@@ -429,6 +506,7 @@ class HttpRepository:
         headers: Mapping[str, str],
         *,
         redirects: bool = False,
+        body: bytes | None = None,
     ) -> Response:
         """Send one request with auth, bounded retries and the deadline; return the open response.
 
@@ -439,7 +517,14 @@ class HttpRepository:
         attempt = 0
         while True:
             resp = self._request_once(
-                method, url, what, deadline, headers=headers, credential=auth.credential, redirects=redirects
+                method,
+                url,
+                what,
+                deadline,
+                headers=headers,
+                credential=auth.credential,
+                redirects=redirects,
+                body=body,
             )
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
@@ -465,6 +550,7 @@ class HttpRepository:
         headers: Mapping[str, str],
         credential: Credential,
         redirects: bool,
+        body: bytes | None = None,
     ) -> Response:
         left = deadline.check(f"{what}: {method} {self.host}")
         request_headers = dict(headers)
@@ -480,6 +566,7 @@ class HttpRepository:
                 timeout_s=timeout,
                 verify=self._verify,
                 redirects=redirects,
+                body=body,
             )
         except TransportError as exc:
             if exc.kind == "redirects":

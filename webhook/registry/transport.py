@@ -94,14 +94,15 @@ class Transport:
         redirects: bool = False,
         query: Sequence[tuple[str, str]] = (),
         form: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> Response:
         """Send a request and return the response with its body unread (call ``finish`` after)."""
         all_headers = {"User-Agent": self._user_agent, **headers}
         if query:
             url += ("&" if "?" in url else "?") + urlencode(list(query))
-        body = None
+        data: bytes | str | None = body
         if form is not None:
-            body = urlencode(dict(form))
+            data = urlencode(dict(form))
             all_headers["Content-Type"] = "application/x-www-form-urlencoded"
         retries = urllib3.Retry(
             total=None,
@@ -116,7 +117,7 @@ class Transport:
             return self._pool(verify).request(
                 method,
                 url,
-                body=body,
+                body=data,
                 headers=all_headers,
                 timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
                 retries=retries if redirects else False,

@@ -1,0 +1,102 @@
+"""``referee sign``: what it pushes must pass ``notation verify`` (and ``referee verify``), in both
+envelope formats, for RSA and EC keys, on both registry kinds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tests.helpers.artifacts import Notation, oras_discover, push_image
+from tests.helpers.codesign import Chain, LeafSpec, make_chain, write_trust_store
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import run, tool
+
+NOTARY = "application/vnd.cncf.notary.signature"
+
+
+def referee(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def setup(tmp: Path, chain: Chain) -> tuple[Notation, Path, Path]:
+    notation = Notation(tmp / "home")
+    config = notation.home / "notation"
+    write_trust_store(config / "truststore", "ca", "test", chain.root)
+    statement = {
+        "name": "all",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:test"],
+        "trustedIdentities": ["x509.subject: C=US, ST=WA, O=Referee Test"],
+    }
+    (config / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    key, cert = tmp / "key.pem", tmp / "chain.pem"
+    key.write_bytes(chain.key_pem())
+    cert.write_bytes(chain.pem())
+    return notation, key, cert
+
+
+@pytest.mark.parametrize("fmt", ["jws", "cose"])
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-3072"])
+def test_notation_accepts_what_referee_signs(
+    registry: RunningRegistry, tmp_path: Path, key_type: str, fmt: str
+) -> None:
+    chain = make_chain(LeafSpec(key=key_type))
+    notation, key, cert = setup(tmp_path, chain)
+    repo = f"signed/{key_type}-{fmt}"
+    digest = push_image(registry, repo, "v1", tmp_path / "img", content=f"{key_type}{fmt}")
+    image = f"{registry.host}/{repo}:v1"
+    proc = referee(
+        "sign", "--plain-http", "--key", str(key), "--cert", str(cert), "--signature-format", fmt,
+        "--expiry", "1h", image,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert digest in proc.stdout
+
+    listed = oras_discover(registry, image)["referrers"]
+    assert isinstance(listed, list)
+    assert [r["artifactType"] for r in listed] == [NOTARY]
+
+    theirs = run(
+        [tool("notation"), "verify", "--insecure-registry", f"{registry.host}/{repo}@{digest}"],
+        env=notation.env(),
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+
+    config = notation.home / "notation"
+    ours = referee(
+        "verify", "--plain-http", "--output", "json", "--trust-policy", str(config / "trustpolicy.json"),
+        "--trust-store", str(config / "truststore"), image,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert json.loads(ours.stdout)["signatures"][0]["envelope"].endswith(
+        "jose+json" if fmt == "jws" else "cose"
+    )
+
+
+def test_sign_refuses_a_key_that_does_not_match_the_certificate(
+    olareg: RunningRegistry, tmp_path: Path
+) -> None:
+    chain = make_chain()
+    _, _, cert = setup(tmp_path, chain)
+    other = tmp_path / "other.pem"
+    other.write_bytes(make_chain().key_pem())
+    proc = referee("sign", "--plain-http", "--key", str(other), "--cert", str(cert), f"{olareg.host}/x/y:v1")
+    assert proc.returncode == 2
+    assert "is not the key of the first certificate" in proc.stderr
+
+
+def test_sign_refuses_a_certificate_notation_would_reject(olareg: RunningRegistry, tmp_path: Path) -> None:
+    chain = make_chain(LeafSpec(eku=[ExtendedKeyUsageOID.SERVER_AUTH]))
+    _, key, cert = setup(tmp_path, chain)
+    proc = referee("sign", "--plain-http", "--key", str(key), "--cert", str(cert), f"{olareg.host}/x/y:v1")
+    assert proc.returncode == 2
+    assert "serverAuth" in proc.stderr

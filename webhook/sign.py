@@ -1,0 +1,103 @@
+"""``referee sign``: make a Notation signature for an image and push it as a referrer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from webhook.deadline import Deadline
+from webhook.errors import ConfigError
+from webhook.notary.algorithms import UnsupportedKey, algorithm_for
+from webhook.notary.certs import ChainError, check_chain
+from webhook.notary.signer import PrivateKey, SignRequest, sign, signature_manifest
+from webhook.notary.truststore import parse_certificates
+from webhook.oci import OCI_EMPTY
+from webhook.registry.client import HttpRepository
+
+_DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d`` or combinations such as ``1h30m``."""
+    match = _DURATION_RE.fullmatch(text)
+    if not text or match is None:
+        raise ConfigError(f"duration {text!r} is not like 30s, 15m, 24h, 7d or 1h30m")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    duration = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if duration <= dt.timedelta(0):
+        raise ConfigError(f"duration {text!r} must be positive")
+    return duration
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key: PrivateKey
+    chain: tuple[x509.Certificate, ...]
+
+
+def load_signing_key(key_file: Path, cert_file: Path) -> SigningKey:
+    """A PEM private key and its PEM chain (leaf first, root last), checked as a verifier would."""
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {key_file}: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key_file}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"{key_file}: only RSA and ECDSA keys can make Notary signatures")
+    try:
+        chain = parse_certificates(cert_file.read_bytes(), str(cert_file))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {cert_file}: {exc.strerror}") from None
+    try:
+        algorithm_for(chain[0])
+        check_chain(chain)
+    except (UnsupportedKey, ChainError) as exc:
+        raise ConfigError(f"{cert_file}: {exc}") from None
+    leaf_key = chain[0].public_key()
+    if leaf_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise ConfigError(f"{key_file} is not the key of the first certificate in {cert_file}")
+    return SigningKey(key, chain)
+
+
+@dataclass(frozen=True)
+class Signed:
+    subject: str  # the signed manifest's digest
+    signature: str  # the signature manifest's digest
+
+
+def sign_image(
+    repo: HttpRepository,
+    target: str,
+    signing_key: SigningKey,
+    *,
+    envelope_type: str,
+    now: dt.datetime,
+    expiry: dt.timedelta | None,
+    deadline: Deadline,
+) -> Signed:
+    subject = repo.resolve(target, deadline).descriptor
+    request = SignRequest(
+        target=subject,
+        key=signing_key.key,
+        chain=signing_key.chain,
+        signing_time=now,
+        expiry=now + expiry if expiry else None,
+        envelope=envelope_type,
+    )
+    envelope = sign(request)
+    manifest = signature_manifest(envelope, envelope_type, request)
+    repo.push_blob(b"{}", OCI_EMPTY, deadline)
+    repo.push_blob(envelope, envelope_type, deadline)
+    pushed = repo.push_referrer(manifest, subject.digest, deadline)
+    return Signed(subject.digest, pushed.digest)
