@@ -77,6 +77,33 @@ for entry in "distribution:$dist_port:" "olareg:$ola_port:--force-referrers-tag=
   referee discover --plain-http "$image"
 done
 
+step "A trust policy: trust the demo key's certificate for every repository"
+cat > "$work/trustpolicy.json" <<JSON
+{"version": "1.0", "trustPolicies": [{
+  "name": "demo", "registryScopes": ["*"],
+  "signatureVerification": {"level": "strict"},
+  "trustStores": ["ca:demo.referee.example"],
+  "trustedIdentities": ["*"]}]}
+JSON
+cat "$work/trustpolicy.json"
+store="$XDG_CONFIG_HOME/notation/truststore"   # where notation put the demo certificate
+
+step "Allow: the signed image verifies"
+referee verify --plain-http --trust-policy "$work/trustpolicy.json" --trust-store "$store" \
+  "127.0.0.1:$ola_port/demo/app:v1"
+echo "exit code: $?"
+
+step "Deny: an unsigned image does not"
+echo "nobody signed this" > unsigned.txt
+"$tools/oras" push --plain-http "127.0.0.1:$ola_port/demo/unsigned:v1" \
+  --config config.json:application/vnd.oci.image.config.v1+json \
+  unsigned.txt:application/vnd.oci.image.layer.v1.tar >/dev/null
+set +e
+referee verify --plain-http --trust-policy "$work/trustpolicy.json" --trust-store "$store" \
+  "127.0.0.1:$ola_port/demo/unsigned:v1"
+echo "exit code: $?"
+set -e
+
 step "The same, as JSON (the contract other tools read)"
 referee discover --plain-http --output json "127.0.0.1:$ola_port/demo/app:v1"
 
