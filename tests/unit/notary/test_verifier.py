@@ -387,7 +387,8 @@ def test_unsupported_envelope_type_and_size_cap() -> None:
         parse_envelope(JWS, b" " * (32 * 1024 * 1024 + 1))
 
 
-@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")  # mangled certificates
+# Mangled certificates make cryptography warn about what it will refuse one day.
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 @pytest.mark.parametrize("envelope", [JWS, COSE])
 def test_random_mutations_never_crash_and_never_verify_fuzz(envelope: str) -> None:
     """Bounded fuzzing: flip, drop and insert bytes in a valid envelope for a fixed time (2 s, or
