@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.helpers.artifacts import Notation, oras, push_image
 from tests.helpers.codesign import Chain, LeafSpec, install_notation_key, make_chain, write_trust_store
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import run, tool
+from tests.helpers.tsa import Tsa, local_tsa
 
 
 @dataclass
@@ -37,14 +39,18 @@ class Case:
     def policy(
         self,
         level: str = "strict",
+        *,
         identities: list[str] | None = None,
         stores: list[str] | None = None,
         override: dict[str, str] | None = None,
         scopes: list[str] | None = None,
+        verify_timestamp: str | None = None,
     ) -> None:
         verification: dict[str, Any] = {"level": level}
         if override:
             verification["override"] = override
+        if verify_timestamp:
+            verification["verifyTimestamp"] = verify_timestamp
         statement: dict[str, Any] = {
             "name": "test",
             "registryScopes": scopes or ["*"],
@@ -257,3 +263,80 @@ def test_signature_for_another_digest_is_rejected(olareg: RunningRegistry, tmp_p
     assert code == 1, doc
     assert check_status(doc, "integrity") == "failed"
     assert "not for this image" in doc["signatures"][0]["reason"]
+
+
+# --- RFC 3161 timestamps, from a local OpenSSL TSA ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
+    with local_tsa(tmp_path_factory.mktemp("tsa")) as authority:
+        yield authority
+
+
+def timestamped_case(
+    registry: RunningRegistry, tmp: Path, tsa: Tsa, envelope: str, leaf: LeafSpec | None = None
+) -> Case:
+    case = new_case(
+        registry,
+        tmp,
+        leaf,
+        sign_flags=(
+            "--signature-format",
+            envelope,
+            "--timestamp-url",
+            tsa.url,
+            "--timestamp-root-cert",
+            str(tsa.root_path),
+        ),
+    )
+    write_trust_store(case.config / "truststore", "tsa", "test-tsa", tsa.root)
+    return case
+
+
+@pytest.mark.parametrize("envelope", ["jws", "cose"])
+def test_timestamped_signature(olareg: RunningRegistry, tmp_path: Path, tsa: Tsa, envelope: str) -> None:
+    case = timestamped_case(olareg, tmp_path, tsa, envelope)
+    case.policy(stores=["ca:test", "tsa:test-tsa"])
+    theirs, code, doc = case.both()
+    assert theirs is True
+    assert code == 0, doc
+    assert check_status(doc, "authenticTimestamp") == "passed"
+
+
+def test_timestamp_from_an_untrusted_tsa(olareg: RunningRegistry, tmp_path: Path, tsa: Tsa) -> None:
+    """Regression: the token carries its TSA's root; that must not make the TSA trusted."""
+    case = timestamped_case(olareg, tmp_path, tsa, "jws")
+    other = make_chain().root
+    write_trust_store(case.config / "truststore", "tsa", "other-tsa", other)
+    case.policy(stores=["ca:test", "tsa:other-tsa"])
+    theirs, code, doc = case.both()
+    assert theirs is False
+    assert code == 1, doc
+    assert check_status(doc, "authenticTimestamp") == "failed"
+
+
+def test_timestamp_keeps_an_expired_certificate_valid(
+    olareg: RunningRegistry, tmp_path: Path, tsa: Tsa
+) -> None:
+    """The point of timestamps: a signature made while the certificate was valid stays valid after."""
+    case = timestamped_case(olareg, tmp_path, tsa, "cose", LeafSpec(not_after=dt.timedelta(seconds=3)))
+    time.sleep(3.5)
+    case.policy(stores=["ca:test", "tsa:test-tsa"])
+    theirs, code, doc = case.both()
+    assert theirs is True
+    assert code == 0, doc
+    case.policy(stores=["ca:test", "tsa:test-tsa"], verify_timestamp="afterCertExpiry")
+    theirs, code, _ = case.both()
+    assert theirs is True and code == 0
+
+
+def test_policy_wanting_a_timestamp_refuses_a_signature_without_one(
+    olareg: RunningRegistry, tmp_path: Path, tsa: Tsa
+) -> None:
+    case = new_case(olareg, tmp_path)
+    write_trust_store(case.config / "truststore", "tsa", "test-tsa", tsa.root)
+    case.policy(stores=["ca:test", "tsa:test-tsa"])
+    theirs, code, doc = case.both()
+    assert theirs is False
+    assert code == 1 and check_status(doc, "authenticTimestamp") == "failed"
