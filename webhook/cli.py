@@ -34,6 +34,7 @@ from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
 from webhook.report import render_verification, verification_json
+from webhook.revocation_fetch import HttpRevocationSource
 from webhook.sign import load_signing_key, parse_duration, sign_image
 from webhook.trustfiles import load_trust_policy, load_trust_store
 from webhook.verify import DEFAULT_MAX_SIGNATURES, Trust, verify_image
@@ -109,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the image's repository)",
     )
     v.add_argument("--max-signatures", metavar="N", type=int, default=DEFAULT_MAX_SIGNATURES)
+    v.add_argument(
+        "--crl-file", metavar="FILE", action="append", default=[],
+        help="a CRL (DER or PEM) to use instead of downloading one; repeatable",
+    )  # fmt: skip
+    v.add_argument(
+        "--offline", action="store_true",
+        help="never fetch OCSP or CRLs: revocation is decided from --crl-file alone (air-gapped clusters)",
+    )  # fmt: skip
     v.add_argument("--output", choices=("text", "json"), default="text")
 
     s = sub.add_parser(
@@ -180,7 +189,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         )
     scope = args.scope or parse(args.image).name
     now = dt.datetime.now(dt.UTC)
-    trust = Trust(policy, store, now, args.max_signatures)
+    source = HttpRevocationSource(network=not args.offline, crl_files=[Path(f) for f in args.crl_file])
+    trust = Trust(policy, store, now, args.max_signatures, source)
     result = verify_image(
         repo, image, target, scope=scope, trust=trust, deadline=Deadline.after(args.timeout)
     )

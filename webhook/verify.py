@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from webhook.deadline import Deadline
 from webhook.errors import RefereeError, VerificationFailed
 from webhook.notary.envelope import ENVELOPE_TYPES, MAX_ENVELOPE_BYTES
+from webhook.notary.revocation import RevocationSource
 from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
@@ -35,6 +36,7 @@ class Trust:
     store: TrustStore
     now: dt.datetime
     max_signatures: int = DEFAULT_MAX_SIGNATURES
+    revocation: RevocationSource | None = None
 
 
 def verify_image(
@@ -82,7 +84,13 @@ def _verify_one(
     except RefereeError:
         raise
     return verify_signature(
-        envelope_descriptor.media_type, envelope, subject, policy=policy, store=trust.store, now=trust.now
+        envelope_descriptor.media_type,
+        envelope,
+        subject,
+        policy=policy,
+        store=trust.store,
+        now=trust.now,
+        revocation_source=trust.revocation,
     )
 
 

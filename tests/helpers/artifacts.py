@@ -18,7 +18,12 @@ class Notation:
     home: Path
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "XDG_CONFIG_HOME": str(self.home), "NOTATION_EXPERIMENTAL": "1"}
+        return {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(self.home),
+            "XDG_CACHE_HOME": str(self.home / "cache"),  # notation's CRL cache, per test
+            "NOTATION_EXPERIMENTAL": "1",
+        }
 
     def sign(self, registry: RunningRegistry, reference: str, *extra: str) -> None:
         args = [tool("notation"), "sign", *extra]

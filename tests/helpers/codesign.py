@@ -71,12 +71,15 @@ class LeafSpec:
     key_encipherment: bool = False
     digital_signature: bool = True
     ca: bool = False
+    ocsp_url: str | None = None  # Authority Information Access
+    crl_url: str | None = None  # CRL Distribution Points
 
 
 @dataclass(frozen=True)
 class Chain:
     leaf_key: PrivateKey
     certs: tuple[x509.Certificate, ...]  # leaf, intermediate(s), root
+    issuer_key: PrivateKey | None = None  # the key that issued the leaf (for CRLs and OCSP)
 
     @property
     def root(self) -> x509.Certificate:
@@ -150,8 +153,27 @@ def make_chain(
     )
     if spec.eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(spec.eku), critical=False)
+    if spec.ocsp_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.oid.AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(spec.ocsp_url),
+                    )
+                ]
+            ),
+            critical=False,
+        )
+    if spec.crl_url:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(spec.crl_url)], None, None, None)]
+            ),
+            critical=False,
+        )
     leaf_cert = builder.sign(issuer_key, hashes.SHA384())
-    return Chain(leaf_key, (leaf_cert, *cas))
+    return Chain(leaf_key, (leaf_cert, *cas), issuer_key)
 
 
 def install_notation_key(config_home: Path, name: str, chain: Chain, *, default: bool = True) -> None:

@@ -21,7 +21,8 @@ import pytest
 from tests.helpers.artifacts import Notation, oras, push_image
 from tests.helpers.codesign import Chain, LeafSpec, install_notation_key, make_chain, write_trust_store
 from tests.helpers.registries import RunningRegistry
-from tests.helpers.tools import run, tool
+from tests.helpers.revocation import file_server, ocsp_responder, write_crl
+from tests.helpers.tools import free_port, run, tool
 from tests.helpers.tsa import Tsa, local_tsa
 
 
@@ -340,3 +341,69 @@ def test_policy_wanting_a_timestamp_refuses_a_signature_without_one(
     theirs, code, doc = case.both()
     assert theirs is False
     assert code == 1 and check_status(doc, "authenticTimestamp") == "failed"
+
+
+# --- revocation: the real OpenSSL OCSP responder, CRLs over HTTP -------------------------------------
+
+
+def revocable_case(olareg: RunningRegistry, tmp: Path, *, ocsp: bool, crl: bool) -> tuple[Case, int, int]:
+    ocsp_port, crl_port = free_port(), free_port()
+    leaf = LeafSpec(
+        ocsp_url=f"http://127.0.0.1:{ocsp_port}" if ocsp else None,
+        crl_url=f"http://127.0.0.1:{crl_port}/issuer.crl" if crl else None,
+    )
+    return new_case(olareg, tmp, leaf), ocsp_port, crl_port
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_ocsp(olareg: RunningRegistry, tmp_path: Path, revoked: bool) -> None:
+    case, ocsp_port, _ = revocable_case(olareg, tmp_path, ocsp=True, crl=False)
+    with ocsp_responder(tmp_path / "ocsp", case.chain, ocsp_port, revoked):
+        theirs, code, doc = case.both()
+    assert theirs is not revoked
+    assert (code == 0) is not revoked, doc
+    assert check_status(doc, "revocation") == ("failed" if revoked else "passed")
+    if revoked:
+        assert "revoked" in doc["signatures"][0]["reason"]
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_crl(olareg: RunningRegistry, tmp_path: Path, revoked: bool) -> None:
+    case, _, crl_port = revocable_case(olareg, tmp_path, ocsp=False, crl=True)
+    served = tmp_path / "crls"
+    served.mkdir()
+    write_crl(served / "issuer.crl", case.chain, [case.chain.certs[0]] if revoked else [])
+    with file_server(served, crl_port):
+        theirs, code, doc = case.both()
+    assert theirs is not revoked
+    assert (code == 0) is not revoked, doc
+    assert check_status(doc, "revocation") == ("failed" if revoked else "passed")
+
+
+@pytest.mark.parametrize(
+    ("override", "allowed"), [(None, False), ({"revocation": "log"}, True), ({"revocation": "skip"}, True)]
+)
+def test_unreachable_ocsp_responder(
+    olareg: RunningRegistry, tmp_path: Path, override: dict[str, str] | None, allowed: bool
+) -> None:
+    case, _, _ = revocable_case(olareg, tmp_path, ocsp=True, crl=False)  # nothing listens there
+    case.policy(override=override)
+    theirs, code, doc = case.both()
+    assert theirs is allowed
+    assert (code == 0) is allowed, doc
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_offline_crl_file(olareg: RunningRegistry, tmp_path: Path, revoked: bool) -> None:
+    """Air-gapped: the CRL comes from a file the operator supplies; no endpoint is contacted."""
+    case, _, _ = revocable_case(olareg, tmp_path, ocsp=True, crl=True)  # neither endpoint is served
+    crl = tmp_path / "issuer.crl"
+    write_crl(crl, case.chain, [case.chain.certs[0]] if revoked else [])
+    proc = subprocess.run(
+        [sys.executable, "-m", "webhook", "verify", "--plain-http", "--output", "json", "--offline",
+         "--crl-file", str(crl), "--trust-policy", str(case.config / "trustpolicy.json"),
+         "--trust-store", str(case.config / "truststore"), case.image],
+        capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert (proc.returncode == 0) is not revoked, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert check_status(doc, "revocation") == ("failed" if revoked else "passed")

@@ -4,22 +4,20 @@
 ``decide`` folds the outcomes of an image's signatures into a verdict. Pure: the envelope bytes, the
 descriptor of the image, the policy, the trust store and ``now`` come in; nothing is fetched.
 
-Not implemented yet, and failing closed until it is: OCSP/CRL revocation (a chain that names
-revocation endpoints fails the revocation check, as an unknown status does).
+Revocation evidence (OCSP responses, CRLs) comes from the ``RevocationSource`` the caller passes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.x509.oid import ExtensionOID
 
+from webhook.notary import revocation
 from webhook.notary.certs import (
     ChainError,
     check_chain,
@@ -37,6 +35,7 @@ from webhook.notary.envelope import (
     SignerInfo,
     parse_envelope,
 )
+from webhook.notary.revocation import RevocationSource, has_revocation_endpoints, summarise
 from webhook.notary.timestamp import TimestampError, verify_timestamp
 from webhook.notary.trustpolicy import MANDATORY_DN_ATTRIBUTES, Action, TrustPolicy
 from webhook.notary.truststore import TrustStore
@@ -114,8 +113,13 @@ def verify_signature(
     policy: TrustPolicy,
     store: TrustStore,
     now: dt.datetime,
+    revocation_source: RevocationSource | None = None,
 ) -> SignatureOutcome:
-    """Verify one signature envelope for the artifact ``target`` under ``policy``."""
+    """Verify one signature envelope for the artifact ``target`` under ``policy``.
+
+    ``revocation_source`` fetches OCSP responses and CRLs; without one, a certificate that names
+    revocation endpoints has an unknown status.
+    """
     run = _Run(policy)
     info: SignerInfo | None = None
     try:
@@ -141,7 +145,7 @@ def verify_signature(
         if policy.actions["revocation"] is Action.SKIP:
             run.skip("revocation", "the trust policy skips revocation checks")
         else:
-            run.record("revocation", _revocation(info.certificate_chain))
+            run.record("revocation", _revocation(info.certificate_chain, revocation_source, now))
     except _Stop:
         pass
     except (
@@ -279,19 +283,17 @@ def _authentic_time(info: SignerInfo, policy: TrustPolicy, store: TrustStore, no
     return None
 
 
-def _revocation(chain: Iterable[x509.Certificate]) -> str | None:
-    """Until OCSP and CRL checks are in: certificates without revocation endpoints pass (as in
-    notation, they cannot be revoked); any endpoint makes the status unknown, which fails."""
-    for cert in chain:
-        for oid in (ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.CRL_DISTRIBUTION_POINTS):
-            try:
-                cert.extensions.get_extension_for_oid(oid)
-            except x509.ExtensionNotFound:
-                continue
-            return (
-                f"revocation status of {describe(cert)!r} is unknown (OCSP/CRL checks are not supported yet)"
-            )
-    return None
+def _revocation(
+    chain: tuple[x509.Certificate, ...], source: RevocationSource | None, now: dt.datetime
+) -> str | None:
+    if source is None:
+        # No way to ask: certificates without revocation endpoints pass (they cannot be revoked);
+        # any endpoint makes the status unknown, which fails like notation's "unknown".
+        for cert in chain[:-1]:
+            if has_revocation_endpoints(cert):
+                return f"revocation status of {describe(cert)!r} is unknown (no revocation source configured)"
+        return None
+    return summarise(revocation.check_chain(chain, source, now))
 
 
 # --- many signatures, one verdict ----------------------------------------------------------------

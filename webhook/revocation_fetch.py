@@ -1,0 +1,119 @@
+"""Getting revocation evidence: OCSP over HTTP (2 s per URL), CRLs over HTTP (5 s per URL, cached
+until their nextUpdate), and CRL files an operator supplies for clusters that cannot reach the
+issuer's endpoints. The rules that judge what is fetched live in ``webhook.notary.revocation``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from webhook import __version__
+from webhook.deadline import Deadline
+from webhook.errors import ConfigError, DeadlineExceeded
+from webhook.registry.transport import Transport, TransportError, opened, read_body
+
+log = logging.getLogger(__name__)
+
+OCSP_TIMEOUT_S = 2.0  # notation's defaults
+CRL_TIMEOUT_S = 5.0
+MAX_OCSP_BYTES = 1 << 20
+MAX_CRL_BYTES = 32 << 20
+
+
+def _load_crl(data: bytes) -> x509.CertificateRevocationList:
+    try:
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        return x509.load_pem_x509_crl(data)
+
+
+class HttpRevocationSource:
+    """OCSP and CRL over HTTP, plus offline CRL files; thread-safe, with a CRL cache."""
+
+    def __init__(
+        self,
+        *,
+        network: bool = True,
+        crl_files: Sequence[Path] = (),
+        ocsp_timeout_s: float = OCSP_TIMEOUT_S,
+        crl_timeout_s: float = CRL_TIMEOUT_S,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._network = network
+        self._ocsp_timeout_s = ocsp_timeout_s
+        self._crl_timeout_s = crl_timeout_s
+        self._clock = clock
+        self._transport = Transport(user_agent=f"referee/{__version__}", max_redirects=3)
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[bytes, dt.datetime]] = {}
+        self._offline: list[tuple[x509.CertificateRevocationList, bytes]] = []
+        for path in crl_files:
+            try:
+                data = path.read_bytes()
+                self._offline.append((_load_crl(data), data))
+            except OSError as exc:
+                raise ConfigError(f"cannot read CRL file {path}: {exc.strerror}") from None
+            except ValueError:
+                raise ConfigError(f"{path} is not a DER or PEM CRL") from None
+
+    def ocsp(self, request: bytes, urls: Sequence[str]) -> bytes | None:
+        if not self._network:
+            return None
+        for url in urls:
+            try:
+                resp = self._transport.open(
+                    "POST", url, headers={"Content-Type": "application/ocsp-request"},
+                    timeout_s=self._ocsp_timeout_s, verify=True, body=request,
+                )  # fmt: skip
+                with opened(resp):
+                    if resp.status // 100 != 2:
+                        continue
+                    data = read_body(resp, MAX_OCSP_BYTES, Deadline.after(self._ocsp_timeout_s), url)
+                if len(data) <= MAX_OCSP_BYTES:
+                    return data
+            except (TransportError, DeadlineExceeded) as exc:
+                log.info("OCSP responder %s gave no answer: %s", url, exc)
+        return None
+
+    def crls(self, urls: Sequence[str], issuer: x509.Certificate) -> list[bytes]:
+        subject = issuer.subject.public_bytes()
+        found = [data for crl, data in self._offline if crl.issuer.public_bytes() == subject]
+        if found or not self._network:
+            return found
+        for url in urls:
+            data = self._fetch_crl(url)
+            if data is not None:
+                return [data]
+        return []
+
+    def _fetch_crl(self, url: str) -> bytes | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(url)
+            if cached is not None and now < cached[1]:
+                return cached[0]
+        try:
+            resp = self._transport.open("GET", url, headers={}, timeout_s=self._crl_timeout_s, verify=True)
+            with opened(resp):
+                if resp.status != 200:
+                    return None
+                data = read_body(resp, MAX_CRL_BYTES, Deadline.after(self._crl_timeout_s), url)
+        except (TransportError, DeadlineExceeded) as exc:
+            log.info("CRL %s could not be fetched: %s", url, exc)
+            return None
+        if len(data) > MAX_CRL_BYTES:
+            return None
+        try:
+            next_update = _load_crl(data).next_update_utc
+        except ValueError:
+            return data  # judged (and refused) by the rules; not cached
+        if next_update is not None:
+            with self._lock:
+                self._cache[url] = (data, next_update)
+        return data
