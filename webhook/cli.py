@@ -28,6 +28,7 @@ from webhook.errors import (
     VerificationInconclusive,
 )
 from webhook.notary.envelope import COSE, JWS
+from webhook.notary.truststore import parse_certificates
 from webhook.reference import parse
 from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
@@ -35,7 +36,7 @@ from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
 from webhook.report import render_verification, verification_json
 from webhook.revocation_fetch import HttpRevocationSource
-from webhook.sign import load_signing_key, parse_duration, sign_image
+from webhook.sign import TimestampAuthority, load_signing_key, parse_duration, sign_image
 from webhook.trustfiles import load_trust_policy, load_trust_store
 from webhook.verify import DEFAULT_MAX_SIGNATURES, Trust, verify_image
 
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--expiry", metavar="DURATION", help="the signature expires after this long, e.g. 24h or 30d"
     )
+    s.add_argument(
+        "--signing-scheme", choices=("notary.x509", "notary.x509.signingAuthority"), default="notary.x509",
+        help="notary.x509 (default), or notary.x509.signingAuthority (the signer vouches for the time)",
+    )  # fmt: skip
+    s.add_argument("--timestamp-url", metavar="URL", help="RFC 3161 timestamp authority to countersign with")
+    s.add_argument(
+        "--timestamp-root", metavar="CERT", help="PEM root certificate of that timestamp authority"
+    )
     return parser
 
 
@@ -205,6 +214,14 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     if args.oci_layout:
         raise ConfigError("referee sign writes to registries only; --oci-layout is not supported")
     signing_key = load_signing_key(Path(args.key), Path(args.cert))
+    tsa = None
+    if bool(args.timestamp_url) != bool(args.timestamp_root):
+        raise ConfigError("--timestamp-url and --timestamp-root go together")
+    if args.timestamp_url:
+        if args.signing_scheme != "notary.x509":
+            raise ConfigError("timestamps countersign notary.x509 signatures only")
+        roots = parse_certificates(_read(args.timestamp_root), args.timestamp_root)
+        tsa = TimestampAuthority(args.timestamp_url, roots[0])
     expiry = parse_duration(args.expiry) if args.expiry else None
     ref = parse(args.image)
     host = HostSettings(plain_http=args.plain_http, ca_file=args.ca_file)
@@ -218,6 +235,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         now=dt.datetime.now(dt.UTC),
         expiry=expiry,
         deadline=Deadline.after(args.timeout),
+        scheme=args.signing_scheme,
+        tsa=tsa,
     )
     print(f"Signed {ref.name}@{signed.subject}")
     print(f"  signature {signed.signature} ({envelope})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +12,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from webhook import __version__
 from webhook.deadline import Deadline
-from webhook.errors import ConfigError
+from webhook.errors import ConfigError, RegistryUnavailable, VerificationFailed
 from webhook.notary.algorithms import UnsupportedKey, algorithm_for
 from webhook.notary.certs import ChainError, check_chain
+from webhook.notary.envelope import SCHEME_X509
 from webhook.notary.signer import PrivateKey, SignRequest, sign, signature_manifest
+from webhook.notary.timestamp import TimestampError, timestamp_request, token_from_response
 from webhook.notary.truststore import parse_certificates
 from webhook.oci import OCI_EMPTY
 from webhook.registry.client import HttpRepository
+from webhook.registry.transport import Transport, TransportError, opened, read_body
 
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -76,6 +81,34 @@ class Signed:
     signature: str  # the signature manifest's digest
 
 
+@dataclass(frozen=True)
+class TimestampAuthority:
+    url: str
+    root: x509.Certificate
+    timeout_s: float = 10.0
+
+    def stamp(self, signature: bytes, hash_name: str) -> bytes:
+        """Ask the TSA for a token over ``signature`` and check it before it goes into the envelope."""
+        nonce = secrets.randbits(63)
+        request = timestamp_request(signature, hash_name, nonce)
+        transport = Transport(user_agent=f"referee/{__version__}", max_redirects=0)
+        try:
+            resp = transport.open(
+                "POST", self.url, headers={"Content-Type": "application/timestamp-query"},
+                timeout_s=self.timeout_s, verify=True, body=request,
+            )  # fmt: skip
+            with opened(resp):
+                if resp.status != 200:
+                    raise RegistryUnavailable(f"timestamp authority {self.url} answered HTTP {resp.status}")
+                body = read_body(resp, 1 << 20, Deadline.after(self.timeout_s), self.url)
+        except TransportError as exc:
+            raise RegistryUnavailable(f"timestamp authority {self.url} unreachable ({exc.reason})") from None
+        try:
+            return token_from_response(body, signature, self.root, nonce)
+        except TimestampError as exc:
+            raise VerificationFailed(f"timestamp authority {self.url}: {exc}") from None
+
+
 def sign_image(
     repo: HttpRepository,
     target: str,
@@ -85,6 +118,8 @@ def sign_image(
     now: dt.datetime,
     expiry: dt.timedelta | None,
     deadline: Deadline,
+    scheme: str = SCHEME_X509,
+    tsa: TimestampAuthority | None = None,
 ) -> Signed:
     subject = repo.resolve(target, deadline).descriptor
     request = SignRequest(
@@ -94,8 +129,9 @@ def sign_image(
         signing_time=now,
         expiry=now + expiry if expiry else None,
         envelope=envelope_type,
+        scheme=scheme,
     )
-    envelope = sign(request)
+    envelope = sign(request, tsa.stamp if tsa else None)
     manifest = signature_manifest(envelope, envelope_type, request)
     repo.push_blob(b"{}", OCI_EMPTY, deadline)
     repo.push_blob(envelope, envelope_type, deadline)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import NOTARY, SignedImage
 from tests.helpers.artifacts import Notation, oras, referrer_tree
+from tests.helpers.tools import run, tool
 from webhook.deadline import Deadline
 from webhook.errors import ContentMismatch, InvalidReference, NotFound
 from webhook.registry.layout import LayoutRepository, split_layout_reference
@@ -105,3 +106,30 @@ def test_split_layout_reference(text: str, path: str, target: str) -> None:
 def test_split_layout_reference_rejects(text: str) -> None:
     with pytest.raises(InvalidReference):
         split_layout_reference(text)
+
+
+@pytest.mark.parametrize("registry", ["distribution"], indirect=True)
+def test_verify_a_layout_with_a_scope(layout: Path, notation: Notation, tmp_path: Path) -> None:
+    """notation verify --oci-layout --scope and referee verify --oci-layout --scope agree."""
+    config = notation.home / "notation"
+    stores = sorted(p.name for p in (config / "truststore" / "x509" / "ca").iterdir())
+    policy = tmp_path / "trustpolicy.json"
+    statement = {
+        "name": "local",
+        "registryScopes": ["local/app"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": [f"ca:{s}" for s in stores],
+        "trustedIdentities": ["*"],
+    }
+    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    (config / "trustpolicy.json").write_text(policy.read_text())
+    for scope, allowed in (("local/app", True), ("local/other", False)):
+        theirs = run([tool("notation"), "verify", "--oci-layout", "--scope", scope, f"{layout}:v1"],
+                     env=notation.env(), check=False)  # fmt: skip
+        ours = referee("verify", "--oci-layout", "--scope", scope, "--trust-policy", str(policy),
+                       "--trust-store", str(config / "truststore"), f"{layout}:v1")  # fmt: skip
+        assert (theirs.returncode == 0) is allowed, theirs.stderr
+        assert (ours.returncode == 0) is allowed, ours.stdout + ours.stderr
+    missing = referee("verify", "--oci-layout", "--trust-policy", str(policy), "--trust-store",
+                      str(config / "truststore"), f"{layout}:v1")  # fmt: skip
+    assert missing.returncode == 2 and "--scope" in missing.stderr

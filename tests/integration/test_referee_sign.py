@@ -15,6 +15,7 @@ from tests.helpers.artifacts import Notation, oras_discover, push_image
 from tests.helpers.codesign import Chain, LeafSpec, make_chain, write_trust_store
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import run, tool
+from tests.helpers.tsa import local_tsa
 
 NOTARY = "application/vnd.cncf.notary.signature"
 
@@ -100,3 +101,71 @@ def test_sign_refuses_a_certificate_notation_would_reject(olareg: RunningRegistr
     proc = referee("sign", "--plain-http", "--key", str(key), "--cert", str(cert), f"{olareg.host}/x/y:v1")
     assert proc.returncode == 2
     assert "serverAuth" in proc.stderr
+
+
+def policy_file(config: Path, stores: list[str]) -> None:
+    statement = {
+        "name": "all",
+        "registryScopes": ["*"],
+        "signatureVerification": {"level": "strict"},
+        "trustStores": stores,
+        "trustedIdentities": ["*"],
+    }
+    (config / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+
+
+def both_verify(notation: Notation, registry: RunningRegistry, repo: str, digest: str) -> tuple[bool, bool]:
+    config = notation.home / "notation"
+    theirs = run(
+        [tool("notation"), "verify", "--insecure-registry", f"{registry.host}/{repo}@{digest}"],
+        env=notation.env(),
+        check=False,
+    )
+    ours = referee(
+        "verify", "--plain-http", "--trust-policy", str(config / "trustpolicy.json"),
+        "--trust-store", str(config / "truststore"), f"{registry.host}/{repo}@{digest}",
+    )  # fmt: skip
+    return theirs.returncode == 0, ours.returncode == 0
+
+
+@pytest.mark.parametrize(("key_type", "fmt"), [("ec-p384", "jws"), ("rsa-2048", "cose")])
+def test_timestamped_signature_from_referee_sign(
+    olareg: RunningRegistry, tmp_path: Path, key_type: str, fmt: str
+) -> None:
+    """SHA-384 (P-384) and SHA-256 (RSA 2048) timestamp requests to the local OpenSSL TSA."""
+    chain = make_chain(LeafSpec(key=key_type))
+    notation, key, cert = setup(tmp_path, chain)
+    config = notation.home / "notation"
+    with local_tsa(tmp_path / "tsa") as tsa:
+        write_trust_store(config / "truststore", "tsa", "tsa", tsa.root)
+        policy_file(config, ["ca:test", "tsa:tsa"])
+        repo = f"stamped/{key_type}"
+        digest = push_image(olareg, repo, "v1", tmp_path / "img", content=key_type)
+        proc = referee(
+            "sign", "--plain-http", "--key", str(key), "--cert", str(cert), "--signature-format", fmt,
+            "--timestamp-url", tsa.url, "--timestamp-root", str(tsa.root_path), f"{olareg.host}/{repo}:v1",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    assert both_verify(notation, olareg, repo, digest) == (True, True)
+
+
+@pytest.mark.parametrize("fmt", ["jws", "cose"])
+def test_signing_authority_scheme_from_referee_sign(
+    olareg: RunningRegistry, tmp_path: Path, fmt: str
+) -> None:
+    chain = make_chain()
+    notation, key, cert = setup(tmp_path, chain)
+    config = notation.home / "notation"
+    write_trust_store(config / "truststore", "signingAuthority", "sa", chain.root)
+    repo = f"authority/{fmt}"
+    digest = push_image(olareg, repo, "v1", tmp_path / "img", content=fmt)
+    proc = referee(
+        "sign", "--plain-http", "--key", str(key), "--cert", str(cert), "--signature-format", fmt,
+        "--signing-scheme", "notary.x509.signingAuthority", f"{olareg.host}/{repo}:v1",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    policy_file(config, ["signingAuthority:sa"])
+    assert both_verify(notation, olareg, repo, digest) == (True, True)
+    # A signing-authority signature is not vouched for by a "ca" store holding the same root.
+    policy_file(config, ["ca:test"])
+    assert both_verify(notation, olareg, repo, digest) == (False, False)

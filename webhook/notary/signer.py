@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,10 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def sign_jws(request: SignRequest, timestamp: bytes | None = None) -> bytes:
+Timestamper = Callable[[bytes, str], bytes]  # (signature bytes, hash name) -> RFC 3161 TimeStampToken
+
+
+def sign_jws(request: SignRequest, timestamper: Timestamper | None = None) -> bytes:
     algorithm = algorithm_for(request.chain[0])
     protected: dict[str, Any] = {
         "alg": algorithm.name,
@@ -122,8 +125,8 @@ def sign_jws(request: SignRequest, timestamp: bytes | None = None) -> bytes:
         "x5c": [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in request.chain],
         H_AGENT: SIGNING_AGENT,
     }
-    if timestamp is not None:
-        header[H_TIMESTAMP] = base64.b64encode(timestamp).decode()
+    if timestamper is not None:
+        header[H_TIMESTAMP] = base64.b64encode(timestamper(signature, algorithm.hash().name)).decode()
     envelope = {
         "payload": payload_b64,
         "protected": protected_b64,
@@ -133,7 +136,7 @@ def sign_jws(request: SignRequest, timestamp: bytes | None = None) -> bytes:
     return json.dumps(envelope, separators=(",", ":")).encode()
 
 
-def sign_cose(request: SignRequest, timestamp: bytes | None = None) -> bytes:
+def sign_cose(request: SignRequest, timestamper: Timestamper | None = None) -> bytes:
     algorithm = algorithm_for(request.chain[0])
     protected: dict[Any, Any] = {
         L_ALG: algorithm.cose,
@@ -153,13 +156,16 @@ def sign_cose(request: SignRequest, timestamp: bytes | None = None) -> bytes:
         L_X5CHAIN: [c.public_bytes(serialization.Encoding.DER) for c in request.chain],
         H_AGENT: SIGNING_AGENT,
     }
-    if timestamp is not None:
-        unprotected[H_TIMESTAMP] = timestamp
+    if timestamper is not None:
+        unprotected[H_TIMESTAMP] = timestamper(signature, algorithm.hash().name)
     return cbor2.dumps(cbor2.CBORTag(18, [protected_raw, unprotected, payload, signature]))
 
 
-def sign(request: SignRequest, timestamp: bytes | None = None) -> bytes:
-    return sign_cose(request, timestamp) if request.envelope == COSE else sign_jws(request, timestamp)
+def sign(request: SignRequest, timestamper: Timestamper | None = None) -> bytes:
+    """The envelope; with a ``timestamper``, countersigned by a TSA (only for ``notary.x509``)."""
+    if timestamper is not None and request.scheme != SCHEME_X509:
+        raise ValueError("timestamps countersign notary.x509 signatures only")
+    return sign_cose(request, timestamper) if request.envelope == COSE else sign_jws(request, timestamper)
 
 
 def signature_manifest(envelope: bytes, envelope_type: str, request: SignRequest) -> bytes:

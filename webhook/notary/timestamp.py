@@ -10,6 +10,7 @@ vouches for is ``genTime`` plus or minus its accuracy. Pure.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -143,3 +144,69 @@ def _accuracy(info: rfc3161_client.TimeStampTokenInfo) -> dt.timedelta:
     if info.policy == BASELINE_POLICY:
         return dt.timedelta(seconds=1)
     return dt.timedelta(0)
+
+
+# --- asking for a timestamp (referee sign) ---------------------------------------------------------
+
+_HASH_OIDS = {
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+}
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _der_oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    body = bytearray([parts[0] * 40 + parts[1]])
+    for arc in parts[2:]:
+        chunk = [arc & 0x7F]
+        rest = arc >> 7
+        while rest:
+            chunk.insert(0, 0x80 | (rest & 0x7F))
+            rest >>= 7
+        body.extend(chunk)
+    return _der(0x06, bytes(body))
+
+
+def _der_integer(value: int) -> bytes:
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    return _der(0x02, body)
+
+
+def timestamp_request(signature: bytes, hash_name: str, nonce: int) -> bytes:
+    """An RFC 3161 TimeStampReq over ``signature`` (certReq true), DER-encoded.
+
+    Built here because the request builder of the timestamp library offers only SHA-256 and SHA-512,
+    and Notary stamps with the hash of the signing algorithm (SHA-384 for PS384 and ES384).
+    """
+    imprint = hashlib.new(hash_name, signature).digest()
+    algorithm = _der(0x30, _der_oid(_HASH_OIDS[hash_name]) + b"\x05\x00")
+    message_imprint = _der(0x30, algorithm + _der(0x04, imprint))
+    return _der(0x30, _der_integer(1) + message_imprint + _der_integer(nonce) + b"\x01\x01\xff")
+
+
+def token_from_response(response: bytes, signature: bytes, root: x509.Certificate, nonce: int) -> bytes:
+    """Check a TSA's TimeStampResp (granted, over ``signature``, nonce echoed, chained to ``root``)
+    and return the TimeStampToken to embed in the envelope."""
+    _, content, end = _tlv(response, 0)  # TimeStampResp ::= SEQUENCE { status, timeStampToken }
+    parts = _children(response, content, end)
+    if len(parts) != 2:
+        raise TimestampError("the TSA granted no timestamp")
+    status_fields = _children(response, parts[0][2], parts[0][3])
+    status_tag, status_start, status_end = _tlv(response, status_fields[0][1]) if status_fields else (0, 0, 0)
+    if status_tag != 0x02 or int.from_bytes(response[status_start:status_end], "big") not in (0, 1):
+        raise TimestampError("the TSA did not grant the timestamp")
+    token = response[parts[1][1] : parts[1][3]]
+    try:
+        decoded = rfc3161_client.decode_timestamp_response(_as_response(sort_certificate_set(token)))
+        verifier = rfc3161_client.VerifierBuilder().add_root_certificate(root).nonce(nonce).build()
+        verifier.verify_message(decoded, signature)
+    except rfc3161_client.VerificationError as exc:
+        raise TimestampError(f"the TSA's timestamp does not verify: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise TimestampError(f"the TSA's answer is malformed ({exc})") from None
+    return token

@@ -389,6 +389,7 @@ def test_unsupported_envelope_type_and_size_cap() -> None:
 
 # Mangled certificates make cryptography warn about what it will refuse one day.
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("envelope", [JWS, COSE])
 def test_random_mutations_never_crash_and_never_verify_fuzz(envelope: str) -> None:
     """Bounded fuzzing: flip, drop and insert bytes in a valid envelope for a fixed time (2 s, or
@@ -421,3 +422,52 @@ def test_random_mutations_never_crash_and_never_verify_fuzz(envelope: str) -> No
     assert runs > 50
     for size in (0, 1, 10, 1000):
         assert not verify(rng.randbytes(size), envelope, chain).verified
+
+
+class _FakeRevocationSource:
+    """In-process fake (this is the pure unit level; the real OpenSSL responder is in the
+    integration tests): answers every OCSP request with a response signed by the issuer."""
+
+    def __init__(self, chain: Chain, status: str) -> None:
+        self.chain, self.status = chain, status
+
+    def ocsp(self, request: bytes, urls: Any) -> bytes | None:
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.x509 import ocsp  # noqa: PLC0415
+
+        if self.status == "unreachable":
+            return None
+        leaf, issuer, key = self.chain.certs[0], self.chain.certs[1], self.chain.issuer_key
+        assert key is not None
+        cert_status = ocsp.OCSPCertStatus.REVOKED if self.status == "revoked" else ocsp.OCSPCertStatus.GOOD
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf, issuer=issuer, algorithm=hashes.SHA256(), cert_status=cert_status,
+            this_update=NOW - dt.timedelta(minutes=5), next_update=NOW + dt.timedelta(hours=1),
+            revocation_time=NOW - dt.timedelta(hours=1) if self.status == "revoked" else None,
+            revocation_reason=None,
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)  # fmt: skip
+        return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def crls(self, urls: Any, issuer: Any) -> list[bytes]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("level", "answer", "verified", "want"),
+    [
+        ("strict", "good", True, Status.PASSED),
+        ("strict", "revoked", False, Status.FAILED),
+        ("permissive", "revoked", True, Status.LOGGED),
+        ("audit", "revoked", True, Status.LOGGED),
+        ("strict", "unreachable", False, Status.FAILED),
+        ("permissive", "unreachable", True, Status.LOGGED),
+    ],
+)
+def test_revocation_by_level(level: str, answer: str, verified: bool, want: Status) -> None:
+    chain = make_chain(LeafSpec(ocsp_url="http://ocsp.invalid"))
+    outcome = verify_signature(
+        JWS, sign(request(chain)), TARGET, policy=policy(level), store=store_for(chain), now=NOW,
+        revocation_source=_FakeRevocationSource(chain, answer),
+    )  # fmt: skip
+    assert outcome.verified is verified
+    assert status(outcome, "revocation") is want
