@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--timestamp-root", metavar="CERT", help="PEM root certificate of that timestamp authority"
     )
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the admission webhook (gunicorn, TLS) with a config file",
+        description="Serve /validate, /healthz and /readyz under gunicorn with the settings of FILE.",
+    )
+    srv.add_argument("--config", metavar="FILE", required=True, help="Referee's YAML configuration")
     return parser
 
 
@@ -243,6 +250,13 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.serve import serve  # noqa: PLC0415 (gunicorn and flask only for this command)
+
+    serve(Path(args.config))
+    return EXIT_OK
+
+
 def _cmd_discover(args: argparse.Namespace) -> int:
     repo, image, target = _open(args)
     result = discover(repo, image, target, Deadline.after(args.timeout), artifact_type=args.artifact_type)
@@ -262,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "timeout", 1.0) <= 0:
         parser.error("--timeout must be positive")
     try:
-        command = {"verify": _cmd_verify, "sign": _cmd_sign, "discover": _cmd_discover}[args.command]
+        command = {"verify": _cmd_verify, "sign": _cmd_sign, "discover": _cmd_discover, "serve": _cmd_serve}[
+            args.command
+        ]
         return int(command(args))
     except (InvalidReference, ConfigError) as exc:
         print(f"referee: error: {exc}", file=sys.stderr)

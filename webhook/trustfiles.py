@@ -10,8 +10,13 @@ sub-directories are refused, as notation refuses them.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import stat
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -19,6 +24,8 @@ from cryptography import x509
 from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import TrustPolicyDocument, parse_trust_policy
 from webhook.notary.truststore import TrustStore, check_store_certificates, parse_certificates
+
+log = logging.getLogger(__name__)
 
 MAX_POLICY_BYTES = 1 << 20
 MAX_CERT_FILE_BYTES = 1 << 20
@@ -79,3 +86,68 @@ def _require_directory(path: Path) -> None:
     info = os.lstat(path)  # FileNotFoundError propagates
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"trust store {path} is not a regular directory (symbolic links are refused)")
+
+
+@dataclass(frozen=True)
+class TrustMaterial:
+    policy: TrustPolicyDocument
+    store: TrustStore
+    fingerprint: str  # changes whenever the policy or any trusted certificate changes
+
+
+class TrustFiles:
+    """The trust policy and trust store on disk, reloaded when they change (checked every few seconds).
+
+    A reload that fails keeps the previous material and is logged: a half-edited file must not open
+    the gate or take it down.
+    """
+
+    def __init__(self, policy_path: Path, store_path: Path, check_every_s: float = 2.0) -> None:
+        self._policy_path, self._store_path = policy_path, store_path
+        self._check_every_s = check_every_s
+        self._lock = threading.Lock()
+        self._stamp = self._disk_stamp()
+        self._material = self._load()
+        self._checked = time.monotonic()
+        self.last_error = ""
+
+    def _load(self) -> TrustMaterial:
+        policy = load_trust_policy(self._policy_path)
+        store = load_trust_store(self._store_path, policy)
+        digest = hashlib.sha256(self._policy_path.read_bytes()).hexdigest()
+        return TrustMaterial(
+            policy, store, hashlib.sha256(f"{digest}:{store.fingerprint()}".encode()).hexdigest()
+        )
+
+    def _disk_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        paths = [self._policy_path]
+        if self._store_path.is_dir():
+            paths.extend(sorted(self._store_path.rglob("*")))
+        stamp = []
+        for path in paths:
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            stamp.append((str(path), info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
+
+    def current(self) -> TrustMaterial:
+        now = time.monotonic()
+        if now - self._checked < self._check_every_s:
+            return self._material
+        with self._lock:
+            if now - self._checked < self._check_every_s:
+                return self._material
+            self._checked = now
+            stamp = self._disk_stamp()
+            if stamp != self._stamp:
+                try:
+                    self._material = self._load()
+                    self._stamp = stamp
+                    self.last_error = ""
+                    log.info("trust material reloaded (fingerprint %s)", self._material.fingerprint[:12])
+                except ConfigError as exc:
+                    self.last_error = str(exc)
+                    log.error("trust material not reloaded, keeping the previous one: %s", exc)
+            return self._material

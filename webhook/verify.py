@@ -5,18 +5,26 @@ package decide. All registry I/O goes through the ``Repository`` seam; all rules
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import fnmatch
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from webhook.cache import SingleFlight, TTLCache
 from webhook.deadline import Deadline
-from webhook.errors import RefereeError, VerificationFailed
+from webhook.errors import InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
 from webhook.notary.envelope import ENVELOPE_TYPES, MAX_ENVELOPE_BYTES
 from webhook.notary.revocation import RevocationSource
 from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
 from webhook.oci import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
+from webhook.reference import Reference
+from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
+from webhook.registry.client import HttpRepository, RegistryClient
+from webhook.trustfiles import TrustFiles, TrustMaterial
 
 DEFAULT_MAX_SIGNATURES = 100  # notation's --max-signatures default
 
@@ -119,3 +127,148 @@ def _integrity_failure(message: str) -> SignatureOutcome:
         ),
     )
     return SignatureOutcome(False, f"integrity: {message}", checks)
+
+
+# --- many images, one request (the admission path) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageDecision:
+    image: str  # as the workload wrote it
+    allowed: bool
+    reason: str = ""  # why not, or why allowed without checking (exempt)
+    digest: str | None = None
+    inconclusive: bool = False  # could not decide (never cached)
+    cached: bool = False
+
+    def describe(self) -> str:
+        where = f" ({self.digest})" if self.digest else ""
+        return f"image {self.image}{where}: {self.reason}"
+
+
+class Gate:
+    """Decides images for admission: parallel, bounded by a deadline, cached, one flight per image.
+
+    Verdicts are cached by (repository, digest, trust fingerprint), so a change of trust policy or
+    trust store is a cache miss, and never longer than the signing chain or the signature is valid;
+    tag to digest resolution is cached separately and briefly; inconclusive outcomes are not cached.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        trust_files: TrustFiles,
+        *,
+        verdict_ttl_s: float,
+        tag_ttl_s: float,
+        max_entries: int,
+        max_signatures: int,
+        revocation: RevocationSource | None,
+        exempt_images: tuple[str, ...] = (),
+        workers: int = 16,
+    ) -> None:
+        self._client = client
+        self._trust = trust_files
+        self._verdict_ttl_s = verdict_ttl_s
+        self._tag_ttl_s = tag_ttl_s
+        self._max_signatures = max_signatures
+        self._revocation = revocation
+        self._exempt = exempt_images
+        self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
+        self.tags: TTLCache[str, str] = TTLCache(max_entries)
+        self._flight: SingleFlight[tuple[str, str, str], ImageDecision] = SingleFlight()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def trust_material(self) -> TrustMaterial:
+        return self._trust.current()
+
+    def decide(self, images: list[str], deadline: Deadline) -> list[ImageDecision]:
+        """One decision per distinct image, in first-seen order."""
+        unique = list(dict.fromkeys(images))
+        futures = {image: self._pool.submit(self._decide_one, image, deadline) for image in unique}
+        wait(futures.values(), timeout=max(0.0, deadline.remaining_s()))
+        out = []
+        for image, future in futures.items():
+            if future.done():
+                out.append(future.result())
+            else:
+                future.cancel()
+                out.append(
+                    ImageDecision(image, False, "not decided in time (registry too slow)", inconclusive=True)
+                )
+        return out
+
+    def _decide_one(self, image: str, deadline: Deadline) -> ImageDecision:
+        try:
+            ref = parse_reference(image)
+        except InvalidReference as exc:
+            return ImageDecision(image, False, str(exc))
+        if any(fnmatch.fnmatchcase(str(ref), p) or fnmatch.fnmatchcase(image, p) for p in self._exempt):
+            return ImageDecision(image, True, "exempt by configuration", ref.digest)
+        trust = self._trust.current()
+        repo = self._client.repository(ref)
+        try:
+            digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline)
+        except VerificationFailed as exc:
+            return ImageDecision(image, False, _short_reason(exc))
+        except VerificationInconclusive as exc:
+            return ImageDecision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
+        return self._cached_or_verified(image, ref.name, digest, trust, deadline)
+
+    def _cached_or_verified(
+        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
+    ) -> ImageDecision:
+        key = (scope, digest, trust.fingerprint)
+        cached = self.verdicts.get(key)
+        if cached is not None:
+            return dataclasses.replace(cached, image=image, cached=True)
+        try:
+            work = lambda: self._verify(image, scope, digest, trust, deadline)  # noqa: E731
+            shared = self._flight.do(key, work, max(0.0, deadline.remaining_s()))
+            return dataclasses.replace(shared, image=image)
+        except TimeoutError:
+            return ImageDecision(image, False, "not decided in time", digest, inconclusive=True)
+
+    def _resolve(self, repo: HttpRepository, ref: Reference, deadline: Deadline) -> str:
+        digest = repo.resolve(ref.target, deadline).descriptor.digest
+        self.tags.put(str(ref), digest, self._tag_ttl_s)
+        return digest
+
+    def _verify(
+        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
+    ) -> ImageDecision:
+        now = dt.datetime.now(dt.UTC)
+        repo = self._client.repository(parse_reference(f"{scope}@{digest}"))
+        settings = Trust(trust.policy, trust.store, now, self._max_signatures, self._revocation)
+        try:
+            result = verify_image(repo, image, digest, scope=scope, trust=settings, deadline=deadline)
+        except VerificationFailed as exc:
+            decision = ImageDecision(image, False, _short_reason(exc), digest)
+            self.verdicts.put((scope, digest, trust.fingerprint), decision, self._verdict_ttl_s)
+            return decision
+        except VerificationInconclusive as exc:
+            return ImageDecision(
+                image, False, f"could not check: {_short_reason(exc)}", digest, inconclusive=True
+            )
+        verdict = result.verdict
+        decision = ImageDecision(image, verdict.verified, verdict.reason, digest)
+        self.verdicts.put((scope, digest, trust.fingerprint), decision, self._ttl(verdict, now))
+        return decision
+
+    def _ttl(self, verdict: Verdict, now: dt.datetime) -> float:
+        ttl = self._verdict_ttl_s
+        for _, outcome in verdict.outcomes:
+            if outcome.verified:
+                for limit in (outcome.chain_not_after, outcome.expiry):
+                    if limit is not None:
+                        ttl = min(ttl, (limit - now).total_seconds())
+        return ttl
+
+
+def _short_reason(exc: Exception) -> str:
+    """The part of an error a person needs: without the repetition of the image name it starts with."""
+    text = str(exc)
+    return text if len(text) <= 600 else text[:600] + "..."

@@ -1,0 +1,246 @@
+"""The admission webhook end to end: `referee serve` (gunicorn, TLS) answering AdmissionReviews about
+images in a real registry, signed by the real notation CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import pki
+from tests.helpers.artifacts import Notation, attach, push_image
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_store
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import free_port
+
+NOTARY = "application/vnd.cncf.notary.signature"
+
+
+@dataclass(frozen=True)
+class Images:
+    signed: str
+    signed_digest: str
+    unsigned: str
+    unsigned_digest: str
+    tampered: str
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    ca: Path
+    log: Path
+
+    def review(
+        self,
+        obj: dict[str, Any],
+        *,
+        kind: str = "Pod",
+        group: str = "",
+        namespace: str = "team-a",
+        operation: str = "CREATE",
+    ) -> dict[str, Any]:
+        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "uid-1", "kind": {"group": group, "version": "v1", "kind": kind}, "namespace": namespace,
+            "operation": operation, "userInfo": {"username": "alice"}, "object": obj}}  # fmt: skip
+        resp = requests.post(f"{self.url}/validate", json=body, verify=str(self.ca), timeout=30)
+        assert resp.status_code == 200, resp.text
+        out: dict[str, Any] = resp.json()["response"]
+        assert out["uid"] == "uid-1"
+        return out
+
+
+def pod(*images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"metadata": {"name": "web"}, "spec": {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+        "initContainers": [{"name": f"i{i}", "image": image} for i, image in enumerate(init)]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Images, Path, Path]:
+    work = tmp_path_factory.mktemp("webhook-images")
+    chain = make_chain()
+    notation = Notation(work / "home")
+    install_notation_key(notation.home, "test", chain)
+    signed = push_image(olareg, "hook/signed", "v1", work / "a", content="signed")
+    notation.sign(olareg, f"{olareg.host}/hook/signed@{signed}")
+    unsigned = push_image(olareg, "hook/unsigned", "v1", work / "b", content="unsigned")
+    tampered = push_image(olareg, "hook/tampered", "v1", work / "c", content="tampered")
+    attach(olareg, f"{olareg.host}/hook/tampered@{tampered}", NOTARY, work / "c", name="e.jws",
+           content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
+    store = work / "truststore"
+    write_trust_store(store, "ca", "test", chain.root)
+    policy = work / "trustpolicy.json"
+    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [{
+        "name": "all", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:test"], "trustedIdentities": ["*"]}]}))  # fmt: skip
+    return (
+        Images(f"{olareg.host}/hook/signed:v1", signed, f"{olareg.host}/hook/unsigned:v1", unsigned,
+               f"{olareg.host}/hook/tampered:v1"),
+        policy,
+        store,
+    )  # fmt: skip
+
+
+def start_server(
+    workdir: Path, olareg: RunningRegistry, policy: Path, store: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    ca = pki.make_ca(workdir)
+    cert = pki.make_server_cert(workdir, ca)
+    port = free_port()
+    config = workdir / "config.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"trustPolicy: {policy}\ntrustStore: {store}\n"
+        "exemptNamespaces: [kube-system, sandbox]\n"
+        "exemptImages: ['docker.io/library/pause:*']\n"
+        f"registries:\n  '{olareg.host}': {{plainHTTP: true}}\n"
+        f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}}}\n"
+        "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
+        "server: {workers: 2, threads: 4}\n"
+        "limits: {maxBodyBytes: 262144}\n"
+    )
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{url}/readyz", verify=str(ca.cert_path), timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield Server(url, ca.cert_path, log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(
+    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    _, policy, store = images
+    yield from start_server(tmp_path_factory.mktemp("server"), olareg, policy, store)
+
+
+@pytest.fixture(scope="module")
+def audit_server(
+    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    _, policy, store = images
+    yield from start_server(
+        tmp_path_factory.mktemp("audit"), olareg, policy, store, {"REFEREE_MODE": "audit"}
+    )
+
+
+def test_signed_pod_is_admitted(server: Server, images: tuple[Images, Path, Path]) -> None:
+    imgs = images[0]
+    assert server.review(pod(imgs.signed))["allowed"] is True
+
+
+def test_unsigned_pod_is_denied_with_image_digest_and_reason(
+    server: Server, images: tuple[Images, Path, Path]
+) -> None:
+    imgs = images[0]
+    out = server.review(pod(imgs.signed, imgs.unsigned))
+    assert out["allowed"] is False
+    message = out["status"]["message"]
+    assert out["status"]["code"] == 403
+    assert imgs.unsigned in message and imgs.unsigned_digest in message
+    assert "no Notation signature found" in message
+    assert imgs.signed not in message  # only the failing image is named
+
+
+def test_tampered_signature_is_denied(server: Server, images: tuple[Images, Path, Path]) -> None:
+    out = server.review(pod(images[0].tampered))
+    assert out["allowed"] is False and "integrity" in out["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("group", "kind", "wrap"),
+    [
+        ("apps", "Deployment", lambda spec: {"spec": {"template": {"spec": spec}}}),
+        ("batch", "Job", lambda spec: {"spec": {"template": {"spec": spec}}}),
+        ("batch", "CronJob", lambda spec: {"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+    ],
+)
+def test_workloads_with_one_unsigned_init_container(
+    server: Server, images: tuple[Images, Path, Path], group: str, kind: str, wrap: Any
+) -> None:
+    imgs = images[0]
+    spec = pod(imgs.signed, init=(imgs.unsigned,))["spec"]
+    out = server.review(wrap(spec), kind=kind, group=group)
+    assert out["allowed"] is False and imgs.unsigned in out["status"]["message"]
+    assert server.review(wrap(pod(imgs.signed)["spec"]), kind=kind, group=group)["allowed"] is True
+
+
+def test_exemptions(server: Server, images: tuple[Images, Path, Path]) -> None:
+    imgs = images[0]
+    assert server.review(pod(imgs.unsigned), namespace="sandbox")["allowed"] is True
+    assert (
+        server.review(pod(imgs.unsigned), namespace="referee-system")["allowed"] is True
+    )  # its own namespace
+    assert server.review(pod("pause:3.9", imgs.signed))["allowed"] is True  # exempt image pattern
+    assert server.review(pod(imgs.unsigned), operation="DELETE")["allowed"] is True
+
+
+def test_unreachable_registry_is_denied_within_the_deadline(server: Server) -> None:
+    start = time.monotonic()
+    out = server.review(pod(f"127.0.0.1:{free_port()}/nothing/here:v1"))
+    assert out["allowed"] is False and "could not check" in out["status"]["message"]
+    assert time.monotonic() - start < 5
+
+
+def test_audit_mode_admits_with_warnings(audit_server: Server, images: tuple[Images, Path, Path]) -> None:
+    imgs = images[0]
+    out = audit_server.review(pod(imgs.unsigned))
+    assert out["allowed"] is True
+    assert any(imgs.unsigned in w and "no Notation signature found" in w for w in out["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "no request"),
+        (b"{" + b" " * (300 << 10) + b"}", "at most 262144 bytes"),
+    ],
+)
+def test_malformed_and_oversized_bodies_get_400(server: Server, body: bytes, phrase: str) -> None:
+    resp = requests.post(
+        f"{server.url}/validate",
+        data=body,
+        verify=str(server.ca),
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert phrase in resp.json()["error"]
+    assert requests.get(f"{server.url}/healthz", verify=str(server.ca), timeout=5).status_code == 200
+
+
+def test_decisions_are_logged_without_the_pod_spec(server: Server, images: tuple[Images, Path, Path]) -> None:
+    server.review(pod(images[0].signed))
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith('{"event"')]
+    assert lines and lines[-1]["event"] == "admission" and lines[-1]["object"] == "Pod team-a/web"
+    assert "spec" not in server.log.read_text()

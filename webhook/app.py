@@ -1,0 +1,169 @@
+"""The HTTP service: ``create_app(config)`` builds the Flask app that gunicorn serves.
+
+Handlers are thin: parse the AdmissionReview, ask the gate about its images, answer. Nothing is
+read or loaded at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+
+from webhook.admission import AdmissionError, AdmissionRequest, images_of, parse_review, review_response
+from webhook.config import Config, load_config
+from webhook.deadline import Deadline
+from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
+from webhook.registry.credentials import Keyring
+from webhook.revocation_fetch import HttpRevocationSource
+from webhook.trustfiles import TrustFiles
+from webhook.verify import Gate, ImageDecision
+
+log = logging.getLogger("referee.admission")
+
+
+def build_gate(config: Config) -> Gate:
+    """Everything that talks to registries and holds trust material, made once per worker."""
+    hosts = {
+        host: HostSettings(plain_http=r.plain_http, ca_file=r.ca_file)
+        for host, r in config.registries.items()
+    }
+    keyrings = [
+        Keyring.from_docker_config(Path(r.docker_config).read_bytes(), source=r.docker_config)
+        for r in config.registries.values()
+        if r.docker_config
+    ]
+    client = RegistryClient(ClientSettings(hosts=hosts), Keyring.merged(keyrings))
+    return Gate(
+        client,
+        TrustFiles(config.trust_policy, config.trust_store),
+        verdict_ttl_s=config.verdict_ttl_s,
+        tag_ttl_s=config.tag_ttl_s,
+        max_entries=config.cache_max_entries,
+        max_signatures=config.max_signatures,
+        revocation=HttpRevocationSource(network=not config.revocation_offline, crl_files=config.crl_files),
+        exempt_images=config.exempt_images,
+        workers=max(4, config.threads * 2),
+    )
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def _bad_request(message: str) -> Response:
+    return _json({"error": message}, 400)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """The app; without a config, the file named by REFEREE_CONFIG is read."""
+    if config is None:
+        config = load_config(Path(os.environ.get("REFEREE_CONFIG", "/etc/referee/config.yaml")))
+    gate = build_gate(config)
+    app = Flask("referee")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        material = gate.trust_material()
+        return _json({"status": "ready", "trust": material.fingerprint[:12]})
+
+    @app.post("/validate")
+    def validate() -> Response:
+        started = time.monotonic()
+        length = request.content_length
+        if length is None or length > config.max_body_bytes:
+            return _bad_request(
+                f"the request body must have a Content-Length of at most {config.max_body_bytes} bytes"
+            )
+        try:
+            doc = json.loads(request.get_data(cache=False))
+        except (ValueError, UnicodeDecodeError):
+            return _bad_request("the request body is not JSON")
+        try:
+            review = parse_review(doc)
+            answer, decisions = _admit(review, config, gate)
+        except AdmissionError as exc:
+            return _bad_request(str(exc))
+        _log_decision(review, answer, decisions, started)
+        return _json(answer)
+
+    return app
+
+
+def _drain(length: int, cap: int) -> None:
+    """Read and drop an oversized body (up to ``cap`` bytes) so the client gets our 400, not a reset."""
+    left = min(length, cap)
+    while left > 0:
+        chunk = request.stream.read(min(left, 64 * 1024))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+def _admit(
+    review: AdmissionRequest, config: Config, gate: Gate
+) -> tuple[dict[str, Any], list[ImageDecision]]:
+    if review.namespace and (
+        review.namespace == config.namespace or review.namespace in config.exempt_namespaces
+    ):
+        return review_response(review.uid, allowed=True), []
+    if review.operation not in ("CREATE", "UPDATE"):
+        return review_response(review.uid, allowed=True), []
+    uses = images_of(review.group, review.kind, review.object)
+    problems = [f"{u.path} names no image" for u in uses if not u.image and review.kind == "Pod"]
+    images = [u.image for u in uses if u.image]
+    if len(set(images)) > config.max_images_per_request:
+        problems.append(f"more than {config.max_images_per_request} distinct images in one object")
+        images = []
+    decisions = gate.decide(images, Deadline.after(config.deadline_s)) if images else []
+    problems += [d.describe() for d in decisions if not d.allowed]
+    if not problems:
+        return review_response(review.uid, allowed=True), decisions
+    what = f"referee: {review.display} not admitted: " if config.mode == "enforce" else "referee (audit): "
+    if config.mode == "audit":
+        return review_response(
+            review.uid, allowed=True, warnings=tuple(what + p for p in problems)
+        ), decisions
+    return review_response(review.uid, allowed=False, message=what + "; ".join(problems)), decisions
+
+
+def _log_decision(
+    review: AdmissionRequest, answer: dict[str, Any], decisions: list[ImageDecision], started: float
+) -> None:
+    """One JSON line per decision: who, what, which images and digests, the verdict. Never the spec."""
+    log.info(
+        "%s",
+        json.dumps(
+            {
+                "event": "admission",
+                "id": str(uuid.uuid4()),
+                "uid": review.uid,
+                "object": review.display,
+                "operation": review.operation,
+                "dryRun": review.dry_run,
+                "allowed": answer["response"]["allowed"],
+                "images": [
+                    {
+                        "image": d.image,
+                        "digest": d.digest,
+                        "allowed": d.allowed,
+                        "cached": d.cached,
+                        "reason": d.reason,
+                    }
+                    for d in decisions
+                ],
+                "durationMs": round((time.monotonic() - started) * 1000, 1),
+            },
+            separators=(",", ":"),
+        ),
+    )

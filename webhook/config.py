@@ -1,0 +1,219 @@
+"""Referee's own settings: one YAML file, validated at start-up, with ``REFEREE_*`` overrides.
+
+Every error names the key that is wrong. Unknown keys are errors too (a typo must not silently
+turn a check off). Pure: ``parse_config`` takes the parsed document and the environment.
+
+    listen: "0.0.0.0:8443"            # HOST:PORT
+    mode: enforce                      # enforce | audit (audit admits and returns warnings)
+    namespace: referee-system          # Referee's own namespace: always exempt
+    trustPolicy: /etc/referee/trustpolicy.json
+    trustStore: /etc/referee/truststore        # holds x509/<type>/<name>/
+    exemptNamespaces: [kube-system]
+    exemptImages: ["registry.k8s.io/pause:*"]  # fnmatch patterns on the normalised reference
+    registries:
+      "localhost:5000": {plainHTTP: true}
+      "registry.example.com": {caFile: /etc/referee/ca.pem, dockerConfig: /etc/referee/auth.json}
+    tls: {certFile: /etc/referee/tls/tls.crt, keyFile: /etc/referee/tls/tls.key}
+    cache: {verdictTTLSeconds: 300, tagTTLSeconds: 30, maxEntries: 10000}
+    timeouts: {admissionSeconds: 10, marginSeconds: 1}
+    limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
+    revocation: {offline: false, crlFiles: []}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.errors import ConfigError
+
+MODES = ("enforce", "audit")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    plain_http: bool = False
+    ca_file: str | None = None
+    docker_config: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    trust_policy: Path
+    trust_store: Path
+    listen: str = "0.0.0.0:8443"
+    mode: str = "enforce"
+    namespace: str = "referee-system"
+    exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    exempt_images: tuple[str, ...] = ()
+    registries: Mapping[str, RegistryConfig] = field(default_factory=dict, hash=False)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    verdict_ttl_s: float = 300.0
+    tag_ttl_s: float = 30.0
+    cache_max_entries: int = 10_000
+    admission_timeout_s: float = 10.0  # the webhook's timeoutSeconds
+    timeout_margin_s: float = 1.0  # answered this long before the API server gives up
+    max_body_bytes: int = 3 << 20
+    max_images_per_request: int = 64
+    max_signatures: int = 10
+    revocation_offline: bool = False
+    crl_files: tuple[Path, ...] = ()
+    workers: int = 2
+    threads: int = 8
+
+    @property
+    def deadline_s(self) -> float:
+        return max(0.5, self.admission_timeout_s - self.timeout_margin_s)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+_TOP = {
+    "listen", "mode", "namespace", "trustPolicy", "trustStore", "exemptNamespaces", "exemptImages",
+    "registries", "tls", "cache", "timeouts", "limits", "revocation", "server",
+}  # fmt: skip
+
+
+def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: {key} must be a mapping")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {', '.join(f'{key}.{k}' for k in unknown)}")
+    return value
+
+
+def _number(section: Mapping[str, Any], key: str, where: str, default: float, *, minimum: float = 0) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+        raise ConfigError(f"config: {where}.{key} must be a number greater than {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def _strings(doc: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = doc.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config: {key} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _path(value: Any, key: str, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config: {key} must be a path")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed config document; relative paths are taken from ``base`` (the file's folder)."""
+    env = os.environ if environ is None else environ
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError("config: the document must be a mapping of keys")
+    doc = dict(doc)
+    for key, name in (
+        ("mode", "REFEREE_MODE"),
+        ("listen", "REFEREE_LISTEN"),
+        ("namespace", "REFEREE_NAMESPACE"),
+    ):
+        if env.get(name):
+            doc[key] = env[name]
+    unknown = sorted(set(doc) - _TOP)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {', '.join(unknown)}")
+    for required in ("trustPolicy", "trustStore"):
+        if required not in doc:
+            raise ConfigError(f"config: {required} is required")
+    mode = doc.get("mode", "enforce")
+    if mode not in MODES:
+        raise ConfigError(f"config: mode must be enforce or audit, not {mode!r}")
+    listen = doc.get("listen", "0.0.0.0:8443")
+    host, _, port = str(listen).rpartition(":")
+    if not isinstance(listen, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"config: listen must be HOST:PORT, not {listen!r}")
+    registries = _registries(doc, base)
+    tls = _section(doc, "tls", {"certFile", "keyFile"})
+    if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
+        raise ConfigError("config: tls.certFile and tls.keyFile go together")
+    cache = _section(doc, "cache", {"verdictTTLSeconds", "tagTTLSeconds", "maxEntries"})
+    timeouts = _section(doc, "timeouts", {"admissionSeconds", "marginSeconds"})
+    limits = _section(doc, "limits", {"maxBodyBytes", "maxImagesPerRequest", "maxSignatures"})
+    revocation = _section(doc, "revocation", {"offline", "crlFiles"})
+    server = _section(doc, "server", {"workers", "threads"})
+    admission = _number(timeouts, "admissionSeconds", "timeouts", 10)
+    if admission > 30:
+        raise ConfigError("config: timeouts.admissionSeconds is at most 30 (the API server's limit)")
+    offline = revocation.get("offline", False)
+    if not isinstance(offline, bool):
+        raise ConfigError("config: revocation.offline must be true or false")
+    return Config(
+        trust_policy=_path(doc["trustPolicy"], "trustPolicy", base),
+        trust_store=_path(doc["trustStore"], "trustStore", base),
+        listen=listen,
+        mode=mode,
+        namespace=str(doc.get("namespace", "referee-system")),
+        exempt_namespaces=_strings(doc, "exemptNamespaces", ("kube-system",)),
+        exempt_images=_strings(doc, "exemptImages", ()),
+        registries=registries,
+        tls_cert_file=_path(tls["certFile"], "tls.certFile", base) if tls.get("certFile") else None,
+        tls_key_file=_path(tls["keyFile"], "tls.keyFile", base) if tls.get("keyFile") else None,
+        verdict_ttl_s=_number(cache, "verdictTTLSeconds", "cache", 300),
+        tag_ttl_s=_number(cache, "tagTTLSeconds", "cache", 30),
+        cache_max_entries=int(_number(cache, "maxEntries", "cache", 10_000)),
+        admission_timeout_s=admission,
+        timeout_margin_s=_number(timeouts, "marginSeconds", "timeouts", 1, minimum=-1e-9),
+        max_body_bytes=int(_number(limits, "maxBodyBytes", "limits", 3 << 20)),
+        max_images_per_request=int(_number(limits, "maxImagesPerRequest", "limits", 64)),
+        max_signatures=int(_number(limits, "maxSignatures", "limits", 10)),
+        revocation_offline=offline,
+        crl_files=tuple(_path(p, "revocation.crlFiles", base) for p in revocation.get("crlFiles") or []),
+        workers=int(_number(server, "workers", "server", 2)),
+        threads=int(_number(server, "threads", "server", 8)),
+    )
+
+
+def _registries(doc: Mapping[str, Any], base: Path) -> dict[str, RegistryConfig]:
+    registries: dict[str, RegistryConfig] = {}
+    raw_registries = doc.get("registries") or {}
+    if not isinstance(raw_registries, dict):
+        raise ConfigError("config: registries must be a mapping of host -> settings")
+    for host_name, settings in raw_registries.items():
+        where = f"registries.{host_name}"
+        section = _section({where: settings}, where, {"plainHTTP", "caFile", "dockerConfig"})
+        plain = section.get("plainHTTP", False)
+        if not isinstance(plain, bool):
+            raise ConfigError(f"config: {where}.plainHTTP must be true or false")
+        registries[str(host_name)] = RegistryConfig(
+            plain_http=plain,
+            ca_file=str(_path(section["caFile"], f"{where}.caFile", base)) if "caFile" in section else None,
+            docker_config=str(_path(section["dockerConfig"], f"{where}.dockerConfig", base))
+            if "dockerConfig" in section
+            else None,
+        )
+    return registries
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML ({exc})") from None
+    try:
+        return parse_config(doc, base=path.parent, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

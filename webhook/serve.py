@@ -1,0 +1,63 @@
+"""``referee serve``: the Flask app under gunicorn, over TLS, as it runs in a cluster.
+
+The config is validated and the trust material loaded before gunicorn starts, so a bad file fails
+the command at once with a message rather than workers that crash in a loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from webhook.app import create_app
+from webhook.config import Config, load_config
+from webhook.errors import ConfigError
+from webhook.trustfiles import TrustFiles
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self._config
+        host, port = c.host_port
+        settings: dict[str, Any] = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": c.workers,
+            "threads": c.threads,
+            "worker_class": "gthread",
+            "timeout": int(c.admission_timeout_s) + 20,
+            "graceful_timeout": 10,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "control_socket_disable": True,
+        }
+        if c.tls_cert_file and c.tls_key_file:
+            settings["certfile"] = str(c.tls_cert_file)
+            settings["keyfile"] = str(c.tls_key_file)
+        for key, value in settings.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self._config)
+
+
+def serve(config_path: Path) -> None:
+    config = load_config(config_path)
+    TrustFiles(config.trust_policy, config.trust_store)  # fail now, not in every worker
+    if not (config.tls_cert_file and config.tls_key_file):
+        logging.getLogger(__name__).warning(
+            "serving WITHOUT TLS: the API server and Gatekeeper require HTTPS"
+        )
+    for path in (config.tls_cert_file, config.tls_key_file):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _Gunicorn(config).run()
