@@ -104,6 +104,56 @@ referee verify --plain-http --trust-policy "$work/trustpolicy.json" --trust-stor
 echo "exit code: $?"
 set -e
 
+step "The admission webhook: referee serve (gunicorn, TLS) with the same trust policy"
+echo "tampered" > tampered.txt
+tampered_digest=$("$tools/oras" push --plain-http "127.0.0.1:$ola_port/demo/tampered:v1" \
+  --config config.json:application/vnd.oci.image.config.v1+json \
+  tampered.txt:application/vnd.oci.image.layer.v1.tar --format go-template --template '{{.digest}}')
+echo '{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}' > forged.jws
+"$tools/oras" attach --plain-http --artifact-type application/vnd.cncf.notary.signature \
+  "127.0.0.1:$ola_port/demo/tampered@$tampered_digest" forged.jws:application/jose+json >/dev/null
+echo "pushed demo/tampered:v1 with a forged signature attached"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout tls.key -out tls.crt 2>/dev/null
+hook_port=$(free_port)
+cat > config.yaml <<YAML
+listen: 127.0.0.1:$hook_port
+mode: enforce
+trustPolicy: $work/trustpolicy.json
+trustStore: $store
+registries:
+  "127.0.0.1:$ola_port": {plainHTTP: true}
+tls: {certFile: $work/tls.crt, keyFile: $work/tls.key}
+timeouts: {admissionSeconds: 10}
+YAML
+"$py" -m webhook serve --config config.yaml >"$work/webhook.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  "$py" -c 'import sys, requests; requests.get(sys.argv[1], verify=sys.argv[2], timeout=1).raise_for_status()' \
+    "https://127.0.0.1:$hook_port/readyz" tls.crt >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "webhook listening on https://127.0.0.1:$hook_port"
+admit() {  # IMAGE: send an AdmissionReview for a pod running IMAGE, print the decision
+  "$py" - "$1" "https://127.0.0.1:$hook_port/validate" tls.crt <<'PY'
+import json, sys, requests
+image, url, ca = sys.argv[1:4]
+review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "demo", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "default",
+    "operation": "CREATE", "object": {"metadata": {"name": "demo"}, "spec": {
+        "containers": [{"name": "app", "image": image}]}}}}
+answer = requests.post(url, json=review, verify=ca, timeout=30).json()["response"]
+print(f"pod with {image}:")
+print("  ALLOWED" if answer["allowed"] else f"  DENIED: {answer['status']['message']}")
+PY
+}
+step "Admission: a pod with the signed image"
+admit "127.0.0.1:$ola_port/demo/app:v1"
+step "Admission: a pod with the unsigned image"
+admit "127.0.0.1:$ola_port/demo/unsigned:v1"
+step "Admission: a pod with the image whose signature was forged"
+admit "127.0.0.1:$ola_port/demo/tampered:v1"
+
 step "The same, as JSON (the contract other tools read)"
 referee discover --plain-http --output json "127.0.0.1:$ola_port/demo/app:v1"
 
