@@ -1,0 +1,138 @@
+"""Referee's configuration file, and the caches the webhook keeps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from webhook.cache import SingleFlight, TTLCache
+from webhook.config import load_config, parse_config
+from webhook.errors import ConfigError
+
+FULL = """
+listen: "0.0.0.0:8443"
+mode: enforce
+namespace: referee-system
+trustPolicy: trustpolicy.json
+trustStore: /etc/referee/truststore
+exemptNamespaces: [kube-system]
+exemptImages: ["registry.k8s.io/pause:*"]
+registries:
+  "localhost:5000": {plainHTTP: true}
+  "registry.example.com": {caFile: ca.pem, dockerConfig: /etc/referee/config.json}
+tls: {certFile: tls.crt, keyFile: tls.key}
+cache: {verdictTTLSeconds: 300, tagTTLSeconds: 30, maxEntries: 10000}
+timeouts: {admissionSeconds: 10, marginSeconds: 1}
+limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
+revocation: {offline: false, crlFiles: []}
+server: {workers: 2, threads: 8}
+"""
+
+
+def test_the_documented_example(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(FULL)
+    c = load_config(tmp_path / "config.yaml", environ={})
+    assert c.trust_policy == tmp_path / "trustpolicy.json"  # relative to the file
+    assert c.trust_store == Path("/etc/referee/truststore")
+    assert c.registries["localhost:5000"].plain_http is True
+    assert c.registries["registry.example.com"].ca_file == str(tmp_path / "ca.pem")
+    assert c.host_port == ("0.0.0.0", 8443)  # noqa: S104 (the value read back, not a bind)
+    assert c.deadline_s == 9
+    assert c.exempt_images == ("registry.k8s.io/pause:*",)
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    doc = yaml.safe_load(FULL)
+    c = parse_config(
+        doc, base=tmp_path, environ={"REFEREE_MODE": "audit", "REFEREE_LISTEN": "127.0.0.1:9443"}
+    )
+    assert (c.mode, c.listen) == ("audit", "127.0.0.1:9443")
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        ({"trustPolicy": None}, "trustPolicy is required"),
+        ({"mode": "warn"}, "mode must be enforce or audit"),
+        ({"listen": "8443"}, "listen must be HOST:PORT"),
+        ({"listen": "0.0.0.0:99999"}, "listen must be HOST:PORT"),
+        ({"trustpolicy": "x"}, "unknown key(s) trustpolicy"),
+        ({"cache": {"verdictTTL": 5}}, "cache.verdictTTL"),
+        ({"cache": {"verdictTTLSeconds": -1}}, "cache.verdictTTLSeconds must be a number"),
+        ({"timeouts": {"admissionSeconds": 31}}, "at most 30"),
+        ({"tls": {"certFile": "a.crt"}}, "go together"),
+        ({"registries": {"r.example": {"plainHttp": True}}}, "registries.r.example.plainHttp"),
+        ({"registries": {"r.example": {"plainHTTP": "yes"}}}, "plainHTTP must be true or false"),
+        ({"exemptNamespaces": "kube-system"}, "exemptNamespaces must be a list"),
+        ({"revocation": {"offline": 1}}, "revocation.offline"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, change: dict[str, Any], phrase: str) -> None:
+    doc = yaml.safe_load(FULL)
+    for key, value in change.items():
+        if value is None:
+            doc.pop(key)
+        else:
+            doc[key] = value
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, base=tmp_path, environ={})
+    assert phrase in str(info.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("listen: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_ttl_cache_expiry_and_size() -> None:
+    now = [0.0]
+    cache: TTLCache[str, int] = TTLCache(2, clock=lambda: now[0])
+    cache.put("a", 1, 10)
+    cache.put("b", 2, 10)
+    assert cache.get("a") == 1
+    cache.put("c", 3, 10)  # "b" is the least recently used
+    assert cache.get("b") is None and cache.get("c") == 3
+    now[0] = 11
+    assert cache.get("a") is None
+    cache.put("d", 4, 0)  # a zero TTL is not kept
+    assert cache.get("d") is None
+
+
+def test_single_flight_runs_identical_work_once() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    calls = []
+    started = threading.Event()
+
+    def work() -> int:
+        calls.append(1)
+        started.set()
+        time.sleep(0.2)
+        return 42
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(flight.do("k", work, 5))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [42] * 8
+    assert len(calls) == 1
+
+
+def test_single_flight_shares_errors_and_forgets_them() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+
+    def boom() -> int:
+        raise RuntimeError("registry down")
+
+    with pytest.raises(RuntimeError):
+        flight.do("k", boom, 1)
+    assert flight.do("k", lambda: 7, 1) == 7
