@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fnmatch
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -178,6 +179,8 @@ class Gate:
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
         self._flight: SingleFlight[tuple[str, str, str], ImageDecision] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
+        self._count_lock = threading.Lock()
+        self.verifications = 0  # signature verifications run (not answered from cache or shared)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -240,6 +243,8 @@ class Gate:
     def _verify(
         self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
     ) -> ImageDecision:
+        with self._count_lock:
+            self.verifications += 1
         now = dt.datetime.now(dt.UTC)
         repo = self._client.repository(parse_reference(f"{scope}@{digest}"))
         settings = Trust(trust.policy, trust.store, now, self._max_signatures, self._revocation)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from tests.helpers.artifacts import Notation, attach, push_image
 from tests.helpers.codesign import install_notation_key, make_chain, write_trust_store
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port
+from webhook.app import build_gate
+from webhook.config import parse_config
+from webhook.deadline import Deadline
+from webhook.verify import ImageDecision
 
 NOTARY = "application/vnd.cncf.notary.signature"
 
@@ -244,3 +249,56 @@ def test_decisions_are_logged_without_the_pod_spec(server: Server, images: tuple
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith('{"event"')]
     assert lines and lines[-1]["event"] == "admission" and lines[-1]["object"] == "Pod team-a/web"
     assert "spec" not in server.log.read_text()
+
+
+def test_a_changed_trust_policy_takes_effect_without_a_restart(
+    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    """Verdicts are keyed by the trust fingerprint: editing the policy turns an allow into a deny."""
+    imgs, policy, store = images
+    own_policy = tmp_path / "trustpolicy.json"
+    own_policy.write_text(policy.read_text())
+    config = parse_config(
+        {"trustPolicy": str(own_policy), "trustStore": str(store),
+         "registries": {olareg.host: {"plainHTTP": True}}}, base=tmp_path, environ={})  # fmt: skip
+    gate = build_gate(config)
+    try:
+        first = gate.decide([imgs.signed], Deadline.after(10))[0]
+        again = gate.decide([imgs.signed], Deadline.after(10))[0]
+        assert first.allowed and not first.cached
+        assert again.allowed and again.cached
+        doc = json.loads(own_policy.read_text())
+        doc["trustPolicies"][0]["trustedIdentities"] = ["x509.subject: C=US, ST=WA, O=Someone Else"]
+        own_policy.write_text(json.dumps(doc))
+        time.sleep(2.1)  # the files are checked every two seconds
+        after = gate.decide([imgs.signed], Deadline.after(10))[0]
+        assert not after.allowed and not after.cached
+        assert "not a trusted identity" in after.reason
+    finally:
+        gate.close()
+
+
+def test_concurrent_requests_for_one_image_share_one_verification(
+    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    imgs, policy, store = images
+    settings = {
+        "trustPolicy": str(policy),
+        "trustStore": str(store),
+        "registries": {olareg.host: {"plainHTTP": True}},
+    }
+    gate = build_gate(parse_config(settings, base=tmp_path, environ={}))
+    try:
+        results: list[ImageDecision] = []
+        threads = [
+            threading.Thread(target=lambda: results.extend(gate.decide([imgs.signed], Deadline.after(10))))
+            for _ in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 8 and all(r.allowed for r in results)
+        assert gate.verifications == 1  # the others shared it in flight or found its cached verdict
+    finally:
+        gate.close()
