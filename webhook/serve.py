@@ -7,6 +7,10 @@ the command at once with a message rather than workers that crash in a loop.
 from __future__ import annotations
 
 import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,34 @@ from webhook.app import create_app
 from webhook.config import Config, load_config
 from webhook.errors import ConfigError
 from webhook.trustfiles import TrustFiles
+
+log = logging.getLogger(__name__)
+
+
+class TlsFiles:
+    """The serving certificate and key, re-read when they change on disk (cert-manager, a rotated
+    Secret): gunicorn's gthread workers ask for the TLS context on every new connection, and get the
+    one built from the files as they are now. A half-written pair keeps the previous context."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def __call__(self, conf: Any, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        stamp = tuple((s.st_mtime_ns, s.st_size) for s in (os.stat(conf.certfile), os.stat(conf.keyfile)))
+        with self._lock:
+            if stamp != self._stamp or self._context is None:
+                try:
+                    context = factory()
+                    context.minimum_version = ssl.TLSVersion.TLSv1_2
+                    self._context, self._stamp = context, stamp
+                    log.info("TLS certificate loaded from %s", conf.certfile)
+                except (OSError, ssl.SSLError) as exc:
+                    if self._context is None:
+                        raise
+                    log.error("TLS certificate not reloaded, keeping the previous one: %s", exc)
+            return self._context
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -41,6 +73,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         if c.tls_cert_file and c.tls_key_file:
             settings["certfile"] = str(c.tls_cert_file)
             settings["keyfile"] = str(c.tls_key_file)
+            settings["ssl_context"] = TlsFiles()
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,6 +18,8 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
 from tests.helpers.artifacts import Notation, attach, push_image
@@ -302,3 +306,33 @@ def test_concurrent_requests_for_one_image_share_one_verification(
         assert gate.verifications == 1  # the others shared it in flight or found its cached verdict
     finally:
         gate.close()
+
+
+def _served_serial(url: str, ca: Path) -> int:
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_rotated_certificate_is_served_without_a_restart(server: Server) -> None:
+    workdir = server.ca.parent
+    before = _served_serial(server.url, server.ca)
+    ca = pki.KeyPair(
+        key=serialization.load_pem_private_key((workdir / "ca.key").read_bytes(), None),  # type: ignore[arg-type]
+        cert=x509.load_pem_x509_certificate((workdir / "ca.crt").read_bytes()),
+        cert_path=workdir / "ca.crt",
+        key_path=workdir / "ca.key",
+    )
+    (workdir / "rotated").mkdir()
+    rotated = pki.make_server_cert(workdir / "rotated", ca)
+    (workdir / "server.key").write_bytes(rotated.key_path.read_bytes())
+    (workdir / "server.crt").write_bytes(rotated.cert_path.read_bytes())
+    after = _served_serial(server.url, server.ca)
+    assert after != before and after == rotated.cert.serial_number
+    assert requests.get(f"{server.url}/healthz", verify=str(server.ca), timeout=5).status_code == 200
