@@ -227,3 +227,28 @@ def review_response(
     if audit_annotations:
         response["auditAnnotations"] = dict(audit_annotations)
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def json_pointer(path: str) -> str:
+    """``spec.containers[0].image`` -> ``/spec/containers/0/image`` (RFC 6901)."""
+    parts = []
+    for part in path.replace("[", ".").replace("]", "").split("."):
+        parts.append(part.replace("~", "~0").replace("/", "~1"))
+    return "/" + "/".join(parts)
+
+
+def pin_patch(uses: list[ImageUse], digests: Mapping[str, str]) -> list[dict[str, Any]]:
+    """JSON Patch operations that pin each image in ``digests`` to its digest (``name:tag@digest``).
+
+    Each replacement is guarded by a ``test`` of the current value, so a patch never overwrites an
+    image that changed in between; images already pinned by digest are left alone.
+    """
+    ops: list[dict[str, Any]] = []
+    for use in uses:
+        digest = digests.get(use.image)
+        if digest is None or "@" in use.image:
+            continue
+        pointer = json_pointer(use.path)
+        ops.append({"op": "test", "path": pointer, "value": use.image})
+        ops.append({"op": "replace", "path": pointer, "value": f"{use.image}@{digest}"})
+    return ops

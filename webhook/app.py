@@ -6,6 +6,7 @@ read or loaded at import time.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -16,7 +17,14 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from webhook.admission import AdmissionError, AdmissionRequest, images_of, parse_review, review_response
+from webhook.admission import (
+    AdmissionError,
+    AdmissionRequest,
+    images_of,
+    parse_review,
+    pin_patch,
+    review_response,
+)
 from webhook.config import Config, load_config
 from webhook.deadline import Deadline
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
@@ -97,7 +105,42 @@ def create_app(config: Config | None = None) -> Flask:
         _log_decision(review, answer, decisions, started)
         return _json(answer)
 
+    @app.post("/mutate")
+    def mutate() -> Response:
+        if not config.mutate:
+            return _json({"error": "digest pinning is not enabled (set mutate: true)"}, 404)
+        length = request.content_length
+        if length is None or length > config.max_body_bytes:
+            _drain(length or 0, config.max_body_bytes * 8)
+            return _bad_request(
+                f"the request body must have a Content-Length of at most {config.max_body_bytes} bytes"
+            )
+        try:
+            review = parse_review(json.loads(request.get_data(cache=False)))
+            return _json(_pin(review, config, gate))
+        except (ValueError, UnicodeDecodeError):
+            return _bad_request("the request body is not JSON")
+        except AdmissionError as exc:
+            return _bad_request(str(exc))
+
     return app
+
+
+def _pin(review: AdmissionRequest, config: Config, gate: Gate) -> dict[str, Any]:
+    """Allowed always (the validating webhook decides); a patch pins the images that verified."""
+    annotations = ((review.object or {}).get("metadata") or {}).get("annotations") or {}
+    exempt = review.namespace in (config.namespace, *config.exempt_namespaces)
+    if exempt or review.operation not in ("CREATE", "UPDATE") or "kubernetes.io/config.mirror" in annotations:
+        return review_response(review.uid, allowed=True)
+    uses = images_of(review.group, review.kind, review.object)
+    images = [u.image for u in uses if u.image and "@" not in u.image][: config.max_images_per_request]
+    decisions = gate.decide(images, Deadline.after(config.deadline_s)) if images else []
+    digests = {d.image: d.digest for d in decisions if d.allowed and d.digest}
+    ops = pin_patch(uses, digests)
+    if not ops:
+        return review_response(review.uid, allowed=True)
+    patch = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
+    return review_response(review.uid, allowed=True, patch=patch)
 
 
 def _drain(length: int, cap: int) -> None:

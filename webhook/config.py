@@ -18,6 +18,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     timeouts: {admissionSeconds: 10, marginSeconds: 1}
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
+    mutate: false                      # serve /mutate: pin verified images to their digests
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Config:
     crl_files: tuple[Path, ...] = ()
     workers: int = 2
     threads: int = 8
+    mutate: bool = False  # serve /mutate (digest pinning)
 
     @property
     def deadline_s(self) -> float:
@@ -79,7 +81,7 @@ class Config:
 
 _TOP = {
     "listen", "mode", "namespace", "trustPolicy", "trustStore", "exemptNamespaces", "exemptImages",
-    "registries", "tls", "cache", "timeouts", "limits", "revocation", "server",
+    "registries", "tls", "cache", "timeouts", "limits", "revocation", "server", "mutate",
 }  # fmt: skip
 
 
@@ -98,6 +100,13 @@ def _number(section: Mapping[str, Any], key: str, where: str, default: float, *,
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
         raise ConfigError(f"config: {where}.{key} must be a number greater than {minimum:g}, not {value!r}")
     return float(value)
+
+
+def _bool(section: Mapping[str, Any], key: str, where: str) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: {where} must be true or false")
+    return value
 
 
 def _strings(doc: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -154,9 +163,8 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
     admission = _number(timeouts, "admissionSeconds", "timeouts", 10)
     if admission > 30:
         raise ConfigError("config: timeouts.admissionSeconds is at most 30 (the API server's limit)")
-    offline = revocation.get("offline", False)
-    if not isinstance(offline, bool):
-        raise ConfigError("config: revocation.offline must be true or false")
+    mutate = _bool(doc, "mutate", "mutate")
+    offline = _bool(revocation, "offline", "revocation.offline")
     return Config(
         trust_policy=_path(doc["trustPolicy"], "trustPolicy", base),
         trust_store=_path(doc["trustStore"], "trustStore", base),
@@ -180,6 +188,7 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
         crl_files=tuple(_path(p, "revocation.crlFiles", base) for p in revocation.get("crlFiles") or []),
         workers=int(_number(server, "workers", "server", 2)),
         threads=int(_number(server, "threads", "server", 8)),
+        mutate=mutate,
     )
 
 
@@ -191,9 +200,7 @@ def _registries(doc: Mapping[str, Any], base: Path) -> dict[str, RegistryConfig]
     for host_name, settings in raw_registries.items():
         where = f"registries.{host_name}"
         section = _section({where: settings}, where, {"plainHTTP", "caFile", "dockerConfig"})
-        plain = section.get("plainHTTP", False)
-        if not isinstance(plain, bool):
-            raise ConfigError(f"config: {where}.plainHTTP must be true or false")
+        plain = _bool(section, "plainHTTP", f"{where}.plainHTTP")
         registries[str(host_name)] = RegistryConfig(
             plain_http=plain,
             ca_file=str(_path(section["caFile"], f"{where}.caFile", base)) if "caFile" in section else None,

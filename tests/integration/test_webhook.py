@@ -3,6 +3,7 @@ images in a real registry, signed by the real notation CLI."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -116,6 +117,7 @@ def start_server(
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}}}\n"
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
         "server: {workers: 2, threads: 4}\n"
+        "mutate: true\n"
         "limits: {maxBodyBytes: 262144}\n"
     )
     log = workdir / "server.log"
@@ -336,3 +338,47 @@ def test_rotated_certificate_is_served_without_a_restart(server: Server) -> None
     after = _served_serial(server.url, server.ca)
     assert after != before and after == rotated.cert.serial_number
     assert requests.get(f"{server.url}/healthz", verify=str(server.ca), timeout=5).status_code == 200
+
+
+def apply_patch(obj: Any, ops: list[dict[str, Any]]) -> Any:
+    """Enough of RFC 6902 (test, replace) to apply what /mutate returns, failing as a server would."""
+    for op in ops:
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        target = obj
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        key: Any = int(last) if isinstance(target, list) else last
+        if op["op"] == "test":
+            assert target[key] == op["value"], f"test failed at {op['path']}"
+        elif op["op"] == "replace":
+            assert key in target if isinstance(target, dict) else key < len(target)
+            target[key] = op["value"]
+        else:
+            raise AssertionError(f"unexpected op {op['op']}")
+    return obj
+
+
+def test_mutate_pins_verified_images_to_their_digests(
+    server: Server, images: tuple[Images, Path, Path]
+) -> None:
+    imgs = images[0]
+    containers = [{"name": "a", "image": imgs.signed}, {"name": "b", "image": imgs.unsigned}]
+    obj = {"spec": {"template": {"spec": {"containers": containers}}}}
+    body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "m1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "namespace": "team-a",
+        "operation": "CREATE", "object": obj}}  # fmt: skip
+    resp = requests.post(f"{server.url}/mutate", json=body, verify=str(server.ca), timeout=30).json()[
+        "response"
+    ]
+    assert resp["allowed"] is True and resp["patchType"] == "JSONPatch"
+    patched = apply_patch(json.loads(json.dumps(obj)), json.loads(base64.b64decode(resp["patch"])))
+    pinned = patched["spec"]["template"]["spec"]["containers"]
+    assert pinned[0]["image"] == f"{imgs.signed}@{imgs.signed_digest}"
+    assert pinned[1]["image"] == imgs.unsigned  # not verified: left for the validating webhook to deny
+    assert server.review(patched, kind="Deployment", group="apps")["allowed"] is False  # b is still unsigned
+    # Pinning again changes nothing (idempotent).
+    repeat = {**body, "request": {**body["request"], "object": patched}}
+    again = requests.post(f"{server.url}/mutate", json=repeat, verify=str(server.ca), timeout=30).json()[
+        "response"
+    ]
+    assert "patch" not in again

@@ -164,3 +164,27 @@ def test_images_of_does_not_modify_the_object() -> None:
     before = copy.deepcopy(obj)
     images_of("", "Pod", obj)
     assert obj == before
+
+
+def test_json_pointer_and_pin_patch() -> None:
+    from webhook.admission import ImageUse, json_pointer, pin_patch  # noqa: PLC0415
+
+    assert json_pointer("spec.template.spec.containers[2].image") == "/spec/template/spec/containers/2/image"
+    uses = [
+        ImageUse("spec.containers[0].image", "registry.example/app:1"),
+        ImageUse("spec.containers[1].image", "registry.example/pinned@sha256:" + "b" * 64),
+        ImageUse("spec.volumes[0].image.reference", "registry.example/data:1"),
+        ImageUse("spec.initContainers[0].image", "registry.example/unverified:1"),
+    ]
+    digest = "sha256:" + "c" * 64
+    ops = pin_patch(uses, {"registry.example/app:1": digest, "registry.example/data:1": digest})
+    assert ops == [
+        {"op": "test", "path": "/spec/containers/0/image", "value": "registry.example/app:1"},
+        {"op": "replace", "path": "/spec/containers/0/image", "value": f"registry.example/app:1@{digest}"},
+        {"op": "test", "path": "/spec/volumes/0/image/reference", "value": "registry.example/data:1"},
+        {
+            "op": "replace",
+            "path": "/spec/volumes/0/image/reference",
+            "value": f"registry.example/data:1@{digest}",
+        },
+    ]
