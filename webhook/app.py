@@ -27,6 +27,7 @@ from webhook.admission import (
 )
 from webhook.config import Config, load_config
 from webhook.deadline import Deadline
+from webhook.metrics import exposition, metrics
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.revocation_fetch import HttpRevocationSource
@@ -48,6 +49,7 @@ def build_gate(config: Config) -> Gate:
         if r.docker_config
     ]
     client = RegistryClient(ClientSettings(hosts=hosts), Keyring.merged(keyrings))
+    client.on_response = lambda method, status: metrics().registry_requests.labels(method, str(status)).inc()
     return Gate(
         client,
         TrustFiles(config.trust_policy, config.trust_store),
@@ -80,6 +82,11 @@ def create_app(config: Config | None = None) -> Flask:
     def healthz() -> Response:
         return _json({"status": "ok"})
 
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = exposition()
+        return Response(body, mimetype=None, content_type=content_type)
+
     @app.get("/readyz")
     def readyz() -> Response:
         material = gate.trust_material()
@@ -101,8 +108,10 @@ def create_app(config: Config | None = None) -> Flask:
             review = parse_review(doc)
             answer, decisions = _admit(review, config, gate)
         except AdmissionError as exc:
+            metrics().decisions.labels("validate", "bad_request").inc()
             return _bad_request(str(exc))
         _log_decision(review, answer, decisions, started)
+        metrics().decisions.labels("validate", "allowed" if answer["response"]["allowed"] else "denied").inc()
         return _json(answer)
 
     @app.post("/mutate")

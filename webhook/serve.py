@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from webhook.app import create_app
 from webhook.config import Config, load_config
 from webhook.errors import ConfigError
 from webhook.trustfiles import TrustFiles
@@ -69,6 +69,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": "info",
             "control_socket_disable": True,
+            "child_exit": _child_exit,
         }
         if c.tls_cert_file and c.tls_key_file:
             settings["certfile"] = str(c.tls_cert_file)
@@ -79,11 +80,22 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
+        from webhook.app import create_app  # noqa: PLC0415 (in the worker, after the metrics directory is set)
+
         return create_app(self._config)
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def serve(config_path: Path) -> None:
     config = load_config(config_path)
+    # Metrics from every worker are added up at /metrics (prometheus-client multiprocess mode).
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referee-metrics-")
     TrustFiles(config.trust_policy, config.trust_store)  # fail now, not in every worker
     if not (config.tls_cert_file and config.tls_key_file):
         logging.getLogger(__name__).warning(

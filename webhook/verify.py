@@ -9,12 +9,14 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from webhook.cache import SingleFlight, TTLCache
 from webhook.deadline import Deadline
 from webhook.errors import InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
+from webhook.metrics import metrics
 from webhook.notary.envelope import ENVELOPE_TYPES, MAX_ENVELOPE_BYTES
 from webhook.notary.revocation import RevocationSource
 from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
@@ -205,6 +207,14 @@ class Gate:
         return out
 
     def _decide_one(self, image: str, deadline: Deadline) -> ImageDecision:
+        started = time.monotonic()
+        decision = self._decide_uncounted(image, deadline)
+        outcome = "allowed" if decision.allowed else "inconclusive" if decision.inconclusive else "denied"
+        metrics().verify_seconds.labels(outcome).observe(time.monotonic() - started)
+        metrics().cache.labels("verdict", "hit" if decision.cached else "miss").inc()
+        return decision
+
+    def _decide_uncounted(self, image: str, deadline: Deadline) -> ImageDecision:
         try:
             ref = parse_reference(image)
         except InvalidReference as exc:
@@ -245,6 +255,15 @@ class Gate:
     ) -> ImageDecision:
         with self._count_lock:
             self.verifications += 1
+        metrics().in_flight.inc()
+        try:
+            return self._verify_counted(image, scope, digest, trust, deadline)
+        finally:
+            metrics().in_flight.dec()
+
+    def _verify_counted(
+        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
+    ) -> ImageDecision:
         now = dt.datetime.now(dt.UTC)
         repo = self._client.repository(parse_reference(f"{scope}@{digest}"))
         settings = Trust(trust.policy, trust.store, now, self._max_signatures, self._revocation)

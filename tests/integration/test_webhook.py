@@ -382,3 +382,15 @@ def test_mutate_pins_verified_images_to_their_digests(
         "response"
     ]
     assert "patch" not in again
+
+
+def test_metrics_add_up_every_worker(server: Server, images: tuple[Images, Path, Path]) -> None:
+    for _ in range(6):  # two workers: some of these land on each
+        server.review(pod(images[0].signed))
+    text = requests.get(f"{server.url}/metrics", verify=str(server.ca), timeout=5).text
+    series = 'referee_admission_decisions_total{endpoint="validate",result="allowed"}'
+    allowed = [line for line in text.splitlines() if line.startswith(series)]
+    assert allowed and float(allowed[0].split()[-1]) >= 6
+    for family in ("referee_image_verification_seconds_bucket", "referee_registry_requests_total",
+                   "referee_cache_lookups_total", "referee_verifications_in_flight"):  # fmt: skip
+        assert family in text

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -125,6 +125,7 @@ class RegistryClient:
         self.keyring = keyring or Keyring()
         self.limits = self.settings.limits
         self._transport = Transport(user_agent=USER_AGENT, max_redirects=self.limits.max_redirects)
+        self.on_response: Callable[[str, int], None] | None = None
         self._auth = AuthCache()
         self._referrers_api: dict[tuple[str, str], bool] = {}
         self._lock = threading.Lock()
@@ -146,6 +147,11 @@ class RegistryClient:
         return HttpRepository(
             self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name, push=push
         )
+
+    def observe(self, method: str, status: int) -> None:
+        """Hook for metrics: every final registry answer (set ``on_response`` to receive them)."""
+        if self.on_response is not None:
+            self.on_response(method, status)
 
     @property
     def transport(self) -> Transport:
@@ -535,6 +541,7 @@ class HttpRepository:
                 self._wait_before_retry(resp, attempt, what, deadline)
                 attempt += 1
                 continue
+            self._client.observe(method, resp.status)
             warning = resp.headers.get("Warning")
             if warning:  # distribution-spec: report registry warnings, never act on them
                 log.warning("%s: registry %s warns: %s", what, self.host, str(warning)[:4096])
