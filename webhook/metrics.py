@@ -9,8 +9,8 @@ results, statuses and caches; never images or namespaces.
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,8 +27,21 @@ class Metrics:
     in_flight: Gauge
 
 
-@functools.cache
+_lock = threading.Lock()
+_made: list[Metrics] = []
+
+
 def metrics() -> Metrics:
+    """The metric objects, made once per process (thread-safe: threads race to the first call)."""
+    if _made:
+        return _made[0]
+    with _lock:
+        if not _made:
+            _made.append(_make())
+        return _made[0]
+
+
+def _make() -> Metrics:
     import prometheus_client as prom  # noqa: PLC0415 (see the module docstring)
 
     return Metrics(

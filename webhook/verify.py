@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import fnmatch
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -28,6 +29,8 @@ from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
 from webhook.registry.client import HttpRepository, RegistryClient
 from webhook.trustfiles import TrustFiles, TrustMaterial
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIGNATURES = 100  # notation's --max-signatures default
 
@@ -198,7 +201,13 @@ class Gate:
         out = []
         for image, future in futures.items():
             if future.done():
-                out.append(future.result())
+                try:
+                    out.append(future.result())
+                except Exception:  # noqa: BLE001 (a bug must deny the image, not crash the request)
+                    log.exception("internal error while deciding %s", image)
+                    out.append(
+                        ImageDecision(image, False, "internal error while verifying", inconclusive=True)
+                    )
             else:
                 future.cancel()
                 out.append(
