@@ -114,28 +114,20 @@ class Reference:
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.domain, self.path, self.tag, validate_digest(digest))
 
+    def _suffix(self) -> str:
+        return (f":{self.tag}" if self.tag is not None else "") + (f"@{self.digest}" if self.digest else "")
+
     def __str__(self) -> str:
-        out = self.name
-        if self.tag is not None:
-            out += f":{self.tag}"
-        if self.digest is not None:
-            out += f"@{self.digest}"
-        return out
+        return self.name + self._suffix()
 
     def familiar(self) -> str:
         """The short form people type (``nginx:1.27``); for display only, never for policy."""
-        path = self.path
+        name = self.name
         if self.domain == DEFAULT_DOMAIN:
-            rest = path.removeprefix(OFFICIAL_REPO_PREFIX)
-            short = rest if path.startswith(OFFICIAL_REPO_PREFIX) and "/" not in rest else path
-            out = short
-        else:
-            out = self.name
-        if self.tag is not None:
-            out += f":{self.tag}"
-        if self.digest is not None:
-            out += f"@{self.digest}"
-        return out
+            rest = self.path.removeprefix(OFFICIAL_REPO_PREFIX)
+            official = self.path.startswith(OFFICIAL_REPO_PREFIX) and "/" not in rest
+            name = rest if official else self.path
+        return name + self._suffix()
 
 
 def _split_domain(text: str) -> tuple[str, str]:

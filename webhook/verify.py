@@ -203,7 +203,7 @@ class Gate:
             if future.done():
                 try:
                     out.append(future.result())
-                except Exception:
+                except Exception:  # a bug must deny the image, not fail the whole request
                     log.exception("internal error while deciding %s", image)
                     out.append(
                         ImageDecision(image, False, "internal error while verifying", inconclusive=True)
@@ -302,6 +302,6 @@ class Gate:
 
 
 def _short_reason(exc: Exception) -> str:
-    """The part of an error a person needs: without the repetition of the image name it starts with."""
+    """An error's text, clipped to what a person reads in kubectl's output."""
     text = str(exc)
     return text if len(text) <= 600 else text[:600] + "..."

@@ -94,6 +94,28 @@ class Chain:
         )
 
 
+def make_root(
+    cn: str, key_kind: str = "ec-p384", now: dt.datetime | None = None
+) -> tuple[PrivateKey, x509.Certificate]:
+    """A self-signed CA, valid from ten days ago for ten years."""
+    now = now or dt.datetime.now(dt.UTC)
+    key = new_key(key_kind)
+    name = subject(cn)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=10))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .sign(key, hashes.SHA384())
+    )
+    return key, cert
+
+
 def make_chain(
     leaf: LeafSpec | None = None,
     *,
@@ -104,20 +126,7 @@ def make_chain(
 ) -> Chain:
     spec = leaf or LeafSpec()
     now = now or dt.datetime.now(dt.UTC)
-    root_key = new_key(ca_key)
-    root_name = subject(root_cn)
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=10))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .sign(root_key, hashes.SHA384())
-    )
+    root_key, root = make_root(root_cn, ca_key, now)
     issuer_key, issuer = root_key, root
     cas = [root]
     for i in range(intermediates):

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.helpers.codesign import _key_usage, new_key, subject
+from tests.helpers.codesign import _key_usage, make_root, new_key, subject
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,8 @@ class Tsa:
 
 def _write_pki(d: Path) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    root_key = new_key("ec-p384")
-    root_name = subject("Referee Test TSA Root")
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=10))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .sign(root_key, hashes.SHA384())
-    )
+    root_key, root = make_root("Referee Test TSA Root")
+    root_name = root.subject
     tsa_key = new_key("rsa-2048")
     tsa = (
         x509.CertificateBuilder()
