@@ -15,7 +15,7 @@ log() { printf '[install-tools] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 install_debs() {
-  local want=("docker-registry=$DOCKER_REGISTRY_DEB" "apache2-utils=$APACHE2_UTILS_DEB") missing=()
+  local want=("docker-registry=$DOCKER_REGISTRY_DEB" "apache2-utils=$APACHE2_UTILS_DEB" "wrk=$WRK_DEB") missing=()
   local spec name version
   for spec in "${want[@]}"; do
     name=${spec%%=*}; version=${spec#*=}
