@@ -10,6 +10,7 @@ validity is checked at the time the signing scheme says (``valid_at``). Pure.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 from cryptography import x509
@@ -123,7 +124,27 @@ def check_ca(cert: x509.Certificate, depth_below: int) -> None:
 
 
 def check_chain(chain: tuple[x509.Certificate, ...]) -> None:
-    """Order, issuance and profile of an envelope's chain (leaf first, root last)."""
+    """Order, issuance and profile of an envelope's chain (leaf first, root last).
+
+    These checks depend on the certificates alone, not on time or trust, so their outcome is kept
+    for chains seen before: one signer signs many images, and the issuer signatures are the costly
+    part of a cold verification.
+    """
+    problem = _chain_problem(chain)
+    if problem is not None:
+        raise ChainError(problem)
+
+
+@functools.lru_cache(maxsize=1024)
+def _chain_problem(chain: tuple[x509.Certificate, ...]) -> str | None:
+    try:
+        _check_chain_uncached(chain)
+    except ChainError as exc:
+        return str(exc)
+    return None
+
+
+def _check_chain_uncached(chain: tuple[x509.Certificate, ...]) -> None:
     if not chain:
         raise ChainError("the certificate chain is empty")
     for cert in chain:
