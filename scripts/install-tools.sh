@@ -86,6 +86,7 @@ install_python() {
 }
 
 mkdir -p .tools/bin
+command -v openssl >/dev/null || die "openssl not found; the tests run its OCSP responder and TSA (apt-get install openssl)"
 install_debs
 install_go_tool olareg "$OLAREG"
 install_go_tool oras "$ORAS"
