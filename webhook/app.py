@@ -90,7 +90,11 @@ def create_app(config: Config | None = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> Response:
         material = gate.trust_material()
-        return _json({"status": "ready", "trust": material.fingerprint[:12]})
+        body = {"status": "ready", "trust": material.fingerprint[:12]}
+        if gate.trust_reload_error:
+            # Still ready: the last valid trust material is in use. Say why the new one is not.
+            body["trustReloadError"] = gate.trust_reload_error
+        return _json(body)
 
     @app.post("/validate")
     def validate() -> Response:

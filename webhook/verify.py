@@ -193,6 +193,10 @@ class Gate:
     def trust_material(self) -> TrustMaterial:
         return self._trust.current()
 
+    @property
+    def trust_reload_error(self) -> str:
+        return self._trust.last_error
+
     def decide(self, images: list[str], deadline: Deadline) -> list[ImageDecision]:
         """One decision per distinct image, in first-seen order."""
         unique = list(dict.fromkeys(images))

@@ -280,6 +280,12 @@ def test_a_changed_trust_policy_takes_effect_without_a_restart(
         after = gate.decide([imgs.signed], Deadline.after(10))[0]
         assert not after.allowed and not after.cached
         assert "not a trusted identity" in after.reason
+        # A broken edit keeps the last good material in force, and says why.
+        own_policy.write_text("{ not json")
+        time.sleep(2.1)
+        still = gate.decide([imgs.signed], Deadline.after(10))[0]
+        assert not still.allowed and still.cached
+        assert "not valid JSON" in gate.trust_reload_error
     finally:
         gate.close()
 
