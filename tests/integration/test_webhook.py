@@ -400,3 +400,21 @@ def test_metrics_add_up_every_worker(server: Server, images: tuple[Images, Path,
     for family in ("referee_image_verification_seconds_bucket", "referee_registry_requests_total",
                    "referee_cache_lookups_total", "referee_verifications_in_flight"):  # fmt: skip
         assert family in text
+
+
+@pytest.mark.parametrize(
+    ("config", "phrase"),
+    [
+        (None, "cannot read config"),
+        ("trustPolicy: /nonexistent/trustpolicy.json\ntrustStore: /nonexistent\n", "does not exist"),
+        ("trustPolicy: p.json\ntrustStore: s\nmode: loud\n", "mode must be enforce or audit"),
+    ],
+)
+def test_serve_refuses_a_bad_configuration_at_once(tmp_path: Path, config: str | None, phrase: str) -> None:
+    path = tmp_path / "config.yaml"
+    if config is not None:
+        path.write_text(config)
+    proc = subprocess.run([sys.executable, "-m", "webhook", "serve", "--config", str(path)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert proc.returncode == 2
+    assert phrase in proc.stderr
