@@ -96,24 +96,16 @@ def create_app(config: Config | None = None) -> Flask:
             body["trustReloadError"] = gate.trust_reload_error
         return _json(body)
 
+    @app.errorhandler(AdmissionError)
+    def bad_review(exc: AdmissionError) -> Response:
+        metrics().decisions.labels(request.path.strip("/"), "bad_request").inc()
+        return _bad_request(str(exc))
+
     @app.post("/validate")
     def validate() -> Response:
         started = time.monotonic()
-        length = request.content_length
-        if length is None or length > config.max_body_bytes:
-            return _bad_request(
-                f"the request body must have a Content-Length of at most {config.max_body_bytes} bytes"
-            )
-        try:
-            doc = json.loads(request.get_data(cache=False))
-        except (ValueError, UnicodeDecodeError):
-            return _bad_request("the request body is not JSON")
-        try:
-            review = parse_review(doc)
-            answer, decisions = _admit(review, config, gate)
-        except AdmissionError as exc:
-            metrics().decisions.labels("validate", "bad_request").inc()
-            return _bad_request(str(exc))
+        review = parse_review(_read_json(config.max_body_bytes))
+        answer, decisions = _admit(review, config, gate)
         _log_decision(review, answer, decisions, started)
         metrics().decisions.labels("validate", "allowed" if answer["response"]["allowed"] else "denied").inc()
         return _json(answer)
@@ -122,19 +114,12 @@ def create_app(config: Config | None = None) -> Flask:
     def mutate() -> Response:
         if not config.mutate:
             return _json({"error": "digest pinning is not enabled (set mutate: true)"}, 404)
-        length = request.content_length
-        if length is None or length > config.max_body_bytes:
-            _drain(length or 0, config.max_body_bytes * 8)
-            return _bad_request(
-                f"the request body must have a Content-Length of at most {config.max_body_bytes} bytes"
-            )
-        try:
-            review = parse_review(json.loads(request.get_data(cache=False)))
-            return _json(_pin(review, config, gate))
-        except (ValueError, UnicodeDecodeError):
-            return _bad_request("the request body is not JSON")
-        except AdmissionError as exc:
-            return _bad_request(str(exc))
+        review = parse_review(_read_json(config.max_body_bytes))
+        answer = _pin(review, config, gate)
+        metrics().decisions.labels(
+            "mutate", "patched" if "patch" in answer["response"] else "unchanged"
+        ).inc()
+        return _json(answer)
 
     return app
 
@@ -154,6 +139,18 @@ def _pin(review: AdmissionRequest, config: Config, gate: Gate) -> dict[str, Any]
         return review_response(review.uid, allowed=True)
     patch = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
     return review_response(review.uid, allowed=True, patch=patch)
+
+
+def _read_json(max_bytes: int) -> Any:
+    """The request body as JSON; ``AdmissionError`` (HTTP 400) when it is too large or not JSON."""
+    length = request.content_length
+    if length is None or length > max_bytes:
+        _drain(length or 0, max_bytes * 8)
+        raise AdmissionError(f"the request body must have a Content-Length of at most {max_bytes} bytes")
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (ValueError, UnicodeDecodeError):
+        raise AdmissionError("the request body is not JSON") from None
 
 
 def _drain(length: int, cap: int) -> None:

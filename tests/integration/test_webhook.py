@@ -118,7 +118,7 @@ def start_server(
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
         "server: {workers: 2, threads: 4}\n"
         "mutate: true\n"
-        "limits: {maxBodyBytes: 262144}\n"
+
     )
     log = workdir / "server.log"
     with log.open("wb") as out:
@@ -233,7 +233,7 @@ def test_audit_mode_admits_with_warnings(audit_server: Server, images: tuple[Ima
         (b"not json", "not JSON"),
         (b"[]", "not a JSON object"),
         (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "no request"),
-        (b"{" + b" " * (300 << 10) + b"}", "at most 262144 bytes"),
+        (b"{" + b" " * (4 << 20) + b"}", "at most 3145728 bytes"),
     ],
 )
 def test_malformed_and_oversized_bodies_get_400(server: Server, body: bytes, phrase: str) -> None:
