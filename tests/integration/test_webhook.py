@@ -118,7 +118,6 @@ def start_server(
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
         "server: {workers: 2, threads: 4}\n"
         "mutate: true\n"
-
     )
     log = workdir / "server.log"
     with log.open("wb") as out:
