@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import os
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from webhook import provider as provider_protocol
 from webhook.admission import (
     AdmissionError,
     AdmissionRequest,
@@ -99,6 +101,8 @@ def create_app(config: Config | None = None) -> Flask:
     @app.errorhandler(AdmissionError)
     def bad_review(exc: AdmissionError) -> Response:
         metrics().decisions.labels(request.path.strip("/"), "bad_request").inc()
+        if isinstance(exc, _Forbidden):
+            return _json({"error": str(exc)}, 403)
         return _bad_request(str(exc))
 
     @app.post("/validate")
@@ -121,7 +125,77 @@ def create_app(config: Config | None = None) -> Flask:
         ).inc()
         return _json(answer)
 
+    @app.post("/provider")
+    def provider() -> Response:
+        _require_client_certificate(config)
+        return _json(
+            _provide(provider_protocol.parse_request(_read_json(config.max_body_bytes)), config, gate)
+        )
+
+    @app.post("/provider/mutate")
+    def provider_mutate() -> Response:
+        _require_client_certificate(config)
+        keys = provider_protocol.parse_request(_read_json(config.max_body_bytes))
+        return _json(_provide(keys, config, gate, pin=True))
+
     return app
+
+
+class _Forbidden(AdmissionError):
+    """Answered with HTTP 403."""
+
+
+def _require_client_certificate(config: Config) -> None:
+    """With ``tls.clientCAFile``, the provider answers only clients whose certificate that CA signed
+    (Gatekeeper presents its own); the TLS layer has already verified any certificate it shows."""
+    if config.tls_client_ca_file is None:
+        return
+    sock = request.environ.get("gunicorn.socket")
+    peer = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
+    if not peer:
+        raise _Forbidden("this endpoint requires a client certificate issued by the configured client CA")
+
+
+def _provide(
+    keys: list[provider_protocol.Key], config: Config, gate: Gate, *, pin: bool = False
+) -> dict[str, Any]:
+    exempt = {
+        k.key for k in keys if k.namespace and k.namespace in (config.namespace, *config.exempt_namespaces)
+    }
+    to_check = [k.image for k in keys if k.key not in exempt]
+    deadline = Deadline.after(config.provider_deadline_s)
+    decisions = {d.image: d for d in gate.decide(to_check, deadline)} if to_check else {}
+    items: list[dict[str, Any]] = []
+    transient: list[str] = []
+    for k in keys:
+        if k.key in exempt:
+            items.append({"key": k.key, "value": k.image if pin else _value(None, "exempt namespace")})
+            continue
+        d = decisions[k.image]
+        if not d.allowed:
+            items.append({"key": k.key, "error": d.describe()})
+            if d.inconclusive:
+                transient.append(d.describe())
+        elif pin:
+            pinned = k.image if "@" in k.image or not d.digest else f"{k.image}@{d.digest}"
+            items.append({"key": k.key, "value": pinned})
+        else:
+            items.append({"key": k.key, "value": _value(d, d.reason)})
+    metrics().decisions.labels("provider", "system_error" if transient else "answered").inc()
+    return provider_protocol.response(items, "; ".join(transient))
+
+
+def _value(d: ImageDecision | None, reason: str) -> dict[str, Any]:
+    return {
+        "verified": True,
+        "digest": d.digest if d else None,
+        "signer": {"subject": d.signer_subject, "issuer": d.signer_issuer}
+        if d and d.signer_subject
+        else None,
+        "signingTime": d.signing_time if d else "",
+        "signingScheme": d.signing_scheme if d else "",
+        "reason": reason,
+    }
 
 
 def _pin(review: AdmissionRequest, config: Config, gate: Gate) -> dict[str, Any]:

@@ -13,9 +13,10 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     registries:
       "localhost:5000": {plainHTTP: true}
       "registry.example.com": {caFile: /etc/referee/ca.pem, dockerConfig: /etc/referee/auth.json}
-    tls: {certFile: /etc/referee/tls/tls.crt, keyFile: /etc/referee/tls/tls.key}
+    tls: {certFile: /etc/referee/tls/tls.crt, keyFile: /etc/referee/tls/tls.key,
+          clientCAFile: /etc/referee/gatekeeper-ca.crt}   # optional: mutual TLS for /provider
     cache: {verdictTTLSeconds: 300, tagTTLSeconds: 30, maxEntries: 10000}
-    timeouts: {admissionSeconds: 10, marginSeconds: 1}
+    timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
     mutate: false                      # serve /mutate: pin verified images to their digests
@@ -55,10 +56,12 @@ class Config:
     registries: Mapping[str, RegistryConfig] = field(default_factory=dict, hash=False)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None  # when set, /provider requires a client certificate it issued
     verdict_ttl_s: float = 300.0
     tag_ttl_s: float = 30.0
     cache_max_entries: int = 10_000
     admission_timeout_s: float = 10.0  # the webhook's timeoutSeconds
+    provider_timeout_s: float = 3.0  # Gatekeeper's budget for an external-data call
     timeout_margin_s: float = 1.0  # answered this long before the API server gives up
     max_body_bytes: int = 3 << 20
     max_images_per_request: int = 64
@@ -72,6 +75,10 @@ class Config:
     @property
     def deadline_s(self) -> float:
         return max(0.5, self.admission_timeout_s - self.timeout_margin_s)
+
+    @property
+    def provider_deadline_s(self) -> float:
+        return max(0.5, self.provider_timeout_s - min(self.timeout_margin_s, self.provider_timeout_s / 4))
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -152,11 +159,11 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
     if not isinstance(listen, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"config: listen must be HOST:PORT, not {listen!r}")
     registries = _registries(doc, base)
-    tls = _section(doc, "tls", {"certFile", "keyFile"})
+    tls = _section(doc, "tls", {"certFile", "keyFile", "clientCAFile"})
     if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
         raise ConfigError("config: tls.certFile and tls.keyFile go together")
     cache = _section(doc, "cache", {"verdictTTLSeconds", "tagTTLSeconds", "maxEntries"})
-    timeouts = _section(doc, "timeouts", {"admissionSeconds", "marginSeconds"})
+    timeouts = _section(doc, "timeouts", {"admissionSeconds", "marginSeconds", "providerSeconds"})
     limits = _section(doc, "limits", {"maxBodyBytes", "maxImagesPerRequest", "maxSignatures"})
     revocation = _section(doc, "revocation", {"offline", "crlFiles"})
     server = _section(doc, "server", {"workers", "threads"})
@@ -176,10 +183,14 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
         registries=registries,
         tls_cert_file=_path(tls["certFile"], "tls.certFile", base) if tls.get("certFile") else None,
         tls_key_file=_path(tls["keyFile"], "tls.keyFile", base) if tls.get("keyFile") else None,
+        tls_client_ca_file=_path(tls["clientCAFile"], "tls.clientCAFile", base)
+        if tls.get("clientCAFile")
+        else None,
         verdict_ttl_s=_number(cache, "verdictTTLSeconds", "cache", 300),
         tag_ttl_s=_number(cache, "tagTTLSeconds", "cache", 30),
         cache_max_entries=int(_number(cache, "maxEntries", "cache", 10_000)),
         admission_timeout_s=admission,
+        provider_timeout_s=_number(timeouts, "providerSeconds", "timeouts", 3),
         timeout_margin_s=_number(timeouts, "marginSeconds", "timeouts", 1, minimum=-1e-9),
         max_body_bytes=int(_number(limits, "maxBodyBytes", "limits", 3 << 20)),
         max_images_per_request=int(_number(limits, "maxImagesPerRequest", "limits", 64)),

@@ -75,6 +75,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             settings["certfile"] = str(c.tls_cert_file)
             settings["keyfile"] = str(c.tls_key_file)
             settings["ssl_context"] = TlsFiles()
+            if c.tls_client_ca_file:
+                # Ask every client for a certificate and verify any it shows; /provider then
+                # insists on one (the API server calling /validate need not present one).
+                settings["ca_certs"] = str(c.tls_client_ca_file)
+                settings["cert_reqs"] = ssl.CERT_OPTIONAL
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)

@@ -146,6 +146,10 @@ class ImageDecision:
     digest: str | None = None
     inconclusive: bool = False  # could not decide (never cached)
     cached: bool = False
+    signer_subject: str = ""  # of the signature that verified
+    signer_issuer: str = ""
+    signing_time: str = ""  # RFC 3339
+    signing_scheme: str = ""
 
     def describe(self) -> str:
         where = f" ({self.digest})" if self.digest else ""
@@ -292,6 +296,15 @@ class Gate:
             )
         verdict = result.verdict
         decision = ImageDecision(image, verdict.verified, verdict.reason, digest)
+        winner = next((o for _, o in verdict.outcomes if o.verified), None)
+        if winner is not None and winner.signer is not None:
+            decision = dataclasses.replace(
+                decision,
+                signer_subject=winner.signer.subject,
+                signer_issuer=winner.signer.issuer,
+                signing_time=winner.signing_time.isoformat() if winner.signing_time else "",
+                signing_scheme=winner.signing_scheme,
+            )
         self.verdicts.put((scope, digest, trust.fingerprint), decision, self._ttl(verdict, now))
         return decision
 

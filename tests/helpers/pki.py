@@ -67,6 +67,30 @@ def make_ca(directory: Path, cn: str = "Referee Test CA") -> KeyPair:
     return _write(directory, "ca", key, cert)
 
 
+def make_client_cert(directory: Path, ca: KeyPair, stem: str = "client", cn: str = "gatekeeper") -> KeyPair:
+    """A TLS client certificate (clientAuth) issued by ``ca``, like the one Gatekeeper presents."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return _write(directory, stem, key, cert)
+
+
 def make_server_cert(directory: Path, ca: KeyPair, stem: str = "server") -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)

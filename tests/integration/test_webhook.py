@@ -106,6 +106,9 @@ def start_server(
 ) -> Iterator[Server]:
     ca = pki.make_ca(workdir)
     cert = pki.make_server_cert(workdir, ca)
+    (workdir / "clients").mkdir(exist_ok=True)
+    client_ca = pki.make_ca(workdir / "clients", "Gatekeeper Test CA")
+    pki.make_client_cert(workdir / "clients", client_ca)
     port = free_port()
     config = workdir / "config.yaml"
     config.write_text(
@@ -114,7 +117,8 @@ def start_server(
         "exemptNamespaces: [kube-system, sandbox]\n"
         "exemptImages: ['docker.io/library/pause:*']\n"
         f"registries:\n  '{olareg.host}': {{plainHTTP: true}}\n"
-        f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}}}\n"
+        f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
+        f"clientCAFile: {client_ca.cert_path}}}\n"
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
         "server: {workers: 2, threads: 4}\n"
         "mutate: true\n"
@@ -417,3 +421,95 @@ def test_serve_refuses_a_bad_configuration_at_once(tmp_path: Path, config: str |
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert proc.returncode == 2
     assert phrase in proc.stderr
+
+
+# --- Gatekeeper external data ---------------------------------------------------------------------
+
+GK_API = "externaldata.gatekeeper.sh/v1beta1"
+
+
+def provider_call(
+    server: Server, keys: list[str], *, path: str = "/provider", client_cert: bool = True
+) -> Any:
+    clients = server.ca.parent / "clients"
+    cert = (str(clients / "client.crt"), str(clients / "client.key")) if client_cert else None
+    body = {
+        "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+        "kind": "ProviderRequest",
+        "request": {"keys": keys},
+    }
+    return requests.post(f"{server.url}{path}", json=body, verify=str(server.ca), cert=cert, timeout=30)
+
+
+def test_provider_items(server: Server, images: tuple[Images, Path, Path]) -> None:
+    imgs = images[0]
+    keys = [imgs.signed, imgs.unsigned, f"[sandbox]{imgs.unsigned}", "Not/A/Valid:Ref"]
+    resp = provider_call(server, keys)
+    assert resp.status_code == 200, resp.text
+    doc = resp.json()
+    assert doc["apiVersion"] == "externaldata.gatekeeper.sh/v1beta1" and doc["kind"] == "ProviderResponse"
+    out = doc["response"]
+    assert out["idempotent"] is True and out["systemError"] == ""
+    items = {item["key"]: item for item in out["items"]}
+    assert list(items) == keys
+    signed = items[imgs.signed]["value"]
+    assert set(signed) == {"verified", "digest", "signer", "signingTime", "signingScheme", "reason"}
+    assert signed["verified"] is True and signed["digest"] == imgs.signed_digest
+    assert "CN=signer" in signed["signer"]["subject"] and signed["signingScheme"] == "notary.x509"
+    assert "error" not in items[imgs.signed]
+    assert (
+        "no Notation signature found" in items[imgs.unsigned]["error"] and "value" not in items[imgs.unsigned]
+    )
+    assert items[f"[sandbox]{imgs.unsigned}"]["value"]["reason"] == "exempt namespace"
+    assert "must be lowercase" in items["Not/A/Valid:Ref"]["error"]
+
+
+def test_provider_system_error_when_a_registry_is_down(server: Server) -> None:
+    start = time.monotonic()
+    out = provider_call(server, [f"127.0.0.1:{free_port()}/gone/app:v1"]).json()["response"]
+    assert "could not check" in out["systemError"]
+    assert "could not check" in out["items"][0]["error"]
+    assert time.monotonic() - start < 3.5  # inside Gatekeeper's default budget
+
+
+def test_provider_requires_the_client_certificate(server: Server, images: tuple[Images, Path, Path]) -> None:
+    resp = provider_call(server, [images[0].signed], client_cert=False)
+    assert resp.status_code == 403 and "client certificate" in resp.json()["error"]
+    # The API server calling /validate needs none.
+    assert server.review(pod(images[0].signed))["allowed"] is True
+
+
+def test_provider_refuses_a_certificate_from_another_ca(server: Server, tmp_path: Path) -> None:
+    other_ca = pki.make_ca(tmp_path, "Someone Else CA")
+    stranger = pki.make_client_cert(tmp_path, other_ca)
+    body = {
+        "apiVersion": "externaldata.gatekeeper.sh/v1beta1",
+        "kind": "ProviderRequest",
+        "request": {"keys": []},
+    }
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.post(f"{server.url}/provider", json=body, verify=str(server.ca),
+                      cert=(str(stranger.cert_path), str(stranger.key_path)), timeout=10)  # fmt: skip
+
+
+def test_provider_mutation_mode_pins_digests(server: Server, images: tuple[Images, Path, Path]) -> None:
+    imgs = images[0]
+    out = provider_call(server, [imgs.signed, imgs.unsigned], path="/provider/mutate").json()["response"]
+    items = {item["key"]: item for item in out["items"]}
+    assert items[imgs.signed]["value"] == f"{imgs.signed}@{imgs.signed_digest}"
+    assert "no Notation signature found" in items[imgs.unsigned]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        ({"kind": "ProviderRequest", "apiVersion": "v9", "request": {"keys": []}}, "unsupported apiVersion"),
+        ({"kind": "AdmissionReview"}, "expected a ProviderRequest"),
+        ({"kind": "ProviderRequest", "apiVersion": GK_API, "request": {"keys": [1]}}, "keys must be a list"),
+    ],
+)  # fmt: skip
+def test_provider_bad_requests(server: Server, body: dict[str, Any], phrase: str) -> None:
+    clients = server.ca.parent / "clients"
+    resp = requests.post(f"{server.url}/provider", json=body, verify=str(server.ca), timeout=10,
+                         cert=(str(clients / "client.crt"), str(clients / "client.key")))  # fmt: skip
+    assert resp.status_code == 400 and phrase in resp.json()["error"]
