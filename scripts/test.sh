@@ -7,8 +7,8 @@ cd "$root"
 
 scripts/install-tools.sh
 echo "== ruff" >&2
-.venv/bin/ruff check webhook tests bench
-.venv/bin/ruff format --check --quiet webhook tests bench
+.venv/bin/ruff check webhook tests bench scripts
+.venv/bin/ruff format --check --quiet webhook tests bench scripts
 echo "== mypy --strict webhook" >&2
 .venv/bin/mypy webhook
 echo "== pytest" >&2
