@@ -53,16 +53,14 @@ install_go_tool() {  # NAME "module/package@version"
   printf '%s\n' "$spec" > "$stamp"
 }
 
-install_refparse() {
-  # The distribution reference library, wrapped in a small program: the reference-parsing tests
-  # compare webhook/reference.py with it on the same table.
-  local src=tests/conformance/refparse stamp=.tools/bin/.refparse.version want
+install_local_go() {  # NAME: build tests/conformance/NAME (a Go program of this repository)
+  local name=$1 src=tests/conformance/$1 stamp=.tools/bin/.$1.version want
   want=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -d' ' -f1)
-  if [ -x .tools/bin/refparse ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    log "refparse present"; return
+  if [ -x ".tools/bin/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    log "$name present"; return
   fi
-  log "building refparse"
-  ( cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$root/.tools/bin/refparse" . ) || die "could not build refparse"
+  log "building $name (the first build can take a few minutes)"
+  ( cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$root/.tools/bin/$name" . ) || die "could not build $name"
   printf '%s\n' "$want" > "$stamp"
 }
 
@@ -93,6 +91,9 @@ install_go_tool oras "$ORAS"
 install_go_tool notation "$NOTATION"
 install_go_tool opa "$OPA"
 install_go_tool helm "$HELM"
-install_refparse
+# refparse: the distribution reference library the reference tests compare with.
+install_local_go refparse
+# gkharness: Gatekeeper's own engine (v3.23.1), evaluating policies/ against a live Referee.
+install_local_go gkharness
 install_python
 log "done: tools in .tools/bin, Python in .venv"

@@ -2,8 +2,6 @@
 # /mutate, or Gatekeeper's Assign with Referee as the provider) pin images first, and then insist.
 package refereepinnedimages
 
-import rego.v1
-
 template_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
 
 pod_specs contains input.review.object.spec if input.review.kind.kind == "Pod"

@@ -4,8 +4,6 @@
 # `allowedSigners` when the constraint lists any.
 package refereeverifiedimages
 
-import rego.v1
-
 template_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
 
 pod_specs contains input.review.object.spec if input.review.kind.kind == "Pod"

@@ -19,14 +19,17 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
 from tests.helpers.artifacts import Notation, attach, push_image
 from tests.helpers.codesign import install_notation_key, make_chain, write_trust_store
+from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
-from tests.helpers.tools import free_port
+from tests.helpers.tools import ROOT as ROOT_DIR
+from tests.helpers.tools import free_port, tool
 from webhook.app import build_gate
 from webhook.config import parse_config
 from webhook.deadline import Deadline
@@ -102,7 +105,13 @@ def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def start_server(
-    workdir: Path, olareg: RunningRegistry, policy: Path, store: Path, env: dict[str, str] | None = None
+    workdir: Path,
+    olareg: RunningRegistry,
+    policy: Path,
+    store: Path,
+    *,
+    env: dict[str, str] | None = None,
+    plain_hosts: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     ca = pki.make_ca(workdir)
     cert = pki.make_server_cert(workdir, ca)
@@ -111,12 +120,13 @@ def start_server(
     pki.make_client_cert(workdir / "clients", client_ca)
     port = free_port()
     config = workdir / "config.yaml"
+    registries = "".join(f"  '{host}': {{plainHTTP: true}}\n" for host in (olareg.host, *plain_hosts))
     config.write_text(
         f"listen: 127.0.0.1:{port}\n"
         f"trustPolicy: {policy}\ntrustStore: {store}\n"
         "exemptNamespaces: [kube-system, sandbox]\n"
         "exemptImages: ['docker.io/library/pause:*']\n"
-        f"registries:\n  '{olareg.host}': {{plainHTTP: true}}\n"
+        f"registries:\n{registries}"
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
         f"clientCAFile: {client_ca.cert_path}}}\n"
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
@@ -148,11 +158,23 @@ def start_server(
 
 
 @pytest.fixture(scope="module")
+def slow_registry() -> Iterator[FakeRegistry]:
+    """A registry that never answers in time (in-process fake: a real one cannot be made that slow)."""
+    with fake_registry() as fake:
+        fake.route("HEAD", "/v2/slow/app/manifests/v1", lambda h: time.sleep(8))
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def server(
-    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path_factory: pytest.TempPathFactory
+    olareg: RunningRegistry,
+    images: tuple[Images, Path, Path],
+    slow_registry: FakeRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     _, policy, store = images
-    yield from start_server(tmp_path_factory.mktemp("server"), olareg, policy, store)
+    workdir = tmp_path_factory.mktemp("server")
+    yield from start_server(workdir, olareg, policy, store, plain_hosts=(slow_registry.host,))
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +183,7 @@ def audit_server(
 ) -> Iterator[Server]:
     _, policy, store = images
     yield from start_server(
-        tmp_path_factory.mktemp("audit"), olareg, policy, store, {"REFEREE_MODE": "audit"}
+        tmp_path_factory.mktemp("audit"), olareg, policy, store, env={"REFEREE_MODE": "audit"}
     )
 
 
@@ -472,6 +494,20 @@ def test_provider_system_error_when_a_registry_is_down(server: Server) -> None:
     assert time.monotonic() - start < 3.5  # inside Gatekeeper's default budget
 
 
+def test_provider_answers_within_its_budget_when_a_registry_stalls_fake(
+    server: Server, images: tuple[Images, Path, Path], slow_registry: FakeRegistry
+) -> None:
+    stalled = f"{slow_registry.host}/slow/app:v1"
+    start = time.monotonic()
+    out = provider_call(server, [images[0].signed, stalled]).json()["response"]
+    elapsed = time.monotonic() - start
+    assert elapsed < 3.0  # Gatekeeper's provider timeout; the budget is timeouts.providerSeconds
+    items = {item["key"]: item for item in out["items"]}
+    assert items[images[0].signed]["value"]["verified"] is True  # the other image is still answered
+    assert "not decided in time" in items[stalled]["error"] or "could not check" in items[stalled]["error"]
+    assert out["systemError"]
+
+
 def test_provider_requires_the_client_certificate(server: Server, images: tuple[Images, Path, Path]) -> None:
     resp = provider_call(server, [images[0].signed], client_cert=False)
     assert resp.status_code == 403 and "client certificate" in resp.json()["error"]
@@ -513,3 +549,106 @@ def test_provider_bad_requests(server: Server, body: dict[str, Any], phrase: str
     resp = requests.post(f"{server.url}/provider", json=body, verify=str(server.ca), timeout=10,
                          cert=(str(clients / "client.crt"), str(clients / "client.key")))  # fmt: skip
     assert resp.status_code == 400 and phrase in resp.json()["error"]
+
+
+# --- Gatekeeper's own engine against this server (tests/conformance/gkharness) --------------------
+
+VERIFIED = ROOT_DIR / "policies" / "referee-verified-images"
+PINNED = ROOT_DIR / "policies" / "referee-pinned-images"
+
+
+def gatekeeper(
+    server: Server,
+    obj: dict[str, Any],
+    tmp: Path,
+    *,
+    template: Path = VERIFIED / "template.yaml",
+    constraint: Path = VERIFIED / "samples" / "constraint.yaml",
+    namespace: str = "team-a",
+) -> dict[str, Any]:
+    """Review ``obj`` with Gatekeeper's engine (v3.23.1), its external data calling this server over mTLS."""
+    obj_file = tmp / f"object-{time.monotonic_ns()}.yaml"
+    obj_file.write_text(json.dumps(obj))
+    clients = server.ca.parent / "clients"
+    proc = subprocess.run(
+        [tool("gkharness"), "-template", str(template), "-constraint", str(constraint),
+         "-object", str(obj_file), "-namespace", namespace, "-provider-name", "referee",
+         "-provider-url", f"{server.url}/provider",
+         "-provider-ca", str(server.ca), "-client-cert", str(clients / "client.crt"),
+         "-client-key", str(clients / "client.key"), "-timeout", "3"],
+        capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    assert result["errors"] == "", result
+    return result
+
+
+def k8s_pod(*images: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, **pod(*images)}
+
+
+def test_gatekeeper_admits_a_signed_pod(
+    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    assert gatekeeper(server, k8s_pod(images[0].signed), tmp_path)["violations"] == []
+
+
+def test_gatekeeper_denies_an_unsigned_pod_with_referees_reason(
+    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    imgs = images[0]
+    [violation] = gatekeeper(server, k8s_pod(imgs.signed, imgs.unsigned), tmp_path)["violations"]
+    assert violation["constraint"] == "signed-images-only" and violation["enforcementAction"] == "deny"
+    assert violation["msg"] == (
+        f"referee: image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found"
+    )
+    print(f"\nGatekeeper's denial: [{violation['constraint']}] {violation['msg']}")
+
+
+def test_gatekeeper_checks_workload_templates(
+    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    imgs = images[0]
+    spec = pod(imgs.signed, init=(imgs.tampered,))["spec"]
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": spec}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}}  # fmt: skip
+    [violation] = gatekeeper(server, deployment, tmp_path)["violations"]
+    assert imgs.tampered in violation["msg"] and "integrity" in violation["msg"]
+
+
+def test_gatekeeper_signer_filter_and_exemptions(
+    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    imgs = images[0]
+    constraint = yaml.safe_load((VERIFIED / "samples" / "constraint.yaml").read_text())
+    constraint["spec"]["parameters"] = {
+        "allowedSigners": ["CN=release,*"],
+        "exemptImages": [f"{imgs.unsigned}"],
+    }
+    path = tmp_path / "constraint.yaml"
+    path.write_text(yaml.safe_dump(constraint))
+    [violation] = gatekeeper(server, k8s_pod(imgs.signed, imgs.unsigned), tmp_path, constraint=path)[
+        "violations"
+    ]
+    assert "not by a signer this constraint allows" in violation["msg"] and imgs.signed in violation["msg"]
+
+
+def test_gatekeeper_reports_a_registry_that_is_down(server: Server, tmp_path: Path) -> None:
+    gone = f"127.0.0.1:{free_port()}/gone/app:v1"
+    messages = sorted(v["msg"] for v in gatekeeper(server, k8s_pod(gone), tmp_path)["violations"])
+    # Both the request-level system error and the image's own error are reported.
+    assert len(messages) == 2
+    assert messages[0].startswith("referee could not verify the images: ")
+    assert messages[1].startswith(f"referee: image {gone}: could not check")
+
+
+def test_gatekeeper_pinned_images_template(
+    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+) -> None:
+    imgs = images[0]
+    rules = {"template": PINNED / "template.yaml", "constraint": PINNED / "samples" / "constraint.yaml"}
+    pinned = gatekeeper(server, k8s_pod(f"{imgs.signed}@{imgs.signed_digest}"), tmp_path, **rules)
+    assert pinned["violations"] == []
+    loose = gatekeeper(server, k8s_pod(imgs.signed), tmp_path, **rules)
+    assert "not pinned by digest" in loose["violations"][0]["msg"]
