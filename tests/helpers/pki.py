@@ -68,7 +68,8 @@ def make_ca(directory: Path, cn: str = "Referee Test CA") -> KeyPair:
 
 
 def make_client_cert(directory: Path, ca: KeyPair, stem: str = "client", cn: str = "gatekeeper") -> KeyPair:
-    """A TLS client certificate (clientAuth) issued by ``ca``, like the one Gatekeeper presents."""
+    """A TLS client certificate issued by ``ca``, shaped like the one Gatekeeper presents: its webhook
+    certificate, which carries serverAuth and (with external data enabled) clientAuth."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
