@@ -36,33 +36,42 @@ def _write(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey, cert: x5
     return KeyPair(key, cert, cert_path, key_path)
 
 
-def make_ca(directory: Path, cn: str = "Referee Test CA") -> KeyPair:
+def _issue(
+    cn: str,
+    issuer: KeyPair | None,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+    days: int = 1,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A fresh P-256 key and its certificate, signed by ``issuer`` (or by itself when None)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .issuer_name(issuer.cert.subject if issuer else _name(cn))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    signer = issuer.key if issuer else key
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    return key, builder.sign(signer, hashes.SHA256())
+
+
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+)  # fmt: skip
+_LEAF = x509.BasicConstraints(ca=False, path_length=None)
+EKU = x509.oid.ExtendedKeyUsageOID
+
+
+def make_ca(directory: Path, cn: str = "Referee Test CA") -> KeyPair:
+    key, cert = _issue(
+        cn, None, [(x509.BasicConstraints(ca=True, path_length=None), True), (_CA_KEY_USAGE, True)], 2
     )
     return _write(directory, "ca", key, cert)
 
@@ -70,64 +79,23 @@ def make_ca(directory: Path, cn: str = "Referee Test CA") -> KeyPair:
 def make_client_cert(directory: Path, ca: KeyPair, stem: str = "client", cn: str = "gatekeeper") -> KeyPair:
     """A TLS client certificate issued by ``ca``, shaped like the one Gatekeeper presents: its webhook
     certificate, which carries serverAuth and (with external data enabled) clientAuth."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
+    key, cert = _issue(
+        cn, ca, [(_LEAF, True), (x509.ExtendedKeyUsage([EKU.SERVER_AUTH, EKU.CLIENT_AUTH]), False)]
     )
     return _write(directory, stem, key, cert)
 
 
 def make_server_cert(directory: Path, ca: KeyPair, stem: str = "server") -> KeyPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+    names = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    key, cert = _issue(
+        "localhost", ca, [(names, False), (_LEAF, True), (x509.ExtendedKeyUsage([EKU.SERVER_AUTH]), False)]
     )
     return _write(directory, stem, key, cert)
 
 
 def make_self_signed_signer(directory: Path, cn: str = "Referee Test Token Issuer") -> KeyPair:
     """A self-signed certificate without EKU, used to sign registry tokens (its cert is the root)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = _issue(cn, None, [])
     return _write(directory, "token-signer", key, cert)

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -26,6 +26,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from webhook.notary.certs import describe
+
+ExtensionT = TypeVar("ExtensionT", bound=x509.ExtensionType)
 
 
 class RevocationSource(Protocol):
@@ -50,10 +52,16 @@ class CertStatus:
     detail: str
 
 
-def _ocsp_urls(cert: x509.Certificate) -> list[str]:
+def _extension(cert: x509.Certificate, kind: type[ExtensionT]) -> ExtensionT | None:
     try:
-        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
+        return None
+
+
+def _ocsp_urls(cert: x509.Certificate) -> list[str]:
+    aia = _extension(cert, x509.AuthorityInformationAccess)
+    if aia is None:
         return []
     return [
         d.access_location.value
@@ -65,9 +73,8 @@ def _ocsp_urls(cert: x509.Certificate) -> list[str]:
 
 
 def _crl_urls(cert: x509.Certificate) -> list[str]:
-    try:
-        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
+    points = _extension(cert, x509.CRLDistributionPoints)
+    if points is None:
         return []
     return [
         name.value
