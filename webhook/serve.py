@@ -99,8 +99,13 @@ def _child_exit(server: Any, worker: Any) -> None:
 def serve(config_path: Path) -> None:
     config = load_config(config_path)
     # Metrics from every worker are added up at /metrics (prometheus-client multiprocess mode).
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="referee-metrics-")
+    else:  # a mounted folder (the container image sets one): created if needed, emptied of old runs
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(metrics_dir).glob("*.db"):
+            stale.unlink()
     TrustFiles(config.trust_policy, config.trust_store)  # fail now, not in every worker
     if not (config.tls_cert_file and config.tls_key_file):
         logging.getLogger(__name__).warning(
