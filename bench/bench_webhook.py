@@ -34,7 +34,7 @@ import urllib3
 
 from tests.helpers import pki, registries
 from tests.helpers.artifacts import push_image
-from tests.helpers.codesign import Chain, make_chain, write_trust_store
+from tests.helpers.codesign import Chain, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import ROOT, free_port
 from webhook.deadline import Deadline
@@ -187,9 +187,7 @@ def main() -> int:
             images.append(image)
         warm, cold_single, cold_twenty = images[:20], images[20:28], images[28:]
         write_trust_store(work / "truststore", "ca", "bench", chain.root)
-        (work / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [{
-            "name": "all", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
-            "trustStores": ["ca:bench"], "trustedIdentities": ["*"]}]}))  # fmt: skip
+        write_trust_policy(work / "trustpolicy.json", stores=["ca:bench"])
         ca = pki.make_ca(work)
         cert = pki.make_server_cert(work, ca)
         hook_port, echo_port = free_port(), free_port()

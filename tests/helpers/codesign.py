@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -210,3 +211,26 @@ def write_trust_store(root: Path, store_type: str, name: str, *certs: x509.Certi
     for i, cert in enumerate(certs):
         (d / f"cert-{i}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return d
+
+
+def write_trust_policy(
+    path: Path,
+    *,
+    stores: list[str] | None = None,
+    identities: list[str] | None = None,
+    level: str = "strict",
+    scopes: list[str] | None = None,
+    name: str = "all",
+    **verification: Any,
+) -> Path:
+    """A one-statement ``trustpolicy.json`` (version 1.0); ``verification`` adds e.g. override=..."""
+    statement: dict[str, Any] = {
+        "name": name,
+        "registryScopes": scopes or ["*"],
+        "signatureVerification": {"level": level, **{k: v for k, v in verification.items() if v}},
+    }
+    if level != "skip":
+        statement["trustStores"] = stores or ["ca:test"]
+        statement["trustedIdentities"] = identities or ["*"]
+    path.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    return path

@@ -3,7 +3,6 @@ the Dockerfile's two stages, then `referee serve` from the result, answering ove
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import requests
 
 from tests.helpers import pki
-from tests.helpers.codesign import make_chain, write_trust_store
+from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
 from tests.helpers.tools import ROOT, free_port, run
 
 
@@ -38,9 +37,7 @@ def test_wheels_install_offline_and_serve(tmp_path: Path) -> None:
     # The installed entry point serves, with a metrics folder that does not exist yet (as mounted).
     chain = make_chain()
     write_trust_store(tmp_path / "truststore", "ca", "test", chain.root)
-    (tmp_path / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [{
-        "name": "all", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
-        "trustStores": ["ca:test"], "trustedIdentities": ["*"]}]}))  # fmt: skip
+    write_trust_policy(tmp_path / "trustpolicy.json")
     ca = pki.make_ca(tmp_path)
     cert = pki.make_server_cert(tmp_path, ca)
     port = free_port()

@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from tests.helpers.artifacts import Notation, oras, push_image
-from tests.helpers.codesign import Chain, LeafSpec, install_notation_key, make_chain, write_trust_store
+from tests.helpers.codesign import (
+    Chain,
+    LeafSpec,
+    install_notation_key,
+    make_chain,
+    write_trust_policy,
+    write_trust_store,
+)
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.revocation import file_server, ocsp_responder, write_crl
 from tests.helpers.tools import free_port, run, tool
@@ -47,21 +54,14 @@ class Case:
         scopes: list[str] | None = None,
         verify_timestamp: str | None = None,
     ) -> None:
-        verification: dict[str, Any] = {"level": level}
-        if override:
-            verification["override"] = override
-        if verify_timestamp:
-            verification["verifyTimestamp"] = verify_timestamp
-        statement: dict[str, Any] = {
-            "name": "test",
-            "registryScopes": scopes or ["*"],
-            "signatureVerification": verification,
-        }
-        if level != "skip":
-            statement["trustStores"] = stores or ["ca:test"]
-            statement["trustedIdentities"] = identities or ["*"]
-        (self.config / "trustpolicy.json").write_text(
-            json.dumps({"version": "1.0", "trustPolicies": [statement]})
+        write_trust_policy(
+            self.config / "trustpolicy.json",
+            stores=stores,
+            identities=identities,
+            level=level,
+            scopes=scopes,
+            override=override,
+            verifyTimestamp=verify_timestamp,
         )
 
     def notation_verify(self) -> bool:

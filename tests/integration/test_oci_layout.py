@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import NOTARY, SignedImage
 from tests.helpers.artifacts import Notation, oras, referrer_tree
+from tests.helpers.codesign import write_trust_policy
 from tests.helpers.tools import run, tool
 from webhook.deadline import Deadline
 from webhook.errors import ContentMismatch, InvalidReference, NotFound
@@ -113,15 +114,8 @@ def test_verify_a_layout_with_a_scope(layout: Path, notation: Notation, tmp_path
     """notation verify --oci-layout --scope and referee verify --oci-layout --scope agree."""
     config = notation.home / "notation"
     stores = sorted(p.name for p in (config / "truststore" / "x509" / "ca").iterdir())
-    policy = tmp_path / "trustpolicy.json"
-    statement = {
-        "name": "local",
-        "registryScopes": ["local/app"],
-        "signatureVerification": {"level": "strict"},
-        "trustStores": [f"ca:{s}" for s in stores],
-        "trustedIdentities": ["*"],
-    }
-    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    policy = write_trust_policy(tmp_path / "trustpolicy.json", stores=[f"ca:{s}" for s in stores],
+                                scopes=["local/app"], name="local")  # fmt: skip
     (config / "trustpolicy.json").write_text(policy.read_text())
     for scope, allowed in (("local/app", True), ("local/other", False)):
         theirs = run([tool("notation"), "verify", "--oci-layout", "--scope", scope, f"{layout}:v1"],

@@ -12,7 +12,7 @@ import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.helpers.artifacts import Notation, oras_discover, push_image
-from tests.helpers.codesign import Chain, LeafSpec, make_chain, write_trust_store
+from tests.helpers.codesign import Chain, LeafSpec, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import run, tool
 from tests.helpers.tsa import local_tsa
@@ -30,14 +30,7 @@ def setup(tmp: Path, chain: Chain) -> tuple[Notation, Path, Path]:
     notation = Notation(tmp / "home")
     config = notation.home / "notation"
     write_trust_store(config / "truststore", "ca", "test", chain.root)
-    statement = {
-        "name": "all",
-        "registryScopes": ["*"],
-        "signatureVerification": {"level": "strict"},
-        "trustStores": ["ca:test"],
-        "trustedIdentities": ["x509.subject: C=US, ST=WA, O=Referee Test"],
-    }
-    (config / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    write_trust_policy(config / "trustpolicy.json", identities=["x509.subject: C=US, ST=WA, O=Referee Test"])
     key, cert = tmp / "key.pem", tmp / "chain.pem"
     key.write_bytes(chain.key_pem())
     cert.write_bytes(chain.pem())
@@ -104,14 +97,7 @@ def test_sign_refuses_a_certificate_notation_would_reject(olareg: RunningRegistr
 
 
 def policy_file(config: Path, stores: list[str]) -> None:
-    statement = {
-        "name": "all",
-        "registryScopes": ["*"],
-        "signatureVerification": {"level": "strict"},
-        "trustStores": stores,
-        "trustedIdentities": ["*"],
-    }
-    (config / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [statement]}))
+    write_trust_policy(config / "trustpolicy.json", stores=stores)
 
 
 def both_verify(notation: Notation, registry: RunningRegistry, repo: str, digest: str) -> tuple[bool, bool]:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
 from tests.helpers.artifacts import Notation, attach, push_image
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_store
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import ROOT as ROOT_DIR
@@ -92,10 +92,7 @@ def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) ->
            content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
     store = work / "truststore"
     write_trust_store(store, "ca", "test", chain.root)
-    policy = work / "trustpolicy.json"
-    policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [{
-        "name": "all", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
-        "trustStores": ["ca:test"], "trustedIdentities": ["*"]}]}))  # fmt: skip
+    policy = write_trust_policy(work / "trustpolicy.json")
     return (
         Images(f"{olareg.host}/hook/signed:v1", signed, f"{olareg.host}/hook/unsigned:v1", unsigned,
                f"{olareg.host}/hook/tampered:v1"),
