@@ -91,6 +91,8 @@ install_go_tool oras "$ORAS"
 install_go_tool notation "$NOTATION"
 install_go_tool opa "$OPA"
 install_go_tool helm "$HELM"
+# The Gatekeeper manager (v3.23.1) the end-to-end tests run against the real kube-apiserver.
+scripts/gatekeeper.sh build
 # refparse: the distribution reference library the reference tests compare with.
 install_local_go refparse
 # gkharness: Gatekeeper's own engine (v3.23.1), evaluating policies/ against a live Referee.
