@@ -1,0 +1,219 @@
+"""Gatekeeper's manager (built by scripts/gatekeeper.sh) run as a local process against a real
+kube-apiserver, with its CRDs from the same module version and its webhooks registered by URL."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ipaddress
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from cryptography import x509
+
+from tests.helpers import pki
+from tests.helpers.tools import ROOT, free_port, run, tool
+
+NAMESPACE = "gatekeeper-system"
+VALIDATING = "gatekeeper-validating-webhook-configuration"
+MUTATING = "gatekeeper-mutating-webhook-configuration"
+
+
+class Kubectl(Protocol):
+    """What this module needs of the control plane (tests.helpers.cluster.Cluster)."""
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+@dataclass(frozen=True)
+class Gatekeeper:
+    url: str  # https://127.0.0.1:PORT, the webhook server
+    ca: pki.KeyPair  # issued the serving certificate, which is also the external-data client certificate
+    cert_dir: Path  # tls.crt, tls.key
+    log: Path
+
+
+def crd_dir() -> Path:
+    """The CRDs of the pinned Gatekeeper version, in Go's module cache."""
+    out = run(["bash", str(ROOT / "scripts" / "gatekeeper.sh"), "crds"], timeout=300).stdout.strip()
+    path = Path(out)
+    assert path.is_dir(), out
+    return path
+
+
+def issue_certificates(directory: Path) -> pki.KeyPair:
+    """A CA and, in ``directory``, tls.crt/tls.key for 127.0.0.1 with serverAuth and clientAuth: the
+    certificate Gatekeeper serves its webhook with and presents to external-data providers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca(directory, "Gatekeeper Test CA")
+    names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    eku = x509.ExtendedKeyUsage([pki.EKU.SERVER_AUTH, pki.EKU.CLIENT_AUTH])
+    leaf = x509.BasicConstraints(ca=False, path_length=None)
+    key, cert = pki._issue("gatekeeper-webhook-service.gatekeeper-system.svc", ca,
+                           [(names, False), (leaf, True), (eku, False)])  # fmt: skip
+    pki._write(directory, "tls", key, cert)
+    return ca
+
+
+def webhook_configurations(url: str, ca_pem: bytes, namespaces: list[str]) -> list[dict[str, Any]]:
+    """Gatekeeper's own validating and mutating webhooks (manifest_staging/deploy/gatekeeper.yaml),
+    registered by URL, with failurePolicy Fail and limited to ``namespaces``, so that a Gatekeeper
+    that is not answering fails the test and nothing else in the cluster goes through it."""
+    bundle = base64.b64encode(ca_pem).decode()
+    selector = {"matchExpressions": [
+        {"key": "admission.gatekeeper.sh/ignore", "operator": "DoesNotExist"},
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]}  # fmt: skip
+    rules = [{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+              "resources": ["*", "pods/ephemeralcontainers"]}]  # fmt: skip
+
+    def hook(name: str, path: str) -> dict[str, Any]:
+        return {"name": name, "admissionReviewVersions": ["v1", "v1beta1"],
+                "clientConfig": {"url": f"{url}{path}", "caBundle": bundle},
+                "failurePolicy": "Fail", "matchPolicy": "Exact", "namespaceSelector": selector,
+                "rules": rules, "sideEffects": "None", "timeoutSeconds": 10}  # fmt: skip
+
+    def configuration(kind: str, name: str, webhook: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"name": name, "labels": {"gatekeeper.sh/system": "yes"}}
+        return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": metadata,
+                "webhooks": [webhook]}  # fmt: skip
+
+    return [
+        configuration("MutatingWebhookConfiguration", MUTATING, hook("mutation.gatekeeper.sh", "/v1/mutate")),
+        configuration(
+            "ValidatingWebhookConfiguration", VALIDATING, hook("validation.gatekeeper.sh", "/v1/admit")
+        ),
+    ]
+
+
+def manager_args(port: int, health_port: int, cert_dir: Path) -> list[str]:
+    return [
+        "--host=127.0.0.1", f"--port={port}", f"--health-addr=127.0.0.1:{health_port}",
+        f"--cert-dir={cert_dir}", "--disable-cert-rotation",
+        "--enable-external-data",
+        # The response cache would hide a changed answer between tests; Referee caches verdicts.
+        "--external-data-provider-response-cache-ttl=0s",
+        "--operation=webhook", "--operation=mutation-webhook",
+        # status and mutation-status fill in byPod on templates, constraints, providers and mutators.
+        "--operation=status", "--operation=mutation-status",
+        f"--exempt-namespace={NAMESPACE}", "--disable-opa-builtin={http.send}",
+        "--log-level=INFO", "--log-denies",
+        # The Prometheus exporter listens on every interface; the OTLP one only pushes, here to a
+        # loopback port that nobody listens on, once a day.
+        "--metrics-backend=opentelemetry", f"--otlp-endpoint=127.0.0.1:{free_port()}",
+        "--otlp-metric-interval=24h", "--metrics-addr=0",
+    ]  # fmt: skip
+
+
+def wait_for(
+    what: str, probe: Callable[[], bool], timeout: float, on_timeout: Callable[[], str] = str
+) -> None:
+    """Poll ``probe`` until it returns True, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not after {timeout:.0f}s\n{on_timeout()}")
+
+
+def get_json(cluster: Kubectl, *args: str) -> dict[str, Any]:
+    proc = cluster.kubectl("get", *args, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return {}
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def by_pod(cluster: Kubectl, *args: str) -> list[dict[str, Any]]:
+    """``status.byPod`` of an object (Gatekeeper's per-instance status), [] while there is none."""
+    pods: list[dict[str, Any]] = get_json(cluster, *args).get("status", {}).get("byPod", [])
+    return pods
+
+
+def active(cluster: Kubectl, kind: str, name: str) -> bool:
+    """A Provider is in Gatekeeper's cache."""
+    return any(s.get("active") and not s.get("errors") for s in by_pod(cluster, kind, name))
+
+
+def enforced(cluster: Kubectl, kind: str, name: str) -> bool:
+    """A constraint or mutator is in force in this Gatekeeper."""
+    return any(s.get("enforced") and not s.get("errors") for s in by_pod(cluster, kind, name))
+
+
+def created(cluster: Kubectl, template: str) -> bool:
+    """A ConstraintTemplate's constraint CRD exists, without errors."""
+    status = get_json(cluster, "constrainttemplate", template).get("status", {})
+    return status.get("created") is True and not any(s.get("errors") for s in status.get("byPod", []))
+
+
+def apply(cluster: Kubectl, *docs: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)})
+    return cluster.kubectl("apply", "-f", "-", input=body)
+
+
+@contextlib.contextmanager
+def installed_crds(cluster: Kubectl) -> Iterator[None]:
+    """Gatekeeper's CRDs, applied server-side (the ConstraintTemplate CRD is too large for the
+    last-applied annotation of a client-side apply); deleted again afterwards."""
+    crds = str(crd_dir())
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+        yield
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", crds, check=False)
+
+
+@contextlib.contextmanager
+def running_manager(cluster: Kubectl, workdir: Path, namespaces: list[str]) -> Iterator[Gatekeeper]:
+    """Gatekeeper's manager as a local process (webhook, mutation webhook, external data, status),
+    its webhooks registered by URL for ``namespaces``; stopped and unregistered afterwards."""
+    cert_dir = workdir / "certs"
+    ca = issue_certificates(cert_dir)
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    port, health = free_port(), free_port()
+    log = workdir / "gatekeeper.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+           "POD_NAMESPACE": NAMESPACE, "POD_NAME": "gatekeeper-local"}  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [tool("gatekeeper-manager"), *manager_args(port, health, cert_dir)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    registered = False
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"gatekeeper exited ({proc.returncode}):\n{log.read_text()}"
+            try:
+                return requests.get(f"http://127.0.0.1:{health}/readyz", timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for("gatekeeper ready", ready, 90, log.read_text)
+        apply(cluster, *webhook_configurations(url, ca.cert_path.read_bytes(), namespaces))
+        registered = True
+        yield Gatekeeper(url, ca, cert_dir, log)
+    finally:
+        if registered:
+            cluster.kubectl("delete", "--ignore-not-found", f"validatingwebhookconfiguration/{VALIDATING}",
+                            f"mutatingwebhookconfiguration/{MUTATING}", check=False)  # fmt: skip
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
