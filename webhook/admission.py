@@ -159,6 +159,41 @@ def images_of(group: str, kind: str, obj: Mapping[str, Any] | None) -> list[Imag
     return [*_container_images(prefix, spec), *_volume_images(prefix, spec)]
 
 
+@dataclass(frozen=True)
+class PullSecretNames:
+    """Where the kubelet would find credentials to pull a pod's images: the pod's own
+    ``imagePullSecrets`` and those of its service account (names only; the Secrets are read later)."""
+
+    service_account: str  # "default" when the spec names none, as the API server fills it in
+    secrets: tuple[str, ...]
+
+
+MAX_PULL_SECRETS = 32  # per pod; far more than any real pod names
+
+
+def pull_secret_names(group: str, kind: str, obj: Mapping[str, Any] | None) -> PullSecretNames | None:
+    """The pull-secret names of an object that runs pods; None for other kinds. Malformed entries
+    raise ``AdmissionError`` like malformed containers do."""
+    found = _pod_spec(group, kind, obj or {})
+    if found is None or not isinstance(found[1], dict):
+        return None
+    prefix, spec = found
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    if not isinstance(account, str):
+        raise AdmissionError(f"{prefix}.serviceAccountName must be a string")
+    entries = spec.get("imagePullSecrets") or []
+    if not isinstance(entries, list):
+        raise AdmissionError(f"{prefix}.imagePullSecrets must be a list")
+    names: list[str] = []
+    for i, entry in enumerate(entries[:MAX_PULL_SECRETS]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise AdmissionError(f"{prefix}.imagePullSecrets[{i}].name must be a string")
+        if name and name not in names:
+            names.append(name)
+    return PullSecretNames(account, tuple(names))
+
+
 def _container_images(prefix: str, spec: Mapping[str, Any]) -> list[ImageUse]:
     uses: list[ImageUse] = []
     for list_name in _CONTAINER_LISTS:

@@ -7,6 +7,7 @@ read or loaded at import time.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -22,13 +23,16 @@ from webhook import provider as provider_protocol
 from webhook.admission import (
     AdmissionError,
     AdmissionRequest,
+    PullSecretNames,
     images_of,
     parse_review,
     pin_patch,
+    pull_secret_names,
     review_response,
 )
 from webhook.config import Config, load_config
 from webhook.deadline import Deadline
+from webhook.kube import KubernetesReader, PodKeyring, PullSecrets
 from webhook.metrics import exposition, metrics
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
@@ -78,6 +82,11 @@ def create_app(config: Config | None = None) -> Flask:
     if config is None:
         config = load_config(Path(os.environ.get("REFEREE_CONFIG", "/etc/referee/config.yaml")))
     gate = build_gate(config)
+    secrets = (
+        PullSecrets(KubernetesReader(config.kubeconfig), ttl_s=config.pull_secret_ttl_s)
+        if config.pull_secrets
+        else None
+    )
     app = Flask("referee")
 
     @app.get("/healthz")
@@ -109,7 +118,7 @@ def create_app(config: Config | None = None) -> Flask:
     def validate() -> Response:
         started = time.monotonic()
         review = parse_review(_read_json(config.max_body_bytes))
-        answer, decisions = _admit(review, config, gate)
+        answer, decisions = _admit(review, config, gate, secrets)
         _log_decision(review, answer, decisions, started)
         metrics().decisions.labels("validate", "allowed" if answer["response"]["allowed"] else "denied").inc()
         return _json(answer)
@@ -119,7 +128,7 @@ def create_app(config: Config | None = None) -> Flask:
         if not config.mutate:
             return _json({"error": "digest pinning is not enabled (set mutate: true)"}, 404)
         review = parse_review(_read_json(config.max_body_bytes))
-        answer = _pin(review, config, gate)
+        answer = _pin(review, config, gate, secrets)
         metrics().decisions.labels(
             "mutate", "patched" if "patch" in answer["response"] else "unchanged"
         ).inc()
@@ -128,15 +137,14 @@ def create_app(config: Config | None = None) -> Flask:
     @app.post("/provider")
     def provider() -> Response:
         _require_client_certificate(config)
-        return _json(
-            _provide(provider_protocol.parse_request(_read_json(config.max_body_bytes)), config, gate)
-        )
+        keys = provider_protocol.parse_request(_read_json(config.max_body_bytes))
+        return _json(_provide(keys, config, gate, secrets))
 
     @app.post("/provider/mutate")
     def provider_mutate() -> Response:
         _require_client_certificate(config)
         keys = provider_protocol.parse_request(_read_json(config.max_body_bytes))
-        return _json(_provide(keys, config, gate, pin=True))
+        return _json(_provide(keys, config, gate, secrets, pin=True))
 
     return app
 
@@ -156,22 +164,58 @@ def _require_client_certificate(config: Config) -> None:
         raise _Forbidden("this endpoint requires a client certificate issued by the configured client CA")
 
 
+def _decide(
+    gate: Gate,
+    secrets: PullSecrets | None,
+    images: list[str],
+    deadline: Deadline,
+    *,
+    namespace: str,
+    pull: PullSecretNames | None,
+) -> list[ImageDecision]:
+    """The gate's decisions, with the pod's pull secrets when Referee reads them. Where an image could
+    not be checked and a pull secret could not be used, the reason says so."""
+    if not images:
+        return []
+    found: PodKeyring | None = None
+    if secrets is not None and namespace and pull is not None:
+        found = secrets.for_pod(namespace, pull.service_account, pull.secrets, deadline)
+    decisions = gate.decide(images, deadline, found.keyring if found else None)
+    if found is None or not found.notes:
+        return decisions
+    note = " (pull secrets: " + "; ".join(found.notes) + ")"
+    return [dataclasses.replace(d, reason=d.reason + note) if d.inconclusive else d for d in decisions]
+
+
 def _provide(
-    keys: list[provider_protocol.Key], config: Config, gate: Gate, *, pin: bool = False
+    keys: list[provider_protocol.Key],
+    config: Config,
+    gate: Gate,
+    secrets: PullSecrets | None,
+    *,
+    pin: bool = False,
 ) -> dict[str, Any]:
     exempt = {
         k.key for k in keys if k.namespace and k.namespace in (config.namespace, *config.exempt_namespaces)
     }
-    to_check = [k.image for k in keys if k.key not in exempt]
     deadline = Deadline.after(config.provider_deadline_s)
-    decisions = {d.image: d for d in gate.decide(to_check, deadline)} if to_check else {}
+    decisions: dict[tuple[str, str], ImageDecision] = {}
+    # Keys of one namespace share that namespace's default service account's pull secrets.
+    by_namespace: dict[str, list[str]] = {}
+    for k in keys:
+        if k.key not in exempt:
+            by_namespace.setdefault(k.namespace, []).append(k.image)
+    for namespace, images in by_namespace.items():
+        names = PullSecretNames("default", ()) if namespace else None
+        for d in _decide(gate, secrets, images, deadline, namespace=namespace, pull=names):
+            decisions[(namespace, d.image)] = d
     items: list[dict[str, Any]] = []
     transient: list[str] = []
     for k in keys:
         if k.key in exempt:
             items.append({"key": k.key, "value": k.image if pin else _value(None, "exempt namespace")})
             continue
-        d = decisions[k.image]
+        d = decisions[(k.namespace, k.image)]
         if not d.allowed:
             items.append({"key": k.key, "error": d.describe()})
             if d.inconclusive:
@@ -198,7 +242,7 @@ def _value(d: ImageDecision | None, reason: str) -> dict[str, Any]:
     }
 
 
-def _pin(review: AdmissionRequest, config: Config, gate: Gate) -> dict[str, Any]:
+def _pin(review: AdmissionRequest, config: Config, gate: Gate, secrets: PullSecrets | None) -> dict[str, Any]:
     """Allowed always (the validating webhook decides); a patch pins the images that verified."""
     annotations = ((review.object or {}).get("metadata") or {}).get("annotations") or {}
     exempt = review.namespace in (config.namespace, *config.exempt_namespaces)
@@ -206,7 +250,9 @@ def _pin(review: AdmissionRequest, config: Config, gate: Gate) -> dict[str, Any]
         return review_response(review.uid, allowed=True)
     uses = images_of(review.group, review.kind, review.object)
     images = [u.image for u in uses if u.image and "@" not in u.image][: config.max_images_per_request]
-    decisions = gate.decide(images, Deadline.after(config.deadline_s)) if images else []
+    pull = pull_secret_names(review.group, review.kind, review.object)
+    deadline = Deadline.after(config.deadline_s)
+    decisions = _decide(gate, secrets, images, deadline, namespace=review.namespace, pull=pull)
     digests = {d.image: d.digest for d in decisions if d.allowed and d.digest}
     ops = pin_patch(uses, digests)
     if not ops:
@@ -238,7 +284,7 @@ def _drain(length: int, cap: int) -> None:
 
 
 def _admit(
-    review: AdmissionRequest, config: Config, gate: Gate
+    review: AdmissionRequest, config: Config, gate: Gate, secrets: PullSecrets | None
 ) -> tuple[dict[str, Any], list[ImageDecision]]:
     if review.namespace and (
         review.namespace == config.namespace or review.namespace in config.exempt_namespaces
@@ -252,7 +298,9 @@ def _admit(
     if len(set(images)) > config.max_images_per_request:
         problems.append(f"more than {config.max_images_per_request} distinct images in one object")
         images = []
-    decisions = gate.decide(images, Deadline.after(config.deadline_s)) if images else []
+    pull = pull_secret_names(review.group, review.kind, review.object)
+    deadline = Deadline.after(config.deadline_s)
+    decisions = _decide(gate, secrets, images, deadline, namespace=review.namespace, pull=pull)
     problems += [d.describe() for d in decisions if not d.allowed]
     if not problems:
         return review_response(review.uid, allowed=True), decisions

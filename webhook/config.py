@@ -20,6 +20,10 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
     mutate: false                      # serve /mutate: pin verified images to their digests
+    kubernetes:                        # read pods' pull secrets through the Kubernetes API
+      pullSecrets: false               # needs get on secrets and serviceaccounts
+      kubeconfig: /path/to/kubeconfig  # optional; the in-cluster service account when absent
+      cacheTTLSeconds: 30
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class Config:
     workers: int = 2
     threads: int = 8
     mutate: bool = False  # serve /mutate (digest pinning)
+    pull_secrets: bool = False  # read pods' imagePullSecrets (and their service accounts') from the API
+    kubeconfig: Path | None = None  # for the Kubernetes API; None: the in-cluster service account
+    pull_secret_ttl_s: float = 30.0
 
     @property
     def deadline_s(self) -> float:
@@ -89,6 +96,7 @@ class Config:
 _TOP = {
     "listen", "mode", "namespace", "trustPolicy", "trustStore", "exemptNamespaces", "exemptImages",
     "registries", "tls", "cache", "timeouts", "limits", "revocation", "server", "mutate",
+    "kubernetes",
 }  # fmt: skip
 
 
@@ -171,6 +179,7 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
     if admission > 30:
         raise ConfigError("config: timeouts.admissionSeconds is at most 30 (the API server's limit)")
     mutate = _bool(doc, "mutate", "mutate")
+    kube = _section(doc, "kubernetes", {"pullSecrets", "kubeconfig", "cacheTTLSeconds"})
     offline = _bool(revocation, "offline", "revocation.offline")
     return Config(
         trust_policy=_path(doc["trustPolicy"], "trustPolicy", base),
@@ -200,6 +209,11 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
         workers=int(_number(server, "workers", "server", 2)),
         threads=int(_number(server, "threads", "server", 8)),
         mutate=mutate,
+        pull_secrets=_bool(kube, "pullSecrets", "kubernetes.pullSecrets"),
+        kubeconfig=_path(kube["kubeconfig"], "kubernetes.kubeconfig", base)
+        if kube.get("kubeconfig")
+        else None,
+        pull_secret_ttl_s=_number(kube, "cacheTTLSeconds", "kubernetes", 30),
     )
 
 

@@ -28,6 +28,7 @@ from webhook.reference import Reference
 from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
 from webhook.registry.client import HttpRepository, RegistryClient
+from webhook.registry.credentials import Credential, Keyring
 from webhook.trustfiles import TrustFiles, TrustMaterial
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,23 @@ class ImageDecision:
         return f"image {self.image}{where}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One image to verify: the digest, the trust it is verified against, the credentials to read it."""
+
+    image: str
+    scope: str  # the repository, as trust policy scopes name it
+    digest: str
+    trust: TrustMaterial
+    deadline: Deadline
+    credentials: tuple[Credential, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The verdict cache key: (repository, digest, trust fingerprint)."""
+        return (self.scope, self.digest, self.trust.fingerprint)
+
+
 class Gate:
     """Decides images for admission: parallel, bounded by a deadline, cached, one flight per image.
 
@@ -186,7 +204,7 @@ class Gate:
         self._exempt = exempt_images
         self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
-        self._flight: SingleFlight[tuple[str, str, str], ImageDecision] = SingleFlight()
+        self._flight: SingleFlight[tuple[str, str, str, str], ImageDecision] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
         self._count_lock = threading.Lock()
         self.verifications = 0  # signature verifications run (not answered from cache or shared)
@@ -201,10 +219,13 @@ class Gate:
     def trust_reload_error(self) -> str:
         return self._trust.last_error
 
-    def decide(self, images: list[str], deadline: Deadline) -> list[ImageDecision]:
-        """One decision per distinct image, in first-seen order."""
+    def decide(
+        self, images: list[str], deadline: Deadline, keyring: Keyring | None = None
+    ) -> list[ImageDecision]:
+        """One decision per distinct image, in first-seen order. ``keyring`` holds credentials of
+        this request (a pod's pull secrets), tried before the configured ones."""
         unique = list(dict.fromkeys(images))
-        futures = {image: self._pool.submit(self._decide_one, image, deadline) for image in unique}
+        futures = {image: self._pool.submit(self._decide_one, image, deadline, keyring) for image in unique}
         wait(futures.values(), timeout=max(0.0, deadline.remaining_s()))
         out = []
         for image, future in futures.items():
@@ -223,15 +244,15 @@ class Gate:
                 )
         return out
 
-    def _decide_one(self, image: str, deadline: Deadline) -> ImageDecision:
+    def _decide_one(self, image: str, deadline: Deadline, keyring: Keyring | None) -> ImageDecision:
         started = time.monotonic()
-        decision = self._decide_uncounted(image, deadline)
+        decision = self._decide_uncounted(image, deadline, keyring)
         outcome = "allowed" if decision.allowed else "inconclusive" if decision.inconclusive else "denied"
         metrics().verify_seconds.labels(outcome).observe(time.monotonic() - started)
         metrics().cache.labels("verdict", "hit" if decision.cached else "miss").inc()
         return decision
 
-    def _decide_uncounted(self, image: str, deadline: Deadline) -> ImageDecision:
+    def _decide_uncounted(self, image: str, deadline: Deadline, keyring: Keyring | None) -> ImageDecision:
         try:
             ref = parse_reference(image)
         except InvalidReference as exc:
@@ -239,56 +260,63 @@ class Gate:
         if any(fnmatch.fnmatchcase(str(ref), p) or fnmatch.fnmatchcase(image, p) for p in self._exempt):
             return ImageDecision(image, True, "exempt by configuration", ref.digest)
         trust = self._trust.current()
-        repo = self._client.repository(ref)
+        credentials = self._credentials(ref, keyring)
+        repo = self._client.repository(ref, credentials)
         try:
             digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline)
         except VerificationFailed as exc:
             return ImageDecision(image, False, _short_reason(exc))
         except VerificationInconclusive as exc:
             return ImageDecision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
-        return self._cached_or_verified(image, ref.name, digest, trust, deadline)
+        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials))
+        return self._cached_or_verified(job)
 
-    def _cached_or_verified(
-        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
-    ) -> ImageDecision:
-        key = (scope, digest, trust.fingerprint)
-        cached = self.verdicts.get(key)
+    def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
+        configured = self._client.keyring.lookup(ref.domain, ref.path)
+        if keyring is None:
+            return configured
+        ours = keyring.lookup(ref.domain, ref.path)
+        seen = {c.fingerprint() for c in ours}
+        return ours + [c for c in configured if c.fingerprint() not in seen]
+
+    def _cached_or_verified(self, job: _Job) -> ImageDecision:
+        # A verdict is about the digest, whoever asked: credentials only decide whether the
+        # registry could be read. A verification in flight is shared only by requests that would
+        # read the registry with the same credentials (one without may fail where one with would not).
+        cached = self.verdicts.get(job.key)
         if cached is not None:
-            return dataclasses.replace(cached, image=image, cached=True)
+            return dataclasses.replace(cached, image=job.image, cached=True)
+        flight = (*job.key, ",".join(c.fingerprint() for c in job.credentials))
         try:
-            work = lambda: self._verify(image, scope, digest, trust, deadline)  # noqa: E731
-            shared = self._flight.do(key, work, max(0.0, deadline.remaining_s()))
-            return dataclasses.replace(shared, image=image)
+            shared = self._flight.do(flight, lambda: self._verify(job), max(0.0, job.deadline.remaining_s()))
+            return dataclasses.replace(shared, image=job.image)
         except TimeoutError:
-            return ImageDecision(image, False, "not decided in time", digest, inconclusive=True)
+            return ImageDecision(job.image, False, "not decided in time", job.digest, inconclusive=True)
 
     def _resolve(self, repo: HttpRepository, ref: Reference, deadline: Deadline) -> str:
         digest = repo.resolve(ref.target, deadline).descriptor.digest
         self.tags.put(str(ref), digest, self._tag_ttl_s)
         return digest
 
-    def _verify(
-        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
-    ) -> ImageDecision:
+    def _verify(self, job: _Job) -> ImageDecision:
         with self._count_lock:
             self.verifications += 1
         metrics().in_flight.inc()
         try:
-            return self._verify_counted(image, scope, digest, trust, deadline)
+            return self._verify_counted(job)
         finally:
             metrics().in_flight.dec()
 
-    def _verify_counted(
-        self, image: str, scope: str, digest: str, trust: TrustMaterial, deadline: Deadline
-    ) -> ImageDecision:
+    def _verify_counted(self, job: _Job) -> ImageDecision:
+        image, digest = job.image, job.digest
         now = dt.datetime.now(dt.UTC)
-        repo = self._client.repository(parse_reference(f"{scope}@{digest}"))
-        settings = Trust(trust.policy, trust.store, now, self._max_signatures, self._revocation)
+        repo = self._client.repository(parse_reference(f"{job.scope}@{digest}"), list(job.credentials))
+        settings = Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
         try:
-            result = verify_image(repo, image, digest, scope=scope, trust=settings, deadline=deadline)
+            result = verify_image(repo, image, digest, scope=job.scope, trust=settings, deadline=job.deadline)
         except VerificationFailed as exc:
             decision = ImageDecision(image, False, _short_reason(exc), digest)
-            self.verdicts.put((scope, digest, trust.fingerprint), decision, self._verdict_ttl_s)
+            self.verdicts.put(job.key, decision, self._verdict_ttl_s)
             return decision
         except VerificationInconclusive as exc:
             return ImageDecision(
@@ -305,7 +333,7 @@ class Gate:
                 signing_time=winner.signing_time.isoformat() if winner.signing_time else "",
                 signing_scheme=winner.signing_scheme,
             )
-        self.verdicts.put((scope, digest, trust.fingerprint), decision, self._ttl(verdict, now))
+        self.verdicts.put(job.key, decision, self._ttl(verdict, now))
         return decision
 
     def _ttl(self, verdict: Verdict, now: dt.datetime) -> float:

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from webhook.admission import AdmissionError, images_of, parse_review, review_response, runs_pods
+from webhook.admission import (
+    AdmissionError,
+    PullSecretNames,
+    images_of,
+    parse_review,
+    pull_secret_names,
+    review_response,
+    runs_pods,
+)
 
 POD_SPEC: dict[str, Any] = {
     "initContainers": [{"name": "init", "image": "registry.example/init:1"}],
@@ -188,3 +196,25 @@ def test_json_pointer_and_pin_patch() -> None:
             "value": f"registry.example/data:1@{digest}",
         },
     ]
+
+
+@pytest.mark.parametrize(("group", "kind", "obj", "prefix"), KINDS, ids=[k[1] for k in KINDS])
+def test_pull_secret_names_of_every_workload_kind(
+    group: str, kind: str, obj: dict[str, Any], prefix: str
+) -> None:
+    assert pull_secret_names(group, kind, obj) == PullSecretNames("default", ())
+    with_secrets = copy.deepcopy(obj)
+    spec = with_secrets
+    for part in prefix.split("."):
+        spec = spec[part]
+    spec["serviceAccountName"] = "builder"
+    spec["imagePullSecrets"] = [{"name": "regcred"}, {"name": "mirror"}, {"name": "regcred"}]
+    assert pull_secret_names(group, kind, with_secrets) == PullSecretNames("builder", ("regcred", "mirror"))
+
+
+def test_pull_secret_names_refuse_malformed_entries() -> None:
+    with pytest.raises(AdmissionError, match=r"spec.imagePullSecrets\[0\].name must be a string"):
+        pull_secret_names("", "Pod", {"spec": {"imagePullSecrets": [{"name": 5}]}})
+    with pytest.raises(AdmissionError, match=r"spec\.imagePullSecrets must be a list"):
+        pull_secret_names("", "Pod", {"spec": {"imagePullSecrets": "regcred"}})
+    assert pull_secret_names("", "ConfigMap", {"data": {}}) is None

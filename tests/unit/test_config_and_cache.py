@@ -31,6 +31,7 @@ timeouts: {admissionSeconds: 10, marginSeconds: 1}
 limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
 revocation: {offline: false, crlFiles: []}
 server: {workers: 2, threads: 8}
+kubernetes: {pullSecrets: true, kubeconfig: kubeconfig, cacheTTLSeconds: 15}
 """
 
 
@@ -44,6 +45,12 @@ def test_the_documented_example(tmp_path: Path) -> None:
     assert c.host_port == ("0.0.0.0", 8443)  # noqa: S104 (the value read back, not a bind)
     assert c.deadline_s == 9
     assert c.exempt_images == ("registry.k8s.io/pause:*",)
+    assert (c.pull_secrets, c.kubeconfig, c.pull_secret_ttl_s) == (True, tmp_path / "kubeconfig", 15)
+
+
+def test_pull_secrets_are_off_unless_asked_for(tmp_path: Path) -> None:
+    c = parse_config({"trustPolicy": "p.json", "trustStore": "s"}, base=tmp_path, environ={})
+    assert (c.pull_secrets, c.kubeconfig) == (False, None)
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
@@ -70,6 +77,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ({"registries": {"r.example": {"plainHTTP": "yes"}}}, "plainHTTP must be true or false"),
         ({"exemptNamespaces": "kube-system"}, "exemptNamespaces must be a list"),
         ({"revocation": {"offline": 1}}, "revocation.offline"),
+        ({"kubernetes": {"pullSecret": True}}, "kubernetes.pullSecret"),
+        ({"kubernetes": {"pullSecrets": "yes"}}, "kubernetes.pullSecrets must be true or false"),
+        ({"kubernetes": {"cacheTTLSeconds": 0}}, "kubernetes.cacheTTLSeconds must be a number"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, change: dict[str, Any], phrase: str) -> None:
