@@ -89,7 +89,6 @@ def test_wrong_bytes_for_a_digest_fake(fake: FakeRegistry) -> None:
 
 def test_digest_header_that_disagrees_with_bytes_fake(fake: FakeRegistry) -> None:
     lie = "sha256:" + "d" * 64
-    fake.route("HEAD", f"{BASE}/manifests/v1", lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST}))
     fake.route("GET", f"{BASE}/manifests/v1", serve_manifest(digest_header=lie))  # type: ignore[arg-type]
     with pytest.raises(ContentMismatch) as info:
         repo(fake).resolve("v1", Deadline.after(5))
@@ -99,19 +98,30 @@ def test_digest_header_that_disagrees_with_bytes_fake(fake: FakeRegistry) -> Non
 def test_head_without_digest_header_falls_back_to_hashing_fake(fake: FakeRegistry) -> None:
     fake.route("HEAD", f"{BASE}/manifests/v1", lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST}))
     fake.route("GET", f"{BASE}/manifests/v1", serve_manifest(digest_header=None))  # type: ignore[arg-type]
-    m = repo(fake).resolve("v1", Deadline.after(5))
-    assert m.descriptor.digest == DIGEST and m.descriptor.size == len(MANIFEST)
+    handle = repo(fake)
+    for _ in range(2):  # first sight: GET by tag; then a HEAD that names no digest, so GET by tag again
+        m = handle.resolve("v1", Deadline.after(5))
+        assert m.descriptor.digest == DIGEST and m.descriptor.size == len(MANIFEST)
+    assert fake.hits.count(("HEAD", f"{BASE}/manifests/v1")) == 1
+    assert fake.hits.count(("GET", f"{BASE}/manifests/v1")) == 2
 
 
-def test_tag_resolved_by_head_is_then_fetched_by_digest_and_checked_fake(fake: FakeRegistry) -> None:
+def test_tag_seen_before_is_resolved_by_head_then_fetched_by_digest_and_checked_fake(
+    fake: FakeRegistry,
+) -> None:
+    fake.route("GET", f"{BASE}/manifests/v1", serve_manifest())  # type: ignore[arg-type]
+    handle = repo(fake)
+    assert handle.resolve("v1", Deadline.after(5)).descriptor.digest == DIGEST  # first sight: GET by tag
+    moved = "sha256:" + "e" * 64  # the tag now names another digest, whose bytes the registry forges
     fake.route(
         "HEAD",
         f"{BASE}/manifests/v1",
-        lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST}),
+        lambda h: h.reply(200, b"", {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": moved}),
     )
-    fake.route("GET", f"{BASE}/manifests/{DIGEST}", serve_manifest(b"{}", digest_header=DIGEST))  # type: ignore[arg-type]
+    fake.route("GET", f"{BASE}/manifests/{moved}", serve_manifest(b"{}", digest_header=moved))  # type: ignore[arg-type]
     with pytest.raises(ContentMismatch):
-        repo(fake).resolve("v1", Deadline.after(5))
+        handle.resolve("v1", Deadline.after(5))
+    assert ("HEAD", f"{BASE}/manifests/v1") in fake.hits, "a tag seen before is resolved with HEAD"
 
 
 def test_content_type_that_is_not_a_manifest_fake(fake: FakeRegistry) -> None:

@@ -158,7 +158,8 @@ def start_server(
 def slow_registry() -> Iterator[FakeRegistry]:
     """A registry that never answers in time (in-process fake: a real one cannot be made that slow)."""
     with fake_registry() as fake:
-        fake.route("HEAD", "/v2/slow/app/manifests/v1", lambda h: time.sleep(8))
+        for method in ("HEAD", "GET"):
+            fake.route(method, "/v2/slow/app/manifests/v1", lambda h: time.sleep(8))
         yield fake
 
 

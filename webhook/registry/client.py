@@ -124,10 +124,15 @@ class RegistryClient:
         self.settings = settings or ClientSettings()
         self.keyring = keyring or Keyring()
         self.limits = self.settings.limits
-        self._transport = Transport(user_agent=USER_AGENT, max_redirects=self.limits.max_redirects)
+        self._transport = Transport(
+            user_agent=USER_AGENT,
+            max_redirects=self.limits.max_redirects,
+            pool_size=self.limits.connections_per_host,
+        )
         self.on_response: Callable[[str, int], None] | None = None
         self._auth = AuthCache()
         self._referrers_api: dict[tuple[str, str], bool] = {}
+        self._tags_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (host, path, tag)
         self._lock = threading.Lock()
         # Manifests are content-addressed and checked against their digest before they enter, so
         # a cached one is as good as a fresh fetch; bounded in entries and in bytes.
@@ -161,7 +166,20 @@ class RegistryClient:
     def manifests(self) -> ManifestCache:
         return self._manifests
 
-    # --- capability memory shared by every repository handle ------------------------------------
+    # --- memory shared by every repository handle ----------------------------------------------
+
+    def tag_seen(self, key: tuple[str, str, str]) -> bool:
+        with self._lock:
+            if key in self._tags_seen:
+                self._tags_seen.move_to_end(key)
+                return True
+            return False
+
+    def remember_tag(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._tags_seen[key] = None
+            while len(self._tags_seen) > self.limits.manifest_cache_entries:
+                self._tags_seen.popitem(last=False)
 
     def referrers_api_known(self, host: str, path: str) -> bool | None:
         with self._lock:
@@ -208,6 +226,16 @@ class HttpRepository:
         if ":" in target:  # a digest: nothing to resolve
             return self.fetch_manifest(validate_digest(target), deadline)
         what = f"{self._display}:{target}"
+        tag_key = (self.host, self.path, target)
+        if not self._client.tag_seen(tag_key):
+            # A tag not seen before: one GET by tag, the bytes hashed (and any digest header checked
+            # against them), rather than HEAD then GET by digest: one round trip instead of two.
+            manifest = self._get_manifest(target, what, deadline, expected_digest=None)
+            self._client.manifests.put((self.host, self.path, manifest.descriptor.digest), manifest)
+            self._client.remember_tag(tag_key)
+            return manifest
+        # A tag seen before: HEAD, which registries such as Docker Hub do not count against pull
+        # limits; the manifest it names is usually still in the digest-checked cache.
         url = f"{self._base}/manifests/{quote(target, safe='')}"
         resp = self._send("HEAD", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
         with opened(resp):
@@ -433,6 +461,8 @@ class HttpRepository:
         url = f"{self._base}/manifests/{quote(target, safe=':')}"
         resp = self._send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
         with opened(resp):
+            if resp.status == 404 and expected_digest is None:
+                raise NotFound(f"{what}: no such tag (HTTP 404 from {self.host})")
             self._raise_for_status(resp, what, "manifest")
             media_type = content_type(resp)
             if media_type not in MANIFEST_TYPES:
