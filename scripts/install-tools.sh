@@ -91,6 +91,8 @@ install_go_tool oras "$ORAS"
 install_go_tool notation "$NOTATION"
 install_go_tool opa "$OPA"
 install_go_tool helm "$HELM"
+# kube-apiserver, kubectl and etcd: the control plane of the end-to-end tests.
+scripts/cluster.sh build
 # The Gatekeeper manager (v3.23.1) the end-to-end tests run against the real kube-apiserver.
 scripts/gatekeeper.sh build
 # refparse: the distribution reference library the reference tests compare with.
