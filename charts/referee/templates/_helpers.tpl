@@ -1,0 +1,280 @@
+{{/* Names, labels and the shared pieces of Referee's objects. */}}
+
+{{- define "referee.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "referee.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "referee.labels" -}}
+{{ include "referee.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "referee.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Service's DNS names: the serving certificate covers every form a client may use. */}}
+{{- define "referee.dnsNames" -}}
+{{- $svc := include "referee.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- toJson (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) -}}
+{{- end -}}
+
+{{/* The host of webhook.url, when set: the serving certificate must name it too. */}}
+{{- define "referee.urlHost" -}}
+{{- if .Values.webhook.url -}}
+{{- (urlParse .Values.webhook.url).host | splitList ":" | first | trimPrefix "[" | trimSuffix "]" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "referee.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" -}}
+{{- required "tls.secret.name is required with tls.mode=secret" .Values.tls.secret.name -}}
+{{- else -}}
+{{- include "referee.fullname" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{/*
+The self-signed CA and serving certificate, as a dict of PEM strings {ca, cert, key}.
+Input: {"root": ., "data": <the data map of an earlier Secret, base64 values>}. When the earlier
+data holds all three files they are kept as they are; otherwise a new CA signs a new certificate.
+The lookup of the live Secret (on upgrade) and tls.selfSigned.existingData both come through here.
+*/}}
+{{- define "referee.selfSignedPair" -}}
+{{- $root := .root -}}
+{{- $data := .data | default dict -}}
+{{- if and (index $data "ca.crt") (index $data "tls.crt") (index $data "tls.key") -}}
+{{- toJson (dict "ca" (index $data "ca.crt" | b64dec) "cert" (index $data "tls.crt" | b64dec) "key" (index $data "tls.key" | b64dec)) -}}
+{{- else -}}
+{{- $days := int $root.Values.tls.selfSigned.validityDays -}}
+{{- $ca := genCA (printf "%s-ca" (include "referee.fullname" $root)) $days -}}
+{{- $dns := include "referee.dnsNames" $root | fromJsonArray -}}
+{{- $ips := list -}}
+{{- $host := include "referee.urlHost" $root -}}
+{{- if $host -}}
+{{- if regexMatch "^[0-9.]+$|:" $host -}}
+{{- $ips = append $ips $host -}}
+{{- else -}}
+{{- $dns = append $dns $host -}}
+{{- end -}}
+{{- end -}}
+{{- $cert := genSignedCert (index $dns 2) $ips $dns $days $ca -}}
+{{- toJson (dict "ca" $ca.Cert "cert" $cert.Cert "key" $cert.Key) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The TLS material of this render (selfSigned mode), made once and shared by every template that
+needs it (the Secret, the webhook configurations, the Provider): Helm renders all templates with
+the same .Values, so the first caller stores the result there.
+*/}}
+{{- define "referee.selfSigned" -}}
+{{- if not (hasKey .Values "__refereeTLS") -}}
+{{- $data := .Values.tls.selfSigned.existingData -}}
+{{- if not $data -}}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (include "referee.tlsSecretName" .) -}}
+{{- if $live -}}
+{{- $data = $live.data -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .Values "__refereeTLS" (include "referee.selfSignedPair" (dict "root" . "data" $data) | fromJson) -}}
+{{- end -}}
+{{- toJson (get .Values "__refereeTLS") -}}
+{{- end -}}
+
+{{/* The PEM CA bundle clients verify Referee with; empty when cert-manager injects it. */}}
+{{- define "referee.caPEM" -}}
+{{- if eq .Values.tls.mode "selfSigned" -}}
+{{- (include "referee.selfSigned" . | fromJson).ca -}}
+{{- else if eq .Values.tls.mode "secret" -}}
+{{- required "tls.secret.caBundle (PEM) is required with tls.mode=secret" .Values.tls.secret.caBundle -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The clientConfig of a webhook calling PATH. */}}
+{{- define "referee.clientConfig" -}}
+{{- $root := .root -}}
+{{- if $root.Values.webhook.url }}
+url: {{ printf "%s%s" (trimSuffix "/" $root.Values.webhook.url) .path | quote }}
+{{- else }}
+service:
+  name: {{ include "referee.fullname" $root }}
+  namespace: {{ $root.Release.Namespace }}
+  path: {{ .path }}
+  port: {{ $root.Values.service.port }}
+{{- end }}
+{{- with include "referee.caPEM" $root }}
+caBundle: {{ b64enc . }}
+{{- end }}
+{{- end -}}
+
+{{/* cert-manager injects the CA into the webhook configurations from the Certificate. */}}
+{{- define "referee.webhookAnnotations" -}}
+{{- if eq .Values.tls.mode "certManager" }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "referee.fullname" . }}-tls
+{{- end }}
+{{- end -}}
+
+{{/* Namespaces never checked: the release namespace, kube-system and exemptNamespaces. */}}
+{{- define "referee.exemptNamespaces" -}}
+{{- toJson (concat (list .Release.Namespace "kube-system") .Values.exemptNamespaces | uniq) -}}
+{{- end -}}
+
+{{- define "referee.namespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "referee.exemptNamespaces" . }}
+    - key: {{ .Values.webhook.optOutLabel }}
+      operator: NotIn
+      values: ["true"]
+{{- end -}}
+
+{{/* Every kind whose objects run pods, and pods/ephemeralcontainers (kubectl debug). */}}
+{{- define "referee.rules" -}}
+rules:
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["pods", "replicationcontrollers", "podtemplates"]
+    scope: Namespaced
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["UPDATE"]
+    resources: ["pods/ephemeralcontainers"]
+    scope: Namespaced
+  - apiGroups: ["apps"]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["deployments", "replicasets", "statefulsets", "daemonsets"]
+    scope: Namespaced
+  - apiGroups: ["batch"]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["jobs", "cronjobs"]
+    scope: Namespaced
+{{- end -}}
+
+{{/* A stable file name for a registry host (hosts carry ':' and are not valid key names). */}}
+{{- define "referee.hostKey" -}}
+{{- . | sha256sum | trunc 12 -}}
+{{- end -}}
+
+{{/* The trust policy as JSON text: trustPolicy.document is a mapping (YAML) or a string (--set-file). */}}
+{{- define "referee.trustPolicyJSON" -}}
+{{- $doc := .Values.trustPolicy.document -}}
+{{- if kindIs "string" $doc -}}
+{{- $doc | trim -}}
+{{- else if $doc -}}
+{{- toJson $doc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when a trust policy is given: without one Referee does not run and nothing is enforced. */}}
+{{- define "referee.configured" -}}
+{{- if or .Values.trustPolicy.existing.kind (include "referee.trustPolicyJSON" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Projected volume sources of the trust folder: policy/trustpolicy.json and truststore/x509/<type>/<name>/.
+The kubelet mounts each top-level entry of such a volume as a symbolic link (into ..data/), and
+Referee refuses symbolic links as trust files, so every file sits one folder down.
+*/}}
+{{- define "referee.trustSources" -}}
+{{- $name := include "referee.fullname" . -}}
+{{- $policy := .Values.trustPolicy.existing -}}
+{{- if $policy.kind }}
+- {{ $policy.kind | untitle }}:
+    name: {{ required "trustPolicy.existing.name is required with trustPolicy.existing.kind" $policy.name }}
+    items:
+      - {key: {{ $policy.key | quote }}, path: policy/trustpolicy.json}
+{{- else }}
+- secret:
+    name: {{ $name }}-trust
+    items:
+      - {key: trustpolicy.json, path: policy/trustpolicy.json}
+{{- end }}
+{{- $store := .Values.trustStore.existing -}}
+{{- if $store.kind }}
+- {{ $store.kind | untitle }}:
+    name: {{ required "trustStore.existing.name is required with trustStore.existing.kind" $store.name }}
+    items:
+      {{- range required "trustStore.existing.items is required with trustStore.existing.kind" $store.items }}
+      - {key: {{ .key | quote }}, path: {{ printf "truststore/%s" .path | quote }}}
+      {{- end }}
+{{- else if .Values.trustStore.certificates }}
+- secret:
+    name: {{ $name }}-trust
+    items:
+      {{- range $type, $stores := .Values.trustStore.certificates }}
+      {{- range $store, $_ := $stores }}
+      - {key: {{ printf "%s.%s.pem" $type $store | quote }}, path: {{ printf "truststore/x509/%s/%s/certificates.pem" $type $store | quote }}}
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Projected volume sources of the registries folder: each dockerConfigSecret as <host key>/config.json. */}}
+{{- define "referee.pullSecretSources" -}}
+{{- range $host, $r := .Values.registries }}
+{{- with $r.dockerConfigSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - {key: .dockerconfigjson, path: {{ printf "%s/config.json" (include "referee.hostKey" $host) | quote }}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* One document, by kind, of a multi-document file under files/. */}}
+{{- define "referee.gatekeeperDoc" -}}
+{{- $kind := .kind -}}
+{{- range (.root.Files.Get .file | splitList "\n---\n") -}}
+{{- $doc := fromYaml . -}}
+{{- if eq (get $doc "kind") $kind -}}
+{{- toYaml $doc -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The https URL Gatekeeper calls: this release's Service (or webhook.url) and PATH. */}}
+{{- define "referee.providerURL" -}}
+{{- $root := .root -}}
+{{- if $root.Values.webhook.url -}}
+{{- printf "%s%s" (trimSuffix "/" $root.Values.webhook.url) .path -}}
+{{- else -}}
+{{- printf "https://%s.%s:%d%s" (include "referee.fullname" $root) $root.Release.Namespace (int $root.Values.service.port) .path -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Provider's caBundle (base64 PEM): gatekeeper.caBundle, else the CA of Referee's certificate. */}}
+{{- define "referee.providerCABundle" -}}
+{{- if .Values.gatekeeper.caBundle -}}
+{{- .Values.gatekeeper.caBundle -}}
+{{- else if ne .Values.tls.mode "certManager" -}}
+{{- include "referee.caPEM" . | b64enc -}}
+{{- else -}}
+{{- $live := lookup "v1" "Secret" .Release.Namespace (include "referee.tlsSecretName" .) -}}
+{{- $ca := "" -}}
+{{- if $live -}}{{- $ca = index ($live.data | default dict) "ca.crt" | default "" -}}{{- end -}}
+{{- required "gatekeeper.caBundle is required with tls.mode=certManager until cert-manager has issued the certificate (cert-manager cannot inject a Provider's caBundle): set it, or upgrade once the Secret exists" $ca -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,150 @@
+"""The chart's cases: each a values file, rendered once per session by the real `helm`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import pki
+from tests.helpers.chart import Rendered, render, values_file
+from tests.helpers.codesign import make_chain
+
+TRUST_POLICY_DOC: dict[str, Any] = {
+    "version": "1.0",
+    "trustPolicies": [
+        {
+            "name": "all",
+            "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"},
+            "trustStores": ["ca:test"],
+            "trustedIdentities": ["*"],
+        }
+    ],
+}
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def pem_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chart-pem")
+
+
+@pytest.fixture(scope="session")
+def trust_root_pem() -> str:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    return make_chain().root.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture(scope="session")
+def base_values(trust_root_pem: str) -> dict[str, Any]:
+    """A working install: a trust policy and its trust store, inline."""
+    return {
+        "trustPolicy": {"document": TRUST_POLICY_DOC},
+        "trustStore": {"certificates": {"ca": {"test": trust_root_pem}}},
+    }
+
+
+@pytest.fixture(scope="session")
+def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any]]:
+    """Name -> values of every case the chart is rendered, linted and validated with."""
+    user_ca = pki.make_ca(pem_dir, "Referee User CA")
+    (pem_dir / "gatekeeper").mkdir(exist_ok=True)
+    gatekeeper_ca = pki.make_ca(pem_dir / "gatekeeper", "Gatekeeper CA")
+    user_ca_pem = user_ca.cert_path.read_text()
+    return {
+        "defaults": {},
+        "selfSigned": base_values,
+        "certManager": deep_merge(base_values, {"tls": {"mode": "certManager"}}),
+        "certManagerIssuer": deep_merge(
+            base_values,
+            {
+                "tls": {
+                    "mode": "certManager",
+                    "certManager": {"issuerRef": {"name": "corp", "kind": "ClusterIssuer"}},
+                }
+            },
+        ),
+        "secret": deep_merge(
+            base_values, {"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": user_ca_pem}}}
+        ),
+        "mutation": deep_merge(base_values, {"mutation": {"enabled": True}}),
+        "gatekeeper": deep_merge(
+            base_values,
+            {
+                "tls": {"clientCA": gatekeeper_ca.cert_path.read_text()},
+                "gatekeeper": {
+                    "enabled": True,
+                    "constraints": {"enabled": True},
+                    "pinDigests": {"enabled": True},
+                },
+            },
+        ),
+        "url": deep_merge(
+            base_values, {"webhook": {"url": "https://127.0.0.1:8443"}, "mutation": {"enabled": True}}
+        ),
+        "audit": deep_merge(base_values, {"mode": "audit", "webhook": {"failurePolicy": "Ignore"}}),
+        "pullSecrets": deep_merge(base_values, {"pullSecrets": {"enabled": True}}),
+        "extras": deep_merge(
+            base_values,
+            {
+                "exemptNamespaces": ["sandbox"],
+                "exemptImages": ["registry.k8s.io/pause:*"],
+                "registries": {
+                    "registry.example.com:5000": {"caCert": user_ca_pem, "dockerConfigSecret": "regcred"},
+                    "localhost:5000": {"plainHTTP": True},
+                },
+                "networkPolicy": {"enabled": True},
+                "serviceMonitor": {"enabled": True},
+                "priorityClassName": "system-cluster-critical",
+                "image": {"digest": "sha256:" + "a" * 64},
+                "webhook": {
+                    "timeoutSeconds": 7,
+                    "matchConditions": [
+                        {
+                            "name": "not-nodes",
+                            "expression": "!request.userInfo.username.startsWith('system:node:')",
+                        }
+                    ],
+                },
+            },
+        ),
+        "existingTrust": {
+            "trustPolicy": {"existing": {"kind": "ConfigMap", "name": "corp-trust-policy"}},
+            "trustStore": {
+                "existing": {
+                    "kind": "Secret",
+                    "name": "corp-trust-store",
+                    "items": [{"key": "root.pem", "path": "x509/ca/corp/root.pem"}],
+                }
+            },
+        },
+        "gatekeeperCertManager": deep_merge(
+            base_values,
+            {"tls": {"mode": "certManager"}, "gatekeeper": {"enabled": True, "caBundle": "Zm9v"}},
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def value_files(
+    cases: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("chart-values")
+    return {name: values_file(directory, values, f"{name}.yaml") for name, values in cases.items()}
+
+
+@pytest.fixture(scope="session")
+def rendered(value_files: dict[str, Path]) -> dict[str, Rendered]:
+    return {name: render(path) for name, path in value_files.items()}

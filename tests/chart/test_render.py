@@ -1,0 +1,464 @@
+"""The chart rendered by the real `helm`: lint, Kubernetes schemas, and what the objects must say."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from tests.helpers.chart import CHART, NAMESPACE, RELEASE, Rendered, helm, render, template, values_file
+from tests.helpers.tools import ROOT, run, tool
+from webhook import admission
+from webhook.config import parse_config
+
+# The Kubernetes versions the chart claims (charts/referee/README.md); kubernetes-validate carries
+# their schemas offline.
+KUBERNETES_VERSIONS = [f"1.{minor}" for minor in range(30, 38)]
+CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com", "gatekeeper.sh")
+
+
+def crd_typed(obj: dict[str, Any]) -> bool:
+    return any(obj["apiVersion"].split("/")[0].endswith(group) for group in CRD_GROUPS)
+
+
+# --- helm lint and the schema of the values -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["defaults", "selfSigned", "certManager", "certManagerIssuer", "secret", "mutation", "gatekeeper", "url",
+     "audit", "pullSecrets", "extras", "existingTrust", "gatekeeperCertManager"],
+)  # fmt: skip
+def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
+    proc = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--values", str(value_files[case]))
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "phrase"),
+    [
+        ("tpyo=1", "tpyo"),
+        ("webhook.timeoutSecond=5", "timeoutSecond"),
+        ("webhook.timeoutSeconds=31", "maximum"),
+        ("mode=permissive", "mode"),
+        ("tls.mode=none", "mode"),
+        ("replicaCount=two", "replicaCount"),
+        ("webhook.url=http://127.0.0.1:8443", "url"),
+    ],
+)
+def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
+    proc = template(None, "--set", setting, check=False)
+    assert proc.returncode != 0, f"helm template accepted --set {setting}"
+    assert phrase in proc.stderr and "values don't meet the specifications of the schema" in proc.stderr
+
+
+def test_the_rendered_configuration_is_one_referee_accepts(rendered: dict[str, Rendered]) -> None:
+    for name, out in rendered.items():
+        config = parse_config(out.config(), base=Path("/etc/referee/config"), environ={})
+        assert str(config.trust_policy).startswith("/etc/referee/trust/"), name
+        assert config.namespace == NAMESPACE
+
+
+# --- Kubernetes schemas ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def builtin_files(rendered: dict[str, Rendered], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Per case, the rendered objects of built-in kinds (the CRD-typed ones are checked in test_crds)."""
+    directory = tmp_path_factory.mktemp("builtin")
+    files = []
+    for name, out in rendered.items():
+        path = directory / f"{name}.yaml"
+        path.write_text(yaml.safe_dump_all([o for o in out.objects if not crd_typed(o)]))
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_objects_match_the_kubernetes_schemas_strictly(version: str, builtin_files: list[Path]) -> None:
+    validate = str(ROOT / ".venv" / "bin" / "kubernetes-validate")
+    proc = run([validate, "--strict", "--quiet", "-k", version, *map(str, builtin_files)], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Couldn't find schema" not in proc.stdout + proc.stderr
+
+
+def test_kubernetes_validate_catches_an_unknown_field(tmp_path: Path, rendered: dict[str, Rendered]) -> None:
+    """The check above can fail: the same Deployment with one misplaced field is refused."""
+    deployment = rendered["selfSigned"].one("Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(deployment))
+    validate = str(ROOT / ".venv" / "bin" / "kubernetes-validate")
+    proc = run([validate, "--strict", "--quiet", "-k", "1.30", str(path)], check=False)
+    assert proc.returncode != 0 and "readOnlyRootFileSystem" in proc.stdout + proc.stderr
+
+
+# --- TLS: the CA bundle signs the serving certificate ---------------------------------------------
+
+
+def certificate(b64_or_pem: str) -> x509.Certificate:
+    data = b64_or_pem.encode()
+    if not data.startswith(b"-----BEGIN"):
+        data = base64.b64decode(data)
+    return x509.load_pem_x509_certificate(data)
+
+
+def serving_pair(out: Rendered) -> tuple[x509.Certificate, x509.Certificate]:
+    secret = out.get("Secret", f"{RELEASE}-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    return certificate(secret["data"]["ca.crt"]), certificate(secret["data"]["tls.crt"])
+
+
+def webhook_bundles(out: Rendered) -> list[str]:
+    kinds = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+    return [w["clientConfig"]["caBundle"] for kind in kinds for o in out.of_kind(kind) for w in o["webhooks"]]
+
+
+@pytest.mark.parametrize("case", ["selfSigned", "mutation", "gatekeeper", "url"])
+def test_the_ca_bundle_signs_the_serving_certificate(case: str, rendered: dict[str, Rendered]) -> None:
+    out = rendered[case]
+    ca, cert = serving_pair(out)
+    bundles = webhook_bundles(out) + [p["spec"]["caBundle"] for p in out.of_kind("Provider")]
+    assert bundles, "no webhook configuration carries a caBundle"
+    for bundle in bundles:
+        assert certificate(bundle) == ca
+    cert.verify_directly_issued_by(ca)  # raises when another key signed it
+    assert certificate(out.get("ConfigMap", f"{RELEASE}-ca")["data"]["ca.crt"]) == ca
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = set(names.get_values_for_type(x509.DNSName))
+    # The API server calls <svc>.<ns>.svc; Gatekeeper calls https://<svc>.<ns>:<port>/provider.
+    assert {f"{RELEASE}.{NAMESPACE}.svc", f"{RELEASE}.{NAMESPACE}"} <= dns
+    if case == "url":
+        assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+
+
+def test_a_second_render_keeps_the_generated_certificate(
+    rendered: dict[str, Rendered], tmp_path: Path, cases: dict[str, dict[str, Any]]
+) -> None:
+    """On upgrade the chart reads the live Secret back (lookup); given the first render's Secret the
+    same way, the second render keeps its CA and certificate, and the webhooks keep their caBundle."""
+    first = rendered["selfSigned"]
+    data = first.get("Secret", f"{RELEASE}-tls")["data"]
+    again = values_file(tmp_path, {**cases["selfSigned"], "tls": {"selfSigned": {"existingData": data}}})
+    second = render(again)
+    assert second.get("Secret", f"{RELEASE}-tls")["data"] == data
+    assert webhook_bundles(second) == webhook_bundles(first)
+    # Without it, a render makes a new CA: the equality above is not an accident.
+    fresh = render(values_file(tmp_path, cases["selfSigned"], "fresh.yaml"))
+    assert serving_pair(fresh)[0] != serving_pair(first)[0]
+
+
+def test_secret_mode_uses_the_given_secret_and_ca(
+    rendered: dict[str, Rendered], cases: dict[str, Any]
+) -> None:
+    out = rendered["secret"]
+    assert not [s for s in out.of_kind("Secret") if s.get("type") == "kubernetes.io/tls"]
+    given = cases["secret"]["tls"]["secret"]["caBundle"]
+    assert all(certificate(b) == certificate(given) for b in webhook_bundles(out))
+    volumes = {v["name"]: v for v in out.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "my-tls"
+
+
+@pytest.mark.parametrize("case", ["certManager", "certManagerIssuer"])
+def test_cert_manager_issues_and_injects(case: str, rendered: dict[str, Rendered]) -> None:
+    out = rendered[case]
+    serving = out.get("Certificate", f"{RELEASE}-tls")
+    assert serving["spec"]["secretName"] == f"{RELEASE}-tls"
+    assert f"{RELEASE}.{NAMESPACE}.svc" in serving["spec"]["dnsNames"]
+    for kind in ("ValidatingWebhookConfiguration",):
+        obj = out.one(kind)
+        assert (
+            obj["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/{RELEASE}-tls"
+        )
+        assert all("caBundle" not in w["clientConfig"] for w in obj["webhooks"])
+    if case == "certManagerIssuer":
+        assert serving["spec"]["issuerRef"] == {"name": "corp", "kind": "ClusterIssuer"}
+        assert not out.of_kind("Issuer")
+    else:
+        ca = out.get("Certificate", f"{RELEASE}-ca")
+        assert ca["spec"]["isCA"] is True
+        assert serving["spec"]["issuerRef"]["name"] == out.get("Issuer", f"{RELEASE}-ca")["metadata"]["name"]
+
+
+def test_cert_manager_with_gatekeeper_needs_a_ca_bundle_on_first_install(base_values: dict[str, Any],
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    values = values_file(
+        tmp_path, {**base_values, "tls": {"mode": "certManager"}, "gatekeeper": {"enabled": True}}
+    )
+    proc = template(values, check=False)
+    assert proc.returncode != 0 and "gatekeeper.caBundle is required" in proc.stderr
+
+
+# --- The webhook configurations --------------------------------------------------------------------
+
+
+def rule_coverage(webhook: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, operation)
+        for rule in webhook["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for operation in rule["operations"]
+    }
+
+
+def test_rules_cover_every_kind_referee_reads_and_ephemeral_containers(rendered: dict[str, Rendered]) -> None:
+    kinds = {("", "Pod"), ("", "PodTemplate"), ("batch", "CronJob"), *admission._TEMPLATE_KINDS}
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        [webhook] = rendered["mutation"].one(kind)["webhooks"]
+        covered = rule_coverage(webhook)
+        for group, name in kinds:
+            for operation in ("CREATE", "UPDATE"):
+                assert (group, f"{name.lower()}s", operation) in covered, (kind, group, name, operation)
+        assert ("", "pods/ephemeralcontainers", "UPDATE") in covered
+        assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["v1"] for r in webhook["rules"])
+
+
+def test_webhook_settings_and_exclusions(rendered: dict[str, Rendered]) -> None:
+    [webhook] = rendered["extras"].one("ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["matchPolicy"] == "Equivalent"
+    assert webhook["clientConfig"]["service"] == {
+        "name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 8443}  # fmt: skip
+    expressions = {e["key"]: e for e in webhook["namespaceSelector"]["matchExpressions"]}
+    names = expressions["kubernetes.io/metadata.name"]
+    assert names["operator"] == "NotIn" and {NAMESPACE, "kube-system", "sandbox"} <= set(names["values"])
+    assert expressions["referee.dev/exempt"] == {
+        "key": "referee.dev/exempt",
+        "operator": "NotIn",
+        "values": ["true"],
+    }
+    assert webhook["matchConditions"][0]["name"] == "not-nodes"
+    config = rendered["extras"].config()
+    assert config["namespace"] == NAMESPACE and {"kube-system", "sandbox"} <= set(config["exemptNamespaces"])
+    assert config["exemptImages"] == ["registry.k8s.io/pause:*"]
+
+
+@pytest.mark.parametrize("case", ["selfSigned", "mutation", "extras"])
+def test_the_server_deadline_is_the_webhook_timeout(case: str, rendered: dict[str, Rendered]) -> None:
+    out = rendered[case]
+    deadline = out.config()["timeouts"]["admissionSeconds"]
+    kinds = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+    timeouts = [w["timeoutSeconds"] for kind in kinds for o in out.of_kind(kind) for w in o["webhooks"]]
+    assert timeouts and all(t == deadline for t in timeouts)
+    assert deadline == (7 if case == "extras" else 10)
+
+
+def test_gatekeeper_timeout_is_the_provider_budget(rendered: dict[str, Rendered]) -> None:
+    out = rendered["gatekeeper"]
+    budget = out.config()["timeouts"]["providerSeconds"]
+    assert [p["spec"]["timeout"] for p in out.of_kind("Provider")] == [budget, budget]
+
+
+def test_url_override_calls_the_server_outside_the_cluster(rendered: dict[str, Rendered]) -> None:
+    out = rendered["url"]
+    [validate] = out.one("ValidatingWebhookConfiguration")["webhooks"]
+    [mutate] = out.one("MutatingWebhookConfiguration")["webhooks"]
+    assert validate["clientConfig"]["url"] == "https://127.0.0.1:8443/validate"
+    assert mutate["clientConfig"]["url"] == "https://127.0.0.1:8443/mutate"
+    assert "service" not in validate["clientConfig"] and "service" not in mutate["clientConfig"]
+
+
+def test_mutation_fails_open_and_the_server_pins(rendered: dict[str, Rendered]) -> None:
+    out = rendered["mutation"]
+    [webhook] = out.one("MutatingWebhookConfiguration")["webhooks"]
+    assert webhook["failurePolicy"] == "Ignore" and webhook["reinvocationPolicy"] == "IfNeeded"
+    assert webhook["clientConfig"]["service"]["path"] == "/mutate"
+    assert out.config()["mutate"] is True
+    assert rendered["selfSigned"].config()["mutate"] is False
+    assert not rendered["selfSigned"].of_kind("MutatingWebhookConfiguration")
+
+
+def test_audit_mode(rendered: dict[str, Rendered]) -> None:
+    assert rendered["audit"].config()["mode"] == "audit"
+    assert rendered["audit"].one("ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == "Ignore"
+    assert rendered["selfSigned"].config()["mode"] == "enforce"
+
+
+def test_without_a_trust_policy_nothing_runs_and_nothing_is_enforced(rendered: dict[str, Rendered]) -> None:
+    """Fail safe on a bare `helm install`: no webhook calls a Referee that cannot start."""
+    out = rendered["defaults"]
+    assert not out.of_kind("ValidatingWebhookConfiguration") and not out.of_kind(
+        "MutatingWebhookConfiguration"
+    )
+    assert out.one("Deployment")["spec"]["replicas"] == 0
+    assert rendered["selfSigned"].one("Deployment")["spec"]["replicas"] == 2
+
+
+METRICS_DIR = "/tmp/referee-metrics"  # noqa: S108 (a path inside the container: an emptyDir)
+TMP_DIR = "/tmp"  # noqa: S108 (likewise)
+
+# --- The Deployment and its privileges -------------------------------------------------------------
+
+
+def test_deployment_is_locked_down(rendered: dict[str, Rendered]) -> None:
+    deployment = rendered["extras"].one("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}}  # fmt: skip
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["image"] == "referee@sha256:" + "a" * 64
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["automountServiceAccountToken"] is False
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts[METRICS_DIR]] and "emptyDir" in volumes[mounts[TMP_DIR]]
+    assert {"name": "PROMETHEUS_MULTIPROC_DIR", "value": METRICS_DIR} in container["env"]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert {"checksum/config", "checksum/trust"} <= set(annotations)
+    pdb = rendered["extras"].one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_a_changed_trust_store_rolls_the_pods(rendered: dict[str, Rendered], tmp_path: Path,
+                                             cases: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    before = rendered["selfSigned"].one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    other = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
+    values = {**cases["selfSigned"], "trustStore": {"certificates": {"ca": {"test": other}}}}
+    after = render(values_file(tmp_path, values)).one("Deployment")["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert after["checksum/trust"] != before["checksum/trust"]
+    assert after["checksum/config"] == before["checksum/config"]
+
+
+def test_pull_secrets_off_means_no_kubernetes_api_access(rendered: dict[str, Rendered]) -> None:
+    out = rendered["selfSigned"]
+    assert not out.of_kind("ClusterRole") and not out.of_kind("ClusterRoleBinding")
+    assert not out.of_kind("Role") and not out.of_kind("RoleBinding")
+    assert out.one("ServiceAccount")["automountServiceAccountToken"] is False
+    assert "kubernetes" not in out.config()
+
+
+def test_pull_secrets_on_grants_get_on_secrets_and_serviceaccounts_only(
+    rendered: dict[str, Rendered],
+) -> None:
+    out = rendered["pullSecrets"]
+    role = out.one("ClusterRole")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}
+    ]
+    binding = out.one("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
+    assert out.one("Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert out.config()["kubernetes"] == {"pullSecrets": True, "cacheTTLSeconds": 30}
+
+
+def test_registries_and_existing_trust_material_are_mounted(rendered: dict[str, Rendered]) -> None:
+    config = rendered["extras"].config()
+    private = config["registries"]["registry.example.com:5000"]
+    assert private["caFile"].startswith("/etc/referee/config/registry-")
+    assert private["dockerConfig"].startswith("/etc/referee/registries/")
+    assert config["registries"]["localhost:5000"] == {"plainHTTP": True}
+    volumes = {
+        v["name"]: v for v in rendered["extras"].one("Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    [source] = volumes["registries"]["projected"]["sources"]
+    assert source["secret"]["name"] == "regcred"
+    assert source["secret"]["items"][0]["key"] == ".dockerconfigjson"
+    out = rendered["existingTrust"]
+    assert not out.of_kind("Secret") or all(
+        s["metadata"]["name"] != f"{RELEASE}-trust" for s in out.of_kind("Secret")
+    )
+    trust = {v["name"]: v for v in out.one("Deployment")["spec"]["template"]["spec"]["volumes"]}["trust"]
+    policy_item = {"key": "trustpolicy.json", "path": "policy/trustpolicy.json"}
+    store_item = {"key": "root.pem", "path": "truststore/x509/ca/corp/root.pem"}
+    assert trust["projected"]["sources"] == [
+        {"configMap": {"name": "corp-trust-policy", "items": [policy_item]}},
+        {"secret": {"name": "corp-trust-store", "items": [store_item]}},
+    ]
+
+
+def test_helm_test_calls_readyz_with_the_ca(rendered: dict[str, Rendered]) -> None:
+    [pod] = [
+        p
+        for p in rendered["selfSigned"].of_kind("Pod")
+        if p["metadata"]["annotations"].get("helm.sh/hook") == "test"
+    ]
+    [container] = pod["spec"]["containers"]
+    assert container["command"][-1] == f"https://{RELEASE}.{NAMESPACE}.svc:8443/readyz"
+    assert pod["spec"]["volumes"][0]["configMap"]["name"] == f"{RELEASE}-ca"
+
+
+# --- Gatekeeper: rendered from policies/ -------------------------------------------------------------
+
+POLICY_COPIES = [
+    "provider.yaml",
+    "referee-verified-images/template.yaml",
+    "referee-verified-images/samples/constraint.yaml",
+    "referee-pinned-images/template.yaml",
+    "referee-pinned-images/samples/constraint.yaml",
+    "referee-pinned-images/samples/assign-pin-digests.yaml",
+]
+
+
+def test_the_chart_copies_of_policies_are_in_step() -> None:
+    copies = CHART / "files" / "policies"
+    present = sorted(str(p.relative_to(copies)) for p in copies.rglob("*") if p.is_file())
+    assert present == sorted(POLICY_COPIES)
+    for name in POLICY_COPIES:
+        assert (copies / name).read_bytes() == (ROOT / "policies" / name).read_bytes(), (
+            f"charts/referee/files/policies/{name} differs from policies/{name}: run charts/sync-policies.sh"
+        )
+    script = (ROOT / "charts" / "sync-policies.sh").read_text()
+    assert all(name in script for name in POLICY_COPIES)
+
+
+def test_gatekeeper_resources_come_from_policies(rendered: dict[str, Rendered]) -> None:
+    out = rendered["gatekeeper"]
+    for name in ("referee-verified-images", "referee-pinned-images"):
+        source = yaml.safe_load((ROOT / "policies" / name / "template.yaml").read_text())
+        [template_obj] = [
+            t
+            for t in out.of_kind("ConstraintTemplate")
+            if t["metadata"]["name"] == source["metadata"]["name"]
+        ]
+        assert template_obj["spec"] == source["spec"]
+    provider = out.get("Provider", RELEASE)
+    assert provider["spec"]["url"] == f"https://{RELEASE}.{NAMESPACE}:8443/provider"
+    assert out.get("Provider", f"{RELEASE}-mutate")["spec"]["url"].endswith("/provider/mutate")
+    constraint = out.one("RefereeVerifiedImages")
+    assert constraint["spec"]["parameters"]["provider"] == RELEASE
+    assert {NAMESPACE, "kube-system", "gatekeeper-system"} <= set(
+        constraint["spec"]["match"]["excludedNamespaces"]
+    )
+    assert (
+        out.one("Assign")["spec"]["parameters"]["assign"]["externalData"]["provider"] == f"{RELEASE}-mutate"
+    )
+    assert not rendered["selfSigned"].of_kind("Provider") and not rendered["selfSigned"].of_kind(
+        "ConstraintTemplate"
+    )
+
+
+def test_gatekeeper_calls_over_mutual_tls_when_given_its_ca(
+    rendered: dict[str, Rendered], cases: dict[str, Any]
+) -> None:
+    out = rendered["gatekeeper"]
+    config = out.config()
+    assert config["tls"]["clientCAFile"] == "/etc/referee/config/client-ca.crt"
+    given = cases["gatekeeper"]["tls"]["clientCA"]
+    assert certificate(out.get("ConfigMap", f"{RELEASE}-config")["data"]["client-ca.crt"]) == certificate(
+        given
+    )
+    assert "clientCAFile" not in rendered["selfSigned"].config()["tls"]
+
+
+def test_helm_is_the_real_one() -> None:
+    assert "v3.22" in run([tool("helm"), "version", "--short"]).stdout
