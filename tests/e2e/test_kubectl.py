@@ -1,0 +1,247 @@
+"""``kubectl apply`` against a real kube-apiserver that calls Referee as its admission webhook: what a
+user sees when a workload's images are signed, unsigned, tampered with, or out of reach."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import (
+    APPS,
+    AUDITED,
+    AUTH_PASSWORD,
+    AUTH_USER,
+    EXEMPT,
+    OPTED_OUT,
+    TIMEOUT_S,
+    Deployment,
+)
+from tests.e2e.referee import ca_bundle
+from tests.helpers.tools import free_port
+
+_names = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_names)}"
+
+
+def pod_spec(*images: str, init: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    return {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+        "initContainers": [{"name": f"i{i}", "image": image} for i, image in enumerate(init)],
+        **extra,
+    }
+
+
+def pod(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def workload(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    labels = {"app": name}
+    template = {"metadata": {"labels": labels}, "spec": spec}
+    meta = {"name": name, "namespace": namespace}
+    if kind == "Deployment":
+        body = {"selector": {"matchLabels": labels}, "template": template}
+        return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": body}
+    job_template = {"metadata": {"labels": labels}, "spec": {**spec, "restartPolicy": "Never"}}
+    if kind == "Job":
+        return {"apiVersion": "batch/v1", "kind": kind, "metadata": meta, "spec": {"template": job_template}}
+    cron = {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": job_template}}}
+    return {"apiVersion": "batch/v1", "kind": kind, "metadata": meta, "spec": cron}
+
+
+def refused(proc: Any) -> str:
+    """kubectl's error for a request the webhook denied (exit 1, nothing created)."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "created" not in proc.stdout
+    stderr: str = proc.stderr
+    return stderr
+
+
+def test_signed_pod_is_created(referee: Deployment) -> None:
+    name = unique("signed")
+    out = referee.cluster.apply(pod(name, APPS, pod_spec(referee.images.signed)))
+    print(f"\n$ kubectl apply -f {name}.yaml\n{out.stdout}{out.stderr}")
+    assert out.stdout.strip() == f"pod/{name} created"
+    created = referee.cluster.get("pod", name, APPS)
+    assert created["status"]["phase"] == "Pending"  # no scheduler or kubelet: admission is all there is
+
+
+def test_unsigned_pod_is_refused_with_referees_message(referee: Deployment) -> None:
+    imgs = referee.images
+    name = unique("unsigned")
+    proc = referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed, imgs.unsigned)), check=False)
+    stderr = refused(proc)
+    print(f"\n$ kubectl apply -f {name}.yaml\n{stderr}")
+    assert 'admission webhook "validate.referee.referee.dev" denied the request' in stderr
+    assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
+    assert imgs.signed not in stderr  # only the failing image is named
+    assert referee.cluster.kubectl("get", "pod", name, "-n", APPS, check=False).returncode == 1
+
+
+def test_tampered_signature_is_refused(referee: Deployment) -> None:
+    stderr = refused(
+        referee.cluster.apply(pod(unique("tampered"), APPS, pod_spec(referee.images.tampered)), check=False)
+    )
+    assert referee.images.tampered in stderr and "integrity" in stderr
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "Job", "CronJob"])
+def test_workload_with_one_unsigned_image_is_refused(referee: Deployment, kind: str) -> None:
+    imgs = referee.images
+    name = unique(kind.lower())
+    bad = workload(kind, name, APPS, pod_spec(imgs.signed, init=(imgs.unsigned,)))
+    stderr = refused(referee.cluster.apply(bad, check=False))
+    assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
+    good = workload(kind, name, APPS, pod_spec(imgs.signed, init=(imgs.signed,)))
+    assert referee.cluster.apply(good).stdout.strip() == f"{kind.lower()}.{_group(kind)}/{name} created"
+
+
+def _group(kind: str) -> str:
+    return "apps" if kind == "Deployment" else "batch"
+
+
+def test_exempt_namespace_admits_an_unsigned_pod(referee: Deployment) -> None:
+    name = unique("exempt")
+    out = referee.cluster.apply(pod(name, EXEMPT, pod_spec(referee.images.unsigned)))
+    assert out.stdout.strip() == f"pod/{name} created"
+    # Referee was asked and said why it allowed.
+    [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {EXEMPT}/{name}"]
+    assert decision["allowed"] is True
+
+
+def test_opted_out_namespace_is_never_sent_to_referee(referee: Deployment) -> None:
+    name = unique("optout")
+    out = referee.cluster.apply(pod(name, OPTED_OUT, pod_spec(referee.images.unsigned)))
+    assert out.stdout.strip() == f"pod/{name} created"
+    logged = referee.enforcing.log.read_text() + referee.audit.log.read_text()
+    assert f"{OPTED_OUT}/{name}" not in logged  # the namespaceSelector kept the request away
+
+
+def test_audit_mode_admits_and_kubectl_prints_the_warnings(referee: Deployment) -> None:
+    imgs = referee.images
+    name = unique("audited")
+    out = referee.cluster.apply(pod(name, AUDITED, pod_spec(imgs.unsigned)))
+    print(f"\n$ kubectl apply -f {name}.yaml\n{out.stderr}{out.stdout}")
+    assert out.stdout.strip() == f"pod/{name} created"
+    warning = f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found"
+    assert f"Warning: referee (audit): {warning}" in out.stderr
+
+
+def test_mutation_pins_the_image_to_the_verified_digest(referee: Deployment) -> None:
+    imgs = referee.images
+    name = unique("pinned")
+    referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed)))
+    image = referee.cluster.kubectl(
+        "get", "pod", name, "-n", APPS, "-o", "jsonpath={.spec.containers[0].image}"
+    ).stdout
+    print(f"\n$ kubectl get pod {name} -o jsonpath='{{.spec.containers[0].image}}'\n{image}")
+    assert image == f"{imgs.signed}@{imgs.signed_digest}"
+
+
+def test_registry_down_is_refused_within_the_webhook_timeout(referee: Deployment) -> None:
+    gone = f"127.0.0.1:{free_port()}/gone/app:v1"
+    start = time.monotonic()
+    stderr = refused(referee.cluster.apply(pod(unique("gone"), APPS, pod_spec(gone)), check=False))
+    elapsed = time.monotonic() - start
+    assert f"image {gone}: could not check" in stderr
+    assert elapsed < TIMEOUT_S
+
+
+def test_referee_unreachable_fails_closed(referee: Deployment) -> None:
+    """failurePolicy: Fail: with no answer from the webhook, the API server refuses the pod."""
+    namespace = unique("e2e-unreachable")
+    cluster = referee.cluster
+    cluster.create_namespace(namespace, {"e2e.referee.dev/dead-webhook": "true"})
+    dead = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": namespace},
+        "webhooks": [{
+            "name": "validate.dead.referee.dev",
+            "clientConfig": {"url": f"https://127.0.0.1:{free_port()}/validate",
+                             "caBundle": ca_bundle(referee.enforcing.ca_file)},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"]}],
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": TIMEOUT_S,
+            "namespaceSelector": {"matchLabels": {"e2e.referee.dev/dead-webhook": "true"}},
+        }],
+    }  # fmt: skip
+    cluster.apply(dead)
+    try:
+        stderr = refused(
+            cluster.apply(pod(unique("orphan"), namespace, pod_spec(referee.images.signed)), check=False)
+        )
+        assert 'failed calling webhook "validate.dead.referee.dev"' in stderr
+    finally:
+        cluster.kubectl("delete", "validatingwebhookconfiguration", namespace)
+
+
+def test_ephemeral_container_is_checked(referee: Deployment) -> None:
+    """``kubectl debug`` adds an ephemeral container through the pods/ephemeralcontainers subresource;
+    the webhook sees that update, and an unsigned debug image is refused."""
+    imgs = referee.images
+    name = unique("debugged")
+    referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed)))
+    debug = ("debug", name, "-n", APPS, "--attach=false")
+    stderr = refused(
+        referee.cluster.kubectl(*debug, f"--image={imgs.unsigned}", "--container=dbg", check=False)
+    )
+    assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
+    referee.cluster.kubectl(*debug, f"--image={imgs.signed}", "--container=dbg2")
+    debugged = referee.cluster.get("pod", name, APPS)
+    assert [c["name"] for c in debugged["spec"]["ephemeralContainers"]] == ["dbg2"]
+
+
+# --- Pull secrets: credentials Referee reads through the API server ---------------------------------
+
+
+def _pull_secret(referee: Deployment, name: str, namespace: str) -> None:
+    referee.cluster.kubectl(
+        "create", "secret", "docker-registry", name, "-n", namespace,
+        f"--docker-server={referee.auth.registry.host}", f"--docker-username={AUTH_USER}",
+        f"--docker-password={AUTH_PASSWORD}",
+    )  # fmt: skip
+
+
+def test_private_image_verified_with_the_pods_pull_secret(referee: Deployment) -> None:
+    namespace = unique("e2e-pull")
+    referee.cluster.create_namespace(namespace)
+    _pull_secret(referee, "regcred", namespace)
+    name = unique("private")
+    spec = pod_spec(referee.auth.by_pod_secret, imagePullSecrets=[{"name": "regcred"}])
+    assert referee.cluster.apply(pod(name, namespace, spec)).stdout.strip() == f"pod/{name} created"
+
+
+def test_private_image_verified_with_the_service_accounts_pull_secret(referee: Deployment) -> None:
+    namespace = unique("e2e-pull")
+    cluster = referee.cluster
+    cluster.create_namespace(namespace)
+    _pull_secret(referee, "builder-cred", namespace)
+    account = {"name": "builder", "namespace": namespace}
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account,
+         "imagePullSecrets": [{"name": "builder-cred"}]}
+    )  # fmt: skip
+    name = unique("private")
+    spec = pod_spec(referee.auth.by_account_secret, serviceAccountName="builder")
+    assert cluster.apply(pod(name, namespace, spec)).stdout.strip() == f"pod/{name} created"
+
+
+def test_private_image_without_a_pull_secret_is_refused(referee: Deployment) -> None:
+    namespace = unique("e2e-pull")
+    referee.cluster.create_namespace(namespace)
+    image = referee.auth.without_secret
+    stderr = refused(referee.cluster.apply(pod(unique("private"), namespace, pod_spec(image)), check=False))
+    assert f"image {image}: could not check" in stderr and "credentials" in stderr
