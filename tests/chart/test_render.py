@@ -11,7 +11,17 @@ import pytest
 import yaml
 from cryptography import x509
 
-from tests.helpers.chart import CHART, NAMESPACE, RELEASE, Rendered, helm, render, template, values_file
+from tests.helpers.chart import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    crd_typed,
+    helm,
+    render,
+    template,
+    values_file,
+)
 from tests.helpers.tools import ROOT, run, tool
 from webhook import admission
 from webhook.config import parse_config
@@ -19,11 +29,6 @@ from webhook.config import parse_config
 # The Kubernetes versions the chart claims (charts/referee/README.md); kubernetes-validate carries
 # their schemas offline.
 KUBERNETES_VERSIONS = [f"1.{minor}" for minor in range(30, 38)]
-CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com", "gatekeeper.sh")
-
-
-def crd_typed(obj: dict[str, Any]) -> bool:
-    return any(obj["apiVersion"].split("/")[0].endswith(group) for group in CRD_GROUPS)
 
 
 # --- helm lint and the schema of the values -------------------------------------------------------
