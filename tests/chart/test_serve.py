@@ -1,0 +1,219 @@
+"""`referee serve` started from what the chart renders: the Deployment's command and environment, its
+ConfigMap, Secrets and projected volumes written to disk as the kubelet writes them (atomic-writer
+folders with `..data` symbolic links), answering over TLS verified with the rendered CA bundle under
+the Service's DNS name, as the API server and Gatekeeper call it. Images live in a real registry
+(olareg), signed by the real notation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from cryptography.hazmat.primitives import serialization
+
+from tests.helpers import pki
+from tests.helpers.artifacts import Notation, push_image
+from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import free_port
+
+SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"  # the name the API server verifies
+
+
+@dataclass(frozen=True)
+class Images:
+    signed: str
+    signed_digest: str
+    unsigned: str
+
+
+@dataclass(frozen=True)
+class Deployed:
+    port: int
+    ca_file: Path
+    client_cert: tuple[str, str]  # a certificate the client CA (Gatekeeper's) issued, and its key
+    rendered: Rendered
+    log: Path
+
+    def call(
+        self, method: str, path: str, body: Any = None, *, client_cert: bool = False
+    ) -> urllib3.BaseHTTPResponse:
+        cert_file, key_file = self.client_cert if client_cert else (None, None)
+        pool = urllib3.HTTPSConnectionPool(
+            "127.0.0.1", self.port, ca_certs=str(self.ca_file), cert_reqs="CERT_REQUIRED",
+            server_hostname=SERVICE_HOST, assert_hostname=SERVICE_HOST,
+            cert_file=cert_file, key_file=key_file, timeout=20, retries=False,
+        )  # fmt: skip
+        data = None if body is None else json.dumps(body).encode()
+        with pool:
+            return pool.request(method, path, body=data, headers={"Content-Type": "application/json"})
+
+    def review(self, path: str, *images: str) -> dict[str, Any]:
+        pod = {"metadata": {"name": "web"}, "spec": {"containers": [
+            {"name": f"c{i}", "image": image} for i, image in enumerate(images)]}}  # fmt: skip
+        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+            "operation": "CREATE", "userInfo": {"username": "alice"}, "object": pod}}  # fmt: skip
+        resp = self.call("POST", path, body)
+        assert resp.status == 200, resp.data
+        out: dict[str, Any] = json.loads(resp.data)["response"]
+        return out
+
+
+@pytest.fixture(scope="module")
+def material(
+    olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Images, dict[str, Any]]:
+    """Signed and unsigned images, and the values that trust the signer."""
+    work = tmp_path_factory.mktemp("chart-images")
+    chain = make_chain()
+    notation = Notation(work / "home")
+    install_notation_key(notation.home, "test", chain)
+    signed = push_image(olareg, "chart/signed", "v1", work / "a", content="signed by the chart test")
+    notation.sign(olareg, f"{olareg.host}/chart/signed@{signed}")
+    push_image(olareg, "chart/unsigned", "v1", work / "b", content="never signed")
+    policy = json.loads(write_trust_policy(work / "trustpolicy.json").read_text())
+    root_pem = chain.root.public_bytes(serialization.Encoding.PEM).decode()
+    values = {
+        "trustPolicy": {"document": policy},
+        "trustStore": {"certificates": {"ca": {"test": root_pem}}},
+        "registries": {olareg.host: {"plainHTTP": True}},
+        "mutation": {"enabled": True},
+        "server": {"workers": 2, "threads": 4},
+        "webhook": {"timeoutSeconds": 5},
+    }
+    images = Images(f"{olareg.host}/chart/signed:v1", signed, f"{olareg.host}/chart/unsigned:v1")
+    return images, values
+
+
+def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[list[str], dict[str, str]]:
+    """Write every volume of the Deployment's container where it is mounted; return its command and
+    environment. Mounts under mountRoot (a temporary folder, set through the chart's value) are used
+    as they are; any other mount path (the emptyDirs) is placed under ``rootfs``."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in rendered.objects}
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    moved: dict[str, str] = {}
+    for mount in sorted(container["volumeMounts"], key=lambda m: m["mountPath"]):
+        target = Path(mount["mountPath"])
+        if not target.is_relative_to(mount_root):
+            target = rootfs / target.relative_to("/")
+            moved[mount["mountPath"]] = str(target)
+        files = volume_files(volumes[mount["name"]], objects)
+        if files is None:
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            write_atomic(target, files)
+    env = {e["name"]: moved.get(e["value"], e["value"]) for e in container.get("env", [])}
+    return container["command"], env
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    material: tuple[Images, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    _, values = material
+    work = tmp_path_factory.mktemp("chart-serve")
+    (work / "gatekeeper").mkdir()
+    gatekeeper_ca = pki.make_ca(work / "gatekeeper", "Gatekeeper CA")
+    client = pki.make_client_cert(work / "gatekeeper", gatekeeper_ca)
+    mount_root = work / "etc" / "referee"
+    values = {
+        **values,
+        "mountRoot": str(mount_root),
+        "tls": {"clientCA": gatekeeper_ca.cert_path.read_text()},
+    }
+    rendered = render(values_file(work, values))
+    command, env = lay_out_pod(rendered, work / "rootfs", mount_root)
+    [webhook] = rendered.one("ValidatingWebhookConfiguration")["webhooks"]
+    ca_file = work / "webhook-ca.crt"
+    ca_file.write_bytes(base64.b64decode(webhook["clientConfig"]["caBundle"]))
+    assert command[:2] == ["referee", "serve"]
+    port = free_port()
+    # REFEREE_LISTEN is the documented override of `listen`: loopback and a free port here.
+    environ = {**os.environ, **env, "REFEREE_LISTEN": f"127.0.0.1:{port}"}
+    log = work / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webhook", *command[1:]], stdout=out,
+                                stderr=subprocess.STDOUT, env=environ)  # fmt: skip
+    deployed = Deployed(port, ca_file, (str(client.cert_path), str(client.key_path)), rendered, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if deployed.call("GET", "/readyz").status == 200:
+                    break
+            except urllib3.exceptions.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield deployed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_readyz_over_tls_verified_with_the_rendered_ca(deployed: Deployed) -> None:
+    resp = deployed.call("GET", "/readyz")
+    assert resp.status == 200
+    assert deployed.call("GET", "/healthz").status == 200
+
+
+def test_the_server_reads_the_rendered_files_through_the_kubelet_links(deployed: Deployed) -> None:
+    config = deployed.rendered.config()
+    policy = Path(config["trustPolicy"])
+    assert (policy.parent.parent / "..data").is_symlink() and policy.parent.is_symlink()
+    assert not policy.is_symlink() and policy.is_file()  # one folder down: Referee refuses linked trust files
+    log = deployed.log.read_text()
+    assert "TLS certificate loaded from" in log or "Listening at" in log, log
+
+
+def test_a_signed_pod_is_admitted_and_an_unsigned_one_denied(
+    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+) -> None:
+    images, _ = material
+    assert deployed.review("/validate", images.signed)["allowed"] is True
+    denied = deployed.review("/validate", images.signed, images.unsigned)
+    assert denied["allowed"] is False
+    assert images.unsigned in denied["status"]["message"]
+    assert "no Notation signature found" in denied["status"]["message"]
+
+
+def test_mutation_pins_the_verified_digest(
+    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+) -> None:
+    images, _ = material
+    out = deployed.review("/mutate", images.signed)
+    assert out["allowed"] is True
+    patch = json.loads(base64.b64decode(out["patch"]))
+    assert any(op.get("value") == f"{images.signed}@{images.signed_digest}" for op in patch)
+
+
+def test_provider_answers_only_the_client_ca_of_the_values(
+    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+) -> None:
+    images, _ = material
+    body = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
+            "request": {"keys": [images.signed]}}  # fmt: skip
+    assert deployed.call("POST", "/provider", body).status == 403
+    resp = deployed.call("POST", "/provider", body, client_cert=True)
+    assert resp.status == 200, resp.data
+    [item] = json.loads(resp.data)["response"]["items"]
+    assert item["value"]["verified"] is True and item["value"]["digest"] == images.signed_digest
+
+
+def test_metrics_are_shared_through_the_mounted_folder(deployed: Deployed) -> None:
+    resp = deployed.call("GET", "/metrics")
+    assert resp.status == 200 and b"referee_admission_decisions_total" in resp.data
