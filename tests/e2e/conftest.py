@@ -1,22 +1,25 @@
 """The end-to-end environment, built once per session: a real control plane (etcd + kube-apiserver), a
 real registry holding images signed by the real notation, an auth-protected registry, and Referee
-registered with the API server as a validating and mutating webhook by URL."""
+installed from its Helm chart with its webhooks calling a locally served Referee by URL."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.e2e import referee as ref
 from tests.helpers import pki, registries
 from tests.helpers.artifacts import Notation, attach, push_image
 from tests.helpers.cluster import Cluster, cluster_kind, control_plane, existing_cluster
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port, run, tool
 
@@ -53,7 +56,7 @@ class Images:
     unsigned_digest: str
     tampered: str
     policy: Path
-    store: Path
+    root_pem: str  # the trust store's CA certificate
     notation: Notation
 
 
@@ -71,9 +74,7 @@ def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) ->
     tampered = push_image(olareg, "e2e/tampered", "v1", work / "c", content="e2e tampered")
     attach(olareg, f"{olareg.host}/e2e/tampered@{tampered}", NOTARY, work / "c", name="e.jws",
            content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
-    store = work / "truststore"
-    write_trust_store(store, "ca", "test", chain.root)
-    policy = write_trust_policy(work / "trustpolicy.json")
+    policy = write_trust_policy(work / "trustpolicy.json", stores=["ca:test"])
     return Images(
         signed=f"{olareg.host}/e2e/signed:v1",
         signed_digest=signed,
@@ -81,7 +82,7 @@ def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) ->
         unsigned_digest=unsigned,
         tampered=f"{olareg.host}/e2e/tampered:v1",
         policy=policy,
-        store=store,
+        root_pem=chain.root.public_bytes(serialization.Encoding.PEM).decode(),
         notation=notation,
     )
 
@@ -121,63 +122,47 @@ def auth_images(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield AuthImages(reg, *refs)
 
 
-def _config(
-    path: Path,
-    *,
-    port: int,
-    images: Images,
-    olareg: RunningRegistry,
-    auth: AuthImages,
-    server_cert: pki.KeyPair,
-    mode: str,
-    kubeconfig: Path | None,
-) -> Path:
-    kubernetes = (
-        f"kubernetes: {{pullSecrets: true, kubeconfig: {kubeconfig}, cacheTTLSeconds: 30}}\n"
-        if kubeconfig
-        else ""
-    )
-    path.write_text(
-        f"listen: 127.0.0.1:{port}\n"
-        f"mode: {mode}\n"
-        f"namespace: {REFEREE_NAMESPACE}\n"
-        f"trustPolicy: {images.policy}\ntrustStore: {images.store}\n"
-        f"exemptNamespaces: [kube-system, {EXEMPT}]\n"
-        "registries:\n"
-        f"  '{olareg.host}': {{plainHTTP: true}}\n"
-        f"  '{auth.registry.host}': {{caFile: {auth.registry.ca_file}}}\n"
-        f"tls: {{certFile: {server_cert.cert_path}, keyFile: {server_cert.key_path}}}\n"
-        f"timeouts: {{admissionSeconds: {TIMEOUT_S}, marginSeconds: 1}}\n"
-        "server: {workers: 2, threads: 4}\n"
-        "mutate: true\n"
-        f"{kubernetes}"
-    )
-    return path
+def _values(
+    mode: str, url: str, mount_root: Path, *, images: Images, olareg: RunningRegistry, auth: AuthImages
+) -> dict[str, Any]:
+    """The chart's values for one Referee release, as a user would write them."""
+    assert auth.registry.ca_file is not None
+    enforcing = mode == "enforce"
+    return {
+        "mode": mode,
+        "mountRoot": str(mount_root),
+        "exemptNamespaces": [EXEMPT],
+        "registries": {
+            olareg.host: {"plainHTTP": True},
+            auth.registry.host: {"caCert": auth.registry.ca_file.read_text()},
+        },
+        "trustPolicy": {"document": json.loads(images.policy.read_text())},
+        "trustStore": {"certificates": {"ca": {"test": images.root_pem}}},
+        "pullSecrets": {"enabled": enforcing},
+        "mutation": {"enabled": enforcing},
+        "server": {"workers": 2, "threads": 4},
+        "webhook": {"timeoutSeconds": TIMEOUT_S, "url": url, "optOutLabel": OPT_OUT_LABEL},
+    }
 
 
-def _referee_account(cluster: Cluster, work: Path) -> Path:
-    """Referee's service account with only what pull secrets need, and a kubeconfig with its token."""
-    cluster.create_namespace(REFEREE_NAMESPACE)
-    rbac = "rbac.authorization.k8s.io/v1"
-    cluster.apply(
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": "referee", "namespace": REFEREE_NAMESPACE}},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": "referee-pull-secrets"},
-         "rules": [{"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["get"]}]},
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": "referee-pull-secrets"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "referee-pull-secrets"},
-         "subjects": [{"kind": "ServiceAccount", "name": "referee", "namespace": REFEREE_NAMESPACE}]},
-    )  # fmt: skip
-    return cluster.kubeconfig_for_token(
-        work / "referee.kubeconfig", cluster.token("referee", REFEREE_NAMESPACE)
+def _route(objects: list[dict[str, Any]], mode: str) -> None:
+    """Two releases share the cluster: namespaces labelled INSTANCE_LABEL=audit go to the audit one,
+    every other namespace to the enforcing one (one more namespaceSelector expression each)."""
+    expression = (
+        {"key": INSTANCE_LABEL, "operator": "In", "values": ["audit"]}
+        if mode == "audit"
+        else {"key": INSTANCE_LABEL, "operator": "DoesNotExist"}
     )
+    for obj in objects:
+        if obj["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            for hook in obj["webhooks"]:
+                hook["namespaceSelector"]["matchExpressions"].append(expression)
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """Referee as installed for the suite: the enforcing instance (with mutation and pull secrets)
-    and an audit-mode instance for the namespaces labelled for it."""
+    """Referee as installed for the suite: the enforcing release (with mutation and pull secrets)
+    and an audit-mode release for the namespaces labelled for it."""
 
     cluster: Cluster
     images: Images
@@ -194,35 +179,20 @@ def referee(
     olareg: RunningRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
+    """``helm template`` + ``kubectl apply`` of two releases of the chart, each served locally."""
     work = tmp_path_factory.mktemp("e2e-referee")
-    ca = pki.make_ca(work)
-    cert = pki.make_server_cert(work, ca)
-    kubeconfig = _referee_account(cluster, work)
+    cluster.create_namespace(REFEREE_NAMESPACE)
     with contextlib.ExitStack() as stack:
-        running = {}
-        for mode, token_kubeconfig in (("enforce", kubeconfig), ("audit", None)):
-            (work / mode).mkdir()
+        running: dict[str, ref.RunningReferee] = {}
+        for release, mode in (("referee", "enforce"), ("referee-audit", "audit")):
+            (work / release).mkdir()
             port = free_port()
-            config = _config(
-                work / mode / "config.yaml", port=port, images=images, olareg=olareg, auth=auth_images,
-                server_cert=cert, mode=mode, kubeconfig=token_kubeconfig,
-            )  # fmt: skip
-            running[mode] = stack.enter_context(ref.serve(config, f"https://127.0.0.1:{port}", ca.cert_path))
-        not_opted_out = {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["true"]}
-        cluster.apply(
-            *ref.webhook_configurations(
-                "referee", running["enforce"].url, ca.cert_path, timeout_s=TIMEOUT_S, mutate=True,
-                namespace_selector={"matchExpressions": [
-                    not_opted_out, {"key": INSTANCE_LABEL, "operator": "DoesNotExist"},
-                    {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                     "values": [REFEREE_NAMESPACE]}]},
-            ),
-            *ref.webhook_configurations(
-                "referee-audit", running["audit"].url, ca.cert_path, timeout_s=TIMEOUT_S, mutate=False,
-                namespace_selector={"matchExpressions": [
-                    not_opted_out, {"key": INSTANCE_LABEL, "operator": "In", "values": ["audit"]}]},
-            ),
-        )  # fmt: skip
+            url, mnt = f"https://127.0.0.1:{port}", work / release / "mnt"
+            values = _values(mode, url, mnt, images=images, olareg=olareg, auth=auth_images)
+            objects = ref.render(release, REFEREE_NAMESPACE, values, work / release)
+            _route(objects, mode)
+            cluster.apply(*objects)
+            running[mode] = stack.enter_context(ref.run_locally(cluster, objects, port, work / release))
         for name, labels in ((APPS, {}), (EXEMPT, {}), (OPTED_OUT, {OPT_OUT_LABEL: "true"}),
                              (AUDITED, {INSTANCE_LABEL: "audit"})):  # fmt: skip
             cluster.create_namespace(name, labels)

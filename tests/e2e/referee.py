@@ -1,5 +1,8 @@
-"""Referee as the API server sees it in the end-to-end tests: ``referee serve`` started locally over
-TLS, and the webhook configurations that point the API server at it by URL."""
+"""Referee installed from its Helm chart, the way the end-to-end tests run it: ``helm template`` with
+``webhook.url`` pointing the webhook configurations at a local address, ``kubectl apply`` of every
+rendered object, then ``referee serve`` started locally from what the Deployment would mount (the
+ConfigMap and Secrets read back from the API server, written the way the kubelet writes volumes) and
+with a token of the chart's ServiceAccount, so the RBAC under test is the chart's."""
 
 from __future__ import annotations
 
@@ -16,16 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
-# Every kind Referee checks, and the ephemeral-containers subresource (added to a running pod).
-RULES = [
-    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-     "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers", "podtemplates"]},
-    {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-     "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
-    {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-     "resources": ["jobs", "cronjobs"]},
-]  # fmt: skip
+from tests.helpers.chart import CHART, helm, volume_files, write_atomic
+from tests.helpers.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -81,48 +78,63 @@ def ca_bundle(ca_file: Path) -> str:
     return base64.b64encode(ca_file.read_bytes()).decode()
 
 
-def webhook_configurations(
-    name: str,
-    url: str,
-    ca_file: Path,
-    *,
-    namespace_selector: Mapping[str, Any],
-    timeout_s: int,
-    mutate: bool,
-) -> list[dict[str, Any]]:
-    """A ValidatingWebhookConfiguration (and a Mutating one when ``mutate``) calling ``url`` by URL,
-    failing closed, as a cluster administrator would register Referee by hand."""
+def render(release: str, namespace: str, values: Mapping[str, Any], work: Path) -> list[dict[str, Any]]:
+    """``helm template`` of the chart (its test hooks left out, as ``helm install`` leaves them)."""
+    path = work / f"{release}-values.yaml"
+    path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
+    text = helm("template", release, str(CHART), "--namespace", namespace, "--skip-tests",
+                "--values", str(path)).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(text) if doc]
 
-    def hook(path: str) -> dict[str, Any]:
-        return {
-            "name": f"{path}.{name}.referee.dev",
-            "clientConfig": {"url": f"{url}/{path}", "caBundle": ca_bundle(ca_file)},
-            "rules": RULES,
-            "failurePolicy": "Fail",
-            "sideEffects": "None",
-            "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": timeout_s,
-            "namespaceSelector": dict(namespace_selector),
-            "matchPolicy": "Equivalent",
-        }
 
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": name},
-            "webhooks": [hook("validate")],
-        }
-    ]
-    if mutate:
-        mutating = hook("mutate")
-        mutating["reinvocationPolicy"] = "IfNeeded"
-        docs.append(
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": name},
-                "webhooks": [mutating],
-            }
+def _mounted_objects(
+    cluster: Cluster, namespace: str, volumes: list[dict[str, Any]]
+) -> dict[tuple[str, str], Any]:
+    """The ConfigMaps and Secrets the pod's volumes name, as the API server holds them."""
+    wanted: set[tuple[str, str]] = set()
+    for volume in volumes:
+        sources = volume["projected"]["sources"] if "projected" in volume else [volume]
+        for source in sources:
+            if "configMap" in source:
+                wanted.add(("ConfigMap", source["configMap"]["name"]))
+            elif "secret" in source:
+                wanted.add(("Secret", source["secret"].get("name") or source["secret"].get("secretName")))
+    return {(kind, name): cluster.get(kind.lower(), name, namespace) for kind, name in sorted(wanted)}
+
+
+@contextlib.contextmanager
+def run_locally(
+    cluster: Cluster, objects: list[dict[str, Any]], port: int, work: Path
+) -> Iterator[RunningReferee]:
+    """Run the rendered Deployment's Referee on this machine, listening on 127.0.0.1:``port``."""
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    namespace = deployment["metadata"]["namespace"]
+    spec = deployment["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    live = _mounted_objects(cluster, namespace, spec["volumes"])
+    by_name = {v["name"]: v for v in spec["volumes"]}
+    for mount in container["volumeMounts"]:
+        files = volume_files(by_name[mount["name"]], live)
+        if files is not None:  # emptyDirs (/tmp and the metrics folder) are replaced below
+            write_atomic(Path(mount["mountPath"]), files)
+    config_path = Path(container["command"][container["command"].index("--config") + 1])
+    config = yaml.safe_load(config_path.read_text())
+    if spec.get("automountServiceAccountToken"):
+        # In a pod the kubernetes client would read the mounted token; here a kubeconfig carries a
+        # token of the same ServiceAccount from the TokenRequest API.
+        account = spec["serviceAccountName"]
+        kubeconfig = cluster.kubeconfig_for_token(
+            work / f"{account}.kubeconfig", cluster.token(account, namespace)
         )
-    return docs
+        config["kubernetes"]["kubeconfig"] = str(kubeconfig)
+    local_config = work / "config.yaml"
+    local_config.write_text(yaml.safe_dump(config))
+    [validating] = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
+    ca_file = work / "ca.crt"
+    ca_file.write_bytes(base64.b64decode(validating["webhooks"][0]["clientConfig"]["caBundle"]))
+    metrics = work / "metrics"
+    metrics.mkdir()
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    env |= {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "REFEREE_LISTEN": f"127.0.0.1:{port}"}
+    with serve(local_config, f"https://127.0.0.1:{port}", ca_file, env=env) as running:
+        yield running

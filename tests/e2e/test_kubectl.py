@@ -83,7 +83,7 @@ def test_unsigned_pod_is_refused_with_referees_message(referee: Deployment) -> N
     proc = referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed, imgs.unsigned)), check=False)
     stderr = refused(proc)
     print(f"\n$ kubectl apply -f {name}.yaml\n{stderr}")
-    assert 'admission webhook "validate.referee.referee.dev" denied the request' in stderr
+    assert 'admission webhook "validate.referee.dev" denied the request' in stderr
     assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
     assert imgs.signed not in stderr  # only the failing image is named
     assert referee.cluster.kubectl("get", "pod", name, "-n", APPS, check=False).returncode == 1
@@ -111,21 +111,31 @@ def _group(kind: str) -> str:
     return "apps" if kind == "Deployment" else "batch"
 
 
+def _never_sent_to_referee(referee: Deployment, namespace: str, name: str) -> None:
+    logged = referee.enforcing.log.read_text() + referee.audit.log.read_text()
+    assert f"{namespace}/{name}" not in logged  # the webhooks' namespaceSelector kept it away
+
+
 def test_exempt_namespace_admits_an_unsigned_pod(referee: Deployment) -> None:
     name = unique("exempt")
     out = referee.cluster.apply(pod(name, EXEMPT, pod_spec(referee.images.unsigned)))
     assert out.stdout.strip() == f"pod/{name} created"
-    # Referee was asked and said why it allowed.
-    [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {EXEMPT}/{name}"]
-    assert decision["allowed"] is True
+    _never_sent_to_referee(referee, EXEMPT, name)
 
 
-def test_opted_out_namespace_is_never_sent_to_referee(referee: Deployment) -> None:
+def test_opted_out_namespace_admits_an_unsigned_pod(referee: Deployment) -> None:
     name = unique("optout")
     out = referee.cluster.apply(pod(name, OPTED_OUT, pod_spec(referee.images.unsigned)))
     assert out.stdout.strip() == f"pod/{name} created"
-    logged = referee.enforcing.log.read_text() + referee.audit.log.read_text()
-    assert f"{OPTED_OUT}/{name}" not in logged  # the namespaceSelector kept the request away
+    _never_sent_to_referee(referee, OPTED_OUT, name)
+
+
+def test_a_pod_in_another_namespace_is_sent_to_referee(referee: Deployment) -> None:
+    """The counterpart of the two above: the absence of a log line means something."""
+    name = unique("logged")
+    referee.cluster.apply(pod(name, APPS, pod_spec(referee.images.signed)))
+    [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {APPS}/{name}"]
+    assert decision["allowed"] is True
 
 
 def test_audit_mode_admits_and_kubectl_prints_the_warnings(referee: Deployment) -> None:
