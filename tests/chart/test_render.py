@@ -467,3 +467,22 @@ def test_gatekeeper_calls_over_mutual_tls_when_given_its_ca(
 
 def test_helm_is_the_real_one() -> None:
     assert "v3.22" in run([tool("helm"), "version", "--short"]).stdout
+
+
+def test_trust_material_from_files_as_the_readme_loads_it(tmp_path: Path, trust_root_pem: str) -> None:
+    """`--set-file trustPolicy.json=… --set-file trustStore.certificates.ca.acme=…`, as in the README."""
+    policy = tmp_path / "trustpolicy.json"
+    policy.write_text('{"version": "1.0", "trustPolicies": []}\n')
+    root = tmp_path / "acme-root.pem"
+    root.write_text(trust_root_pem)
+    out = render(
+        None,
+        "--set-file",
+        f"trustPolicy.json={policy}",
+        "--set-file",
+        f"trustStore.certificates.ca.acme={root}",
+    )
+    secret = out.get("Secret", f"{RELEASE}-trust")["stringData"]
+    assert secret["trustpolicy.json"] == policy.read_text().strip()
+    assert secret["ca.acme.pem"].strip() == trust_root_pem.strip()
+    assert out.of_kind("ValidatingWebhookConfiguration")

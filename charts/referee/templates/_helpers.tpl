@@ -178,13 +178,12 @@ rules:
 {{- . | sha256sum | trunc 12 -}}
 {{- end -}}
 
-{{/* The trust policy as JSON text: trustPolicy.document is a mapping (YAML) or a string (--set-file). */}}
+{{/* The trust policy as JSON text: trustPolicy.json (a file's text, --set-file) or trustPolicy.document. */}}
 {{- define "referee.trustPolicyJSON" -}}
-{{- $doc := .Values.trustPolicy.document -}}
-{{- if kindIs "string" $doc -}}
-{{- $doc | trim -}}
-{{- else if $doc -}}
-{{- toJson $doc -}}
+{{- if .Values.trustPolicy.json -}}
+{{- .Values.trustPolicy.json | trim -}}
+{{- else if .Values.trustPolicy.document -}}
+{{- toJson .Values.trustPolicy.document -}}
 {{- end -}}
 {{- end -}}
 
