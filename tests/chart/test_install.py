@@ -1,0 +1,84 @@
+"""The chart against a real kube-apiserver (etcd + kube-apiserver started by scripts/cluster.sh):
+`helm install` then `helm upgrade` keep the generated certificate, and every rendered object passes
+the API server's own validation (`kubectl apply --dry-run=server`), Gatekeeper's kinds included with
+Gatekeeper's CRDs installed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers.chart import CHART, NAMESPACE, RELEASE, Rendered, helm
+from tests.helpers.cluster import Cluster, control_plane
+from tests.helpers.gatekeeper import installed_crds
+
+# Kinds whose CRDs are not in this cluster (checked against their schemas in test_crds instead):
+# cert-manager's, the Prometheus Operator's, and the constraint kinds Gatekeeper's manager would make.
+NOT_INSTALLED = ("cert-manager.io/", "monitoring.coreos.com/", "constraints.gatekeeper.sh/")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with control_plane(tmp_path_factory.mktemp("chart-cluster")) as running:
+        yield running
+
+
+def kube_helm(cluster: Cluster, *args: str) -> str:
+    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE).stdout
+
+
+def tls_state(cluster: Cluster) -> tuple[dict[str, str], str, int]:
+    """The generated Secret's data, the validating webhook's caBundle and its timeoutSeconds."""
+    secret = cluster.get("secret", f"{RELEASE}-tls", NAMESPACE)
+    [webhook] = cluster.get("validatingwebhookconfiguration", RELEASE)["webhooks"]
+    return secret["data"], webhook["clientConfig"]["caBundle"], webhook["timeoutSeconds"]
+
+
+def test_helm_upgrade_keeps_the_generated_certificate(cluster: Cluster, value_files: dict[str, Path]) -> None:
+    values = str(value_files["selfSigned"])
+    kube_helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--values", values)
+    try:
+        data, bundle, timeout = tls_state(cluster)
+        assert timeout == 10 and bundle == data["ca.crt"]
+        kube_helm(
+            cluster, "upgrade", RELEASE, str(CHART), "--values", values, "--set", "webhook.timeoutSeconds=8"
+        )
+        data_after, bundle_after, timeout_after = tls_state(cluster)
+        assert timeout_after == 8  # the upgrade did change the release...
+        assert data_after == data and bundle_after == bundle  # ...and kept the certificate
+        config = yaml.safe_load(
+            cluster.get("configmap", f"{RELEASE}-config", NAMESPACE)["data"]["config.yaml"]
+        )
+        assert config["timeouts"]["admissionSeconds"] == 8
+        assert "deployed" in kube_helm(cluster, "status", RELEASE)
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+
+
+@pytest.fixture(scope="module")
+def gatekeeper_kinds(cluster: Cluster) -> Iterator[None]:
+    with installed_crds(cluster):
+        yield
+
+
+def test_every_rendered_object_passes_server_side_dry_run(
+    cluster: Cluster, rendered: dict[str, Rendered], gatekeeper_kinds: None, tmp_path: Path
+) -> None:
+    cluster.create_namespace(NAMESPACE)
+    checked: set[str] = set()
+    for case, out in rendered.items():
+        objects: list[dict[str, Any]] = [
+            o for o in out.objects if not o["apiVersion"].startswith(NOT_INSTALLED)
+        ]
+        path = tmp_path / f"{case}.yaml"
+        path.write_text(yaml.safe_dump_all(objects))
+        proc = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", str(path), check=False)
+        assert proc.returncode == 0, f"{case}:\n{proc.stdout}\n{proc.stderr}"
+        assert "Warning" not in proc.stderr, f"{case}: {proc.stderr}"
+        checked |= {o["kind"] for o in objects}
+    assert {"Deployment", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Provider",
+            "ConstraintTemplate", "Assign", "ClusterRole", "NetworkPolicy", "Pod"} <= checked  # fmt: skip
