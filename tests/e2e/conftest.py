@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.helpers import pki, registries
 from tests.helpers.artifacts import Notation, attach, push_image
 from tests.helpers.cluster import Cluster, cluster_kind, control_plane, existing_cluster
 from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
+from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port, run, tool
 
@@ -50,6 +52,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @dataclass(frozen=True)
 class Images:
+    registry: RunningRegistry  # olareg
     signed: str
     signed_digest: str
     unsigned: str
@@ -76,6 +79,7 @@ def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) ->
            content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
     policy = write_trust_policy(work / "trustpolicy.json", stores=["ca:test"])
     return Images(
+        registry=olareg,
         signed=f"{olareg.host}/e2e/signed:v1",
         signed_digest=signed,
         unsigned=f"{olareg.host}/e2e/unsigned:v1",
@@ -122,20 +126,31 @@ def auth_images(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield AuthImages(reg, *refs)
 
 
+@pytest.fixture(scope="session")
+def stalled_registry() -> Iterator[FakeRegistry]:
+    """A registry that never answers within the webhook's timeout (an in-process fake: no real
+    registry can be made that slow on purpose)."""
+    with fake_registry() as fake:
+        for method in ("HEAD", "GET"):
+            fake.route(method, "/v2/stalled/app/manifests/v1", lambda handler: time.sleep(TIMEOUT_S + 3))
+        yield fake
+
+
 def _values(
-    mode: str, url: str, mount_root: Path, *, images: Images, olareg: RunningRegistry, auth: AuthImages
+    mode: str,
+    url: str,
+    mount_root: Path,
+    *,
+    images: Images,
+    registries: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """The chart's values for one Referee release, as a user would write them."""
-    assert auth.registry.ca_file is not None
     enforcing = mode == "enforce"
     return {
         "mode": mode,
         "mountRoot": str(mount_root),
         "exemptNamespaces": [EXEMPT],
-        "registries": {
-            olareg.host: {"plainHTTP": True},
-            auth.registry.host: {"caCert": auth.registry.ca_file.read_text()},
-        },
+        "registries": dict(registries),
         "trustPolicy": {"document": json.loads(images.policy.read_text())},
         "trustStore": {"certificates": {"ca": {"test": images.root_pem}}},
         "pullSecrets": {"enabled": enforcing},
@@ -167,6 +182,7 @@ class Deployment:
     cluster: Cluster
     images: Images
     auth: AuthImages
+    stalled_image: str  # in a registry that does not answer in time
     enforcing: ref.RunningReferee
     audit: ref.RunningReferee
 
@@ -176,11 +192,17 @@ def referee(
     cluster: Cluster,
     images: Images,
     auth_images: AuthImages,
-    olareg: RunningRegistry,
+    stalled_registry: FakeRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
     """``helm template`` + ``kubectl apply`` of two releases of the chart, each served locally."""
     work = tmp_path_factory.mktemp("e2e-referee")
+    assert auth_images.registry.ca_file is not None
+    registries: dict[str, dict[str, Any]] = {
+        images.registry.host: {"plainHTTP": True},
+        stalled_registry.host: {"plainHTTP": True},
+        auth_images.registry.host: {"caCert": auth_images.registry.ca_file.read_text()},
+    }
     cluster.create_namespace(REFEREE_NAMESPACE)
     with contextlib.ExitStack() as stack:
         running: dict[str, ref.RunningReferee] = {}
@@ -188,7 +210,7 @@ def referee(
             (work / release).mkdir()
             port = free_port()
             url, mnt = f"https://127.0.0.1:{port}", work / release / "mnt"
-            values = _values(mode, url, mnt, images=images, olareg=olareg, auth=auth_images)
+            values = _values(mode, url, mnt, images=images, registries=registries)
             objects = ref.render(release, REFEREE_NAMESPACE, values, work / release)
             _route(objects, mode)
             cluster.apply(*objects)
@@ -196,4 +218,11 @@ def referee(
         for name, labels in ((APPS, {}), (EXEMPT, {}), (OPTED_OUT, {OPT_OUT_LABEL: "true"}),
                              (AUDITED, {INSTANCE_LABEL: "audit"})):  # fmt: skip
             cluster.create_namespace(name, labels)
-        yield Deployment(cluster, images, auth_images, running["enforce"], running["audit"])
+        yield Deployment(
+            cluster,
+            images,
+            auth_images,
+            f"{stalled_registry.host}/stalled/app:v1",
+            running["enforce"],
+            running["audit"],
+        )

@@ -168,6 +168,21 @@ def test_registry_down_is_refused_within_the_webhook_timeout(referee: Deployment
     assert elapsed < TIMEOUT_S
 
 
+def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(referee: Deployment) -> None:
+    """Referee gives up before the API server does, so the refusal carries Referee's reason. With
+    mutation on, the API server calls /mutate and then /validate, each within its own timeout: a
+    stalled registry costs the user up to twice the deadline."""
+    name = unique("stalled")
+    start = time.monotonic()
+    stderr = refused(referee.cluster.apply(pod(name, APPS, pod_spec(referee.stalled_image)), check=False))
+    elapsed = time.monotonic() - start
+    assert f"image {referee.stalled_image}" in stderr and "not decided in time" in stderr
+    assert 'admission webhook "validate.referee.dev" denied the request' in stderr
+    [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {APPS}/{name}"]
+    assert (TIMEOUT_S - 2) * 1000 < decision["durationMs"] < TIMEOUT_S * 1000
+    assert elapsed < 2 * TIMEOUT_S
+
+
 def test_referee_unreachable_fails_closed(referee: Deployment) -> None:
     """failurePolicy: Fail: with no answer from the webhook, the API server refuses the pod."""
     namespace = unique("e2e-unreachable")
