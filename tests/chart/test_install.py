@@ -82,3 +82,24 @@ def test_every_rendered_object_passes_server_side_dry_run(
         checked |= {o["kind"] for o in objects}
     assert {"Deployment", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Provider",
             "ConstraintTemplate", "Assign", "ClusterRole", "NetworkPolicy", "Pod"} <= checked  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "phrases"),
+    [
+        ("defaults", ["NOT RUNNING", "--set-file trustPolicy.json=trustpolicy.json"]),
+        ("audit", ["mode AUDIT", "helm test referee", "--set mode=enforce"]),
+        # A first install has no constraints yet: their kinds do not exist until Gatekeeper makes them.
+        ("gatekeeper", ["gatekeeper.constraints.enabled=true"]),
+    ],
+)
+def test_notes_say_what_to_do_next(
+    cluster: Cluster, value_files: dict[str, Path], gatekeeper_kinds: None, case: str, phrases: list[str]
+) -> None:
+    first = ["--set", "gatekeeper.constraints.enabled=false"]
+    out = kube_helm(
+        cluster, "install", RELEASE, str(CHART), "--dry-run", "--values", str(value_files[case]), *first
+    )
+    notes = out[out.index("NOTES:") :]
+    for phrase in phrases:
+        assert phrase in notes, notes
