@@ -197,6 +197,9 @@ def referee(
 ) -> Iterator[Deployment]:
     """``helm template`` + ``kubectl apply`` of two releases of the chart, each served locally."""
     work = tmp_path_factory.mktemp("e2e-referee")
+    # Where the API server reaches the locally served Referee: loopback for the local control plane;
+    # for kind, an address of this host on the kind network (scripts/e2e-kind.sh sets it).
+    host = os.environ.get("REFEREE_E2E_WEBHOOK_HOST", "127.0.0.1")
     assert auth_images.registry.ca_file is not None
     registries: dict[str, dict[str, Any]] = {
         images.registry.host: {"plainHTTP": True},
@@ -209,12 +212,12 @@ def referee(
         for release, mode in (("referee", "enforce"), ("referee-audit", "audit")):
             (work / release).mkdir()
             port = free_port()
-            url, mnt = f"https://127.0.0.1:{port}", work / release / "mnt"
-            values = _values(mode, url, mnt, images=images, registries=registries)
+            listen, mnt = f"{host}:{port}", work / release / "mnt"
+            values = _values(mode, f"https://{listen}", mnt, images=images, registries=registries)
             objects = ref.render(release, REFEREE_NAMESPACE, values, work / release)
             _route(objects, mode)
             cluster.apply(*objects)
-            running[mode] = stack.enter_context(ref.run_locally(cluster, objects, port, work / release))
+            running[mode] = stack.enter_context(ref.run_locally(cluster, objects, listen, work / release))
         for name, labels in ((APPS, {}), (EXEMPT, {}), (OPTED_OUT, {OPT_OUT_LABEL: "true"}),
                              (AUDITED, {INSTANCE_LABEL: "audit"})):  # fmt: skip
             cluster.create_namespace(name, labels)

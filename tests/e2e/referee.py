@@ -27,7 +27,7 @@ from tests.helpers.cluster import Cluster
 
 @dataclass(frozen=True)
 class RunningReferee:
-    url: str  # https://127.0.0.1:PORT
+    url: str  # https://HOST:PORT
     ca_file: Path  # the CA of its serving certificate: the webhook's caBundle
     log: Path
 
@@ -104,9 +104,9 @@ def _mounted_objects(
 
 @contextlib.contextmanager
 def run_locally(
-    cluster: Cluster, objects: list[dict[str, Any]], port: int, work: Path
+    cluster: Cluster, objects: list[dict[str, Any]], listen: str, work: Path
 ) -> Iterator[RunningReferee]:
-    """Run the rendered Deployment's Referee on this machine, listening on 127.0.0.1:``port``."""
+    """Run the rendered Deployment's Referee on this machine, listening on ``listen`` (HOST:PORT)."""
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     namespace = deployment["metadata"]["namespace"]
     spec = deployment["spec"]["template"]["spec"]
@@ -135,6 +135,6 @@ def run_locally(
     metrics = work / "metrics"
     metrics.mkdir()
     env = {e["name"]: e["value"] for e in container.get("env", [])}
-    env |= {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "REFEREE_LISTEN": f"127.0.0.1:{port}"}
-    with serve(local_config, f"https://127.0.0.1:{port}", ca_file, env=env) as running:
+    env |= {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "REFEREE_LISTEN": listen}
+    with serve(local_config, f"https://{listen}", ca_file, env=env) as running:
         yield running
