@@ -24,6 +24,7 @@ from tests.helpers.tools import ROOT, free_port, run, tool
 NAMESPACE = "gatekeeper-system"
 VALIDATING = "gatekeeper-validating-webhook-configuration"
 MUTATING = "gatekeeper-mutating-webhook-configuration"
+POD_NAME = "gatekeeper-local"
 
 
 class Kubectl(Protocol):
@@ -105,8 +106,10 @@ def manager_args(port: int, health_port: int, cert_dir: Path) -> list[str]:
         # The response cache would hide a changed answer between tests; Referee caches verdicts.
         "--external-data-provider-response-cache-ttl=0s",
         "--operation=webhook", "--operation=mutation-webhook",
-        # status and mutation-status fill in byPod on templates, constraints, providers and mutators.
-        "--operation=status", "--operation=mutation-status",
+        # generate creates each template's constraint CRD; status and mutation-status fill in byPod
+        # on templates, constraints, providers and mutators. (Upstream runs these in its audit pod.)
+        "--operation=generate", "--operation=status", "--operation=mutation-status",
+        "--shutdown-delay=0",  # no load balancer to drain: stop at once
         f"--exempt-namespace={NAMESPACE}", "--disable-opa-builtin={http.send}",
         "--log-level=INFO", "--log-denies",
         # The Prometheus exporter listens on every interface; the OTLP one only pushes, here to a
@@ -176,17 +179,36 @@ def installed_crds(cluster: Kubectl) -> Iterator[None]:
         cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", crds, check=False)
 
 
+def stand_in_pod() -> list[dict[str, Any]]:
+    """Gatekeeper's namespace and a Pod named like the manager (POD_NAME): its status objects name
+    that Pod as their owner, and no kubelet runs it (the manager is a local process). The namespace
+    carries the opt-out label of Referee's own webhooks."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": NAMESPACE, "labels": {"referee.dev/ignore": "true"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "default", "namespace": NAMESPACE}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": POD_NAME, "namespace": NAMESPACE},
+         "spec": {"automountServiceAccountToken": False,
+                  "containers": [{"name": "manager", "image": "openpolicyagent/gatekeeper:v3.23.1"}]}},
+    ]  # fmt: skip
+
+
+def log_tail(log: Path, lines: int = 40) -> Callable[[], str]:
+    return lambda: "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 @contextlib.contextmanager
 def running_manager(cluster: Kubectl, workdir: Path, namespaces: list[str]) -> Iterator[Gatekeeper]:
     """Gatekeeper's manager as a local process (webhook, mutation webhook, external data, status),
     its webhooks registered by URL for ``namespaces``; stopped and unregistered afterwards."""
     cert_dir = workdir / "certs"
     ca = issue_certificates(cert_dir)
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    apply(cluster, *stand_in_pod())
     port, health = free_port(), free_port()
     log = workdir / "gatekeeper.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-           "POD_NAMESPACE": NAMESPACE, "POD_NAME": "gatekeeper-local"}  # fmt: skip
+           "POD_NAMESPACE": NAMESPACE, "POD_NAME": POD_NAME}  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [tool("gatekeeper-manager"), *manager_args(port, health, cert_dir)],
@@ -203,7 +225,7 @@ def running_manager(cluster: Kubectl, workdir: Path, namespaces: list[str]) -> I
             except requests.RequestException:
                 return False
 
-        wait_for("gatekeeper ready", ready, 90, log.read_text)
+        wait_for("gatekeeper ready", ready, 90, log_tail(log))
         apply(cluster, *webhook_configurations(url, ca.cert_path.read_bytes(), namespaces))
         registered = True
         yield Gatekeeper(url, ca, cert_dir, log)

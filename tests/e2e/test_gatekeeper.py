@@ -1,0 +1,270 @@
+"""Gatekeeper for real: its manager (v3.23.1) runs against the real kube-apiserver with its webhooks
+registered by URL and external data calling a local Referee over mutual TLS; `policies/` is applied
+with the real kubectl, and the real kubectl's pods are admitted, refused or pinned to digests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.helpers import gatekeeper as gk
+from tests.helpers import pki
+from tests.helpers.artifacts import Notation, push_image
+from tests.helpers.cluster import Cluster
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.tools import ROOT, free_port
+
+POLICIES = ROOT / "policies"
+VERIFIED = POLICIES / "referee-verified-images"
+PINNED = POLICIES / "referee-pinned-images"
+NS = "gk-verified"  # the constraint applies here
+NS_PINNED = "gk-pinned"  # and here the Assign pins images to their digests first
+CONSTRAINT = "signed-images-only"
+DENIED = 'admission webhook "validation.gatekeeper.sh" denied the request'
+# Referee's own webhooks (the rest of the suite registers them) skip namespaces with this label, so
+# every decision in these namespaces is Gatekeeper's.
+REFEREE_OPT_OUT = {"referee.dev/ignore": "true"}
+
+pytestmark = pytest.mark.needs_tools
+
+
+@dataclass(frozen=True)
+class Images:
+    signed: str
+    signed_digest: str
+    unsigned: str
+    unsigned_digest: str
+
+
+@dataclass(frozen=True)
+class Referee:
+    url: str
+    ca: Path
+
+
+@pytest.fixture(scope="module")
+def gk_images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Images, Path, Path]:
+    """A signed and an unsigned image in olareg (signed by the real notation), with the trust
+    policy and store that accept the signer."""
+    work = tmp_path_factory.mktemp("gk-images")
+    chain = make_chain()
+    notation = Notation(work / "home")
+    install_notation_key(notation.home, "test", chain)
+    signed = push_image(olareg, "gk/signed", "v1", work / "a", content="gk-signed")
+    notation.sign(olareg, f"{olareg.host}/gk/signed@{signed}")
+    unsigned = push_image(olareg, "gk/unsigned", "v1", work / "b", content="gk-unsigned")
+    store = work / "truststore"
+    write_trust_store(store, "ca", "test", chain.root)
+    policy = write_trust_policy(work / "trustpolicy.json")
+    found = Images(f"{olareg.host}/gk/signed:v1", signed, f"{olareg.host}/gk/unsigned:v1", unsigned)
+    return found, policy, store
+
+
+@pytest.fixture(scope="module")
+def gatekeeper(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[gk.Gatekeeper]:
+    work = tmp_path_factory.mktemp("gatekeeper")
+    for ns in (NS, NS_PINNED):
+        cluster.create_namespace(ns, REFEREE_OPT_OUT)
+    with gk.installed_crds(cluster), gk.running_manager(cluster, work, [NS, NS_PINNED]) as manager:
+        yield manager
+
+
+@pytest.fixture(scope="module")
+def provider_referee(
+    olareg: RunningRegistry,
+    gk_images: tuple[Images, Path, Path],
+    gatekeeper: gk.Gatekeeper,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Referee]:
+    """`referee serve` on 127.0.0.1, answering /provider only to clients whose certificate
+    Gatekeeper's CA issued (Gatekeeper presents its webhook certificate)."""
+    _, policy, store = gk_images
+    work = tmp_path_factory.mktemp("referee")
+    ca = pki.make_ca(work)
+    cert = pki.make_server_cert(work, ca)
+    port = free_port()
+    config = work / "config.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"trustPolicy: {policy}\ntrustStore: {store}\n"
+        f"registries: {{'{olareg.host}': {{plainHTTP: true}}}}\n"
+        f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
+        f"clientCAFile: {gatekeeper.ca.cert_path}}}\n"
+        "timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}\n"
+        "server: {workers: 1, threads: 8}\n"
+    )
+    log = work / "referee.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return requests.get(f"{url}/readyz", verify=str(ca.cert_path), timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        gk.wait_for("referee ready", ready, 30, log.read_text)
+        yield Referee(url, ca.cert_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def provider(doc: dict[str, Any], referee: Referee, path: str) -> dict[str, Any]:
+    spec = {**doc["spec"], "url": f"{referee.url}{path}",
+            "caBundle": base64.b64encode(referee.ca.read_bytes()).decode()}  # fmt: skip
+    return {**doc, "spec": spec}
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def pod_manifest(name: str, image: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"automountServiceAccountToken": False,
+                                "containers": [{"name": "app", "image": image}]}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def policies(
+    cluster: Cluster,
+    gatekeeper: gk.Gatekeeper,
+    provider_referee: Referee,
+    gk_images: tuple[Images, Path, Path],
+) -> Iterator[None]:
+    """policies/ applied with kubectl: the Provider, the RefereeVerifiedImages template and its
+    constraint, and the Assign sample (limited to NS_PINNED) with its mutation Provider; each waited
+    for until Gatekeeper reports it in force."""
+    logs = gk.log_tail(gatekeeper.log)
+    [verified_provider] = load(POLICIES / "provider.yaml")
+    mutate_provider, assign = load(PINNED / "samples" / "assign-pin-digests.yaml")
+    assign["spec"]["match"]["namespaces"] = [NS_PINNED]
+    constraint = VERIFIED / "samples" / "constraint.yaml"
+    template = VERIFIED / "template.yaml"
+    gk.apply(cluster, provider(verified_provider, provider_referee, "/provider"),
+             provider(mutate_provider, provider_referee, "/provider/mutate"))  # fmt: skip
+    cluster.kubectl("apply", "-f", str(template))
+    try:
+        for name in ("referee", "referee-mutate"):
+            gk.wait_for(f"provider {name} active", partial(gk.active, cluster, "provider", name), 60, logs)
+        gk.wait_for("template created", partial(gk.created, cluster, "refereeverifiedimages"), 60, logs)
+        cluster.kubectl("apply", "-f", str(constraint))
+        in_force = partial(gk.enforced, cluster, "refereeverifiedimages", CONSTRAINT)
+        gk.wait_for("constraint enforced", in_force, 60, logs)
+        gk.apply(cluster, assign)
+        gk.wait_for(
+            "assign enforced", partial(gk.enforced, cluster, "assign", assign["metadata"]["name"]), 60, logs
+        )
+
+        # In force for admission: a server-side dry run of the unsigned pod is refused with
+        # Referee's reason (the status above is written a little before the webhook's caches).
+        unsigned = pod_manifest("probe", gk_images[0].unsigned)
+
+        def refusing() -> bool:
+            proc = kubectl_apply(cluster, NS, unsigned, "--dry-run=server")
+            return proc.returncode != 0 and "no Notation signature found" in proc.stderr
+
+        gk.wait_for("gatekeeper refusing unsigned pods", refusing, 60, logs)
+        yield
+    finally:
+        for args in (["-f", str(constraint)], ["assign", assign["metadata"]["name"]], ["-f", str(template)],
+                     ["provider", "referee", "referee-mutate"]):  # fmt: skip
+            cluster.kubectl("delete", "--ignore-not-found", "--wait=false", *args, check=False)
+
+
+def kubectl_apply(
+    cluster: Cluster, namespace: str, manifest: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("apply", *flags, "-n", namespace, "-f", "-", input=manifest, check=False)
+
+
+def pod_image(cluster: Cluster, namespace: str, name: str) -> str:
+    jsonpath = "jsonpath={.spec.containers[0].image}"
+    return cluster.kubectl("get", "pod", "-n", namespace, name, "-o", jsonpath).stdout
+
+
+def test_unsigned_pod_is_refused_by_gatekeeper_with_referees_reason(
+    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+) -> None:
+    imgs = gk_images[0]
+    proc = kubectl_apply(cluster, NS, pod_manifest("unsigned", imgs.unsigned))
+    print(f"\n$ kubectl apply -n {NS} -f unsigned.yaml\n{proc.stderr}")
+    assert proc.returncode == 1
+    expected = (
+        f"{DENIED}: [{CONSTRAINT}] referee: image {imgs.unsigned} ({imgs.unsigned_digest}): "
+        "no Notation signature found"
+    )
+    assert expected in proc.stderr
+    assert cluster.kubectl("get", "pod", "-n", NS, "unsigned", check=False).returncode != 0
+
+
+def test_signed_pod_is_admitted(
+    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+) -> None:
+    imgs = gk_images[0]
+    proc = kubectl_apply(cluster, NS, pod_manifest("signed", imgs.signed))
+    assert proc.returncode == 0, proc.stderr
+    print(f"\n$ kubectl apply -n {NS} -f signed.yaml\n{proc.stdout}")
+    assert proc.stdout.strip() == "pod/signed created"
+    # No mutation in this namespace: the pod keeps the tag it was written with.
+    assert pod_image(cluster, NS, "signed") == imgs.signed
+
+
+def test_workload_with_an_unsigned_image_is_refused(
+    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+) -> None:
+    imgs = gk_images[0]
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "ok", "image": imgs.signed},
+                                        {"name": "bad", "image": imgs.unsigned}]}}  # fmt: skip
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}}  # fmt: skip
+    proc = kubectl_apply(cluster, NS, json.dumps(deployment))
+    assert proc.returncode == 1
+    assert f"{DENIED}: [{CONSTRAINT}] referee: image {imgs.unsigned}" in proc.stderr
+    assert imgs.signed not in proc.stderr
+
+
+def test_assign_pins_the_image_to_its_verified_digest(
+    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+) -> None:
+    imgs = gk_images[0]
+    proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("pinned", imgs.signed))
+    assert proc.returncode == 0, proc.stderr
+    image = pod_image(cluster, NS_PINNED, "pinned")
+    print(f"\n$ kubectl get pod -n {NS_PINNED} pinned -o jsonpath='{{.spec.containers[0].image}}'\n{image}")
+    assert image == f"{imgs.signed}@{imgs.signed_digest}"
+
+
+def test_assign_refuses_an_image_referee_cannot_pin(
+    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+) -> None:
+    imgs = gk_images[0]
+    proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("unpinnable", imgs.unsigned))
+    print(f"\n$ kubectl apply -n {NS_PINNED} -f unpinnable.yaml\n{proc.stderr}")
+    assert proc.returncode == 1
+    assert (
+        'admission webhook "mutation.gatekeeper.sh" denied the request: failed to resolve external data '
+        "placeholders: failed to retrieve external data item from provider referee-mutate: "
+        f"image {imgs.unsigned} ({imgs.unsigned_digest}): "
+        "no Notation signature found"
+    ) in proc.stderr
