@@ -1,15 +1,24 @@
-"""The chart's cases: each a values file, rendered once per session by the real `helm`."""
+"""The chart's cases (each a values file, rendered once per session by the real `helm`), signed images
+in a real registry, and a real kube-apiserver for this package's tests."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
+from tests.helpers.artifacts import Notation, push_image
 from tests.helpers.chart import Rendered, render, values_file
-from tests.helpers.codesign import make_chain
+from tests.helpers.cluster import Cluster, control_plane
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
+from tests.helpers.gatekeeper import installed_crds
+from tests.helpers.registries import RunningRegistry
 
 TRUST_POLICY_DOC: dict[str, Any] = {
     "version": "1.0",
@@ -42,8 +51,6 @@ def pem_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trust_root_pem() -> str:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-
     return make_chain().root.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -148,3 +155,55 @@ def value_files(
 @pytest.fixture(scope="session")
 def rendered(value_files: dict[str, Path]) -> dict[str, Rendered]:
     return {name: render(path) for name, path in value_files.items()}
+
+
+# --- A signed and an unsigned image in a real registry, and the values that trust the signer ------
+
+
+@dataclass(frozen=True)
+class Images:
+    signed: str
+    signed_digest: str
+    unsigned: str
+
+
+@pytest.fixture(scope="package")
+def material(
+    olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Images, dict[str, Any]]:
+    """Signed and unsigned images, and the values that trust the signer."""
+    work = tmp_path_factory.mktemp("chart-images")
+    chain = make_chain()
+    notation = Notation(work / "home")
+    install_notation_key(notation.home, "test", chain)
+    signed = push_image(olareg, "chart/signed", "v1", work / "a", content="signed by the chart test")
+    notation.sign(olareg, f"{olareg.host}/chart/signed@{signed}")
+    push_image(olareg, "chart/unsigned", "v1", work / "b", content="never signed")
+    policy = json.loads(write_trust_policy(work / "trustpolicy.json").read_text())
+    root_pem = chain.root.public_bytes(serialization.Encoding.PEM).decode()
+    values = {
+        "trustPolicy": {"document": policy},
+        "trustStore": {"certificates": {"ca": {"test": root_pem}}},
+        "registries": {olareg.host: {"plainHTTP": True}},
+        "mutation": {"enabled": True},
+        "server": {"workers": 2, "threads": 4},
+        "webhook": {"timeoutSeconds": 5},
+    }
+    images = Images(f"{olareg.host}/chart/signed:v1", signed, f"{olareg.host}/chart/unsigned:v1")
+    return images, values
+
+
+# --- A real kube-apiserver (scripts/cluster.sh), for this package's tests only -------------------
+
+
+@pytest.fixture(scope="package")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with control_plane(tmp_path_factory.mktemp("chart-cluster")) as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+def gatekeeper_kinds(cluster: Cluster) -> Iterator[None]:
+    """Gatekeeper's CRDs in that cluster."""
+    with installed_crds(cluster):
+        yield

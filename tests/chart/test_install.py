@@ -5,7 +5,6 @@ Gatekeeper's CRDs installed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,11 @@ import pytest
 import yaml
 
 from tests.helpers.chart import CHART, NAMESPACE, RELEASE, Rendered, helm
-from tests.helpers.cluster import Cluster, control_plane
-from tests.helpers.gatekeeper import installed_crds
+from tests.helpers.cluster import Cluster
 
 # Kinds whose CRDs are not in this cluster (checked against their schemas in test_crds instead):
 # cert-manager's, the Prometheus Operator's, and the constraint kinds Gatekeeper's manager would make.
 NOT_INSTALLED = ("cert-manager.io/", "monitoring.coreos.com/", "constraints.gatekeeper.sh/")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with control_plane(tmp_path_factory.mktemp("chart-cluster")) as running:
-        yield running
 
 
 def kube_helm(cluster: Cluster, *args: str) -> str:
@@ -57,12 +49,6 @@ def test_helm_upgrade_keeps_the_generated_certificate(cluster: Cluster, value_fi
         assert "deployed" in kube_helm(cluster, "status", RELEASE)
     finally:
         kube_helm(cluster, "uninstall", RELEASE, "--wait")
-
-
-@pytest.fixture(scope="module")
-def gatekeeper_kinds(cluster: Cluster) -> Iterator[None]:
-    with installed_crds(cluster):
-        yield
 
 
 def test_every_rendered_object_passes_server_side_dry_run(

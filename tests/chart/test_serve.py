@@ -19,23 +19,13 @@ from typing import Any
 
 import pytest
 import urllib3
-from cryptography.hazmat.primitives import serialization
 
+from tests.chart.conftest import Images
 from tests.helpers import pki
-from tests.helpers.artifacts import Notation, push_image
 from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
-from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port
 
 SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"  # the name the API server verifies
-
-
-@dataclass(frozen=True)
-class Images:
-    signed: str
-    signed_digest: str
-    unsigned: str
 
 
 @dataclass(frozen=True)
@@ -69,32 +59,6 @@ class Deployed:
         assert resp.status == 200, resp.data
         out: dict[str, Any] = json.loads(resp.data)["response"]
         return out
-
-
-@pytest.fixture(scope="module")
-def material(
-    olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Images, dict[str, Any]]:
-    """Signed and unsigned images, and the values that trust the signer."""
-    work = tmp_path_factory.mktemp("chart-images")
-    chain = make_chain()
-    notation = Notation(work / "home")
-    install_notation_key(notation.home, "test", chain)
-    signed = push_image(olareg, "chart/signed", "v1", work / "a", content="signed by the chart test")
-    notation.sign(olareg, f"{olareg.host}/chart/signed@{signed}")
-    push_image(olareg, "chart/unsigned", "v1", work / "b", content="never signed")
-    policy = json.loads(write_trust_policy(work / "trustpolicy.json").read_text())
-    root_pem = chain.root.public_bytes(serialization.Encoding.PEM).decode()
-    values = {
-        "trustPolicy": {"document": policy},
-        "trustStore": {"certificates": {"ca": {"test": root_pem}}},
-        "registries": {olareg.host: {"plainHTTP": True}},
-        "mutation": {"enabled": True},
-        "server": {"workers": 2, "threads": 4},
-        "webhook": {"timeoutSeconds": 5},
-    }
-    images = Images(f"{olareg.host}/chart/signed:v1", signed, f"{olareg.host}/chart/unsigned:v1")
-    return images, values
 
 
 def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[list[str], dict[str, str]]:
