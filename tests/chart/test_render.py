@@ -486,3 +486,18 @@ def test_trust_material_from_files_as_the_readme_loads_it(tmp_path: Path, trust_
     assert secret["trustpolicy.json"] == policy.read_text().strip()
     assert secret["ca.acme.pem"].strip() == trust_root_pem.strip()
     assert out.of_kind("ValidatingWebhookConfiguration")
+
+
+def test_every_top_level_value_is_commented() -> None:
+    """Each top-level key (or group of keys on consecutive lines) has a comment above it."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+
+    def is_key(line: str) -> bool:
+        return bool(line) and not line[0].isspace() and not line.startswith("#")
+
+    for i, line in enumerate(lines):
+        if is_key(line):
+            j = i - 1
+            while j >= 0 and is_key(lines[j]):  # keys on consecutive lines share one comment
+                j -= 1
+            assert j >= 0 and lines[j].startswith("#"), f"values.yaml: {line.split(':')[0]} has no comment"
