@@ -160,12 +160,12 @@ def _values(
     }
 
 
-def _route(objects: list[dict[str, Any]], mode: str) -> None:
-    """Two releases share the cluster: namespaces labelled INSTANCE_LABEL=audit go to the audit one,
-    every other namespace to the enforcing one (one more namespaceSelector expression each)."""
+def _route(objects: list[dict[str, Any]], instance: str | None) -> None:
+    """Several releases share the cluster: namespaces labelled INSTANCE_LABEL=<instance> go to that
+    release, unlabelled ones to the main one (one more namespaceSelector expression each)."""
     expression = (
-        {"key": INSTANCE_LABEL, "operator": "In", "values": ["audit"]}
-        if mode == "audit"
+        {"key": INSTANCE_LABEL, "operator": "In", "values": [instance]}
+        if instance
         else {"key": INSTANCE_LABEL, "operator": "DoesNotExist"}
     )
     for obj in objects:
@@ -185,6 +185,17 @@ class Deployment:
     stalled_image: str  # in a registry that does not answer in time
     enforcing: ref.RunningReferee
     audit: ref.RunningReferee
+    registries: Mapping[str, Mapping[str, Any]]
+    work: Path
+
+    def render(self, release: str, *, mode: str, instance: str | None, url: str) -> list[dict[str, Any]]:
+        """The chart's objects for one more release, for the namespaces labelled for ``instance``."""
+        values = _values(
+            mode, url, self.work / release / "mnt", images=self.images, registries=self.registries
+        )
+        objects = ref.render(release, REFEREE_NAMESPACE, values, self.work / release)
+        _route(objects, instance)
+        return objects
 
 
 @pytest.fixture(scope="session")
@@ -210,22 +221,25 @@ def referee(
     with contextlib.ExitStack() as stack:
         running: dict[str, ref.RunningReferee] = {}
         for release, mode in (("referee", "enforce"), ("referee-audit", "audit")):
-            (work / release).mkdir()
             port = free_port()
-            listen, mnt = f"{host}:{port}", work / release / "mnt"
-            values = _values(mode, f"https://{listen}", mnt, images=images, registries=registries)
+            listen = f"{host}:{port}"
+            values = _values(
+                mode, f"https://{listen}", work / release / "mnt", images=images, registries=registries
+            )
             objects = ref.render(release, REFEREE_NAMESPACE, values, work / release)
-            _route(objects, mode)
+            _route(objects, "audit" if mode == "audit" else None)
             cluster.apply(*objects)
             running[mode] = stack.enter_context(ref.run_locally(cluster, objects, listen, work / release))
         for name, labels in ((APPS, {}), (EXEMPT, {}), (OPTED_OUT, {OPT_OUT_LABEL: "true"}),
                              (AUDITED, {INSTANCE_LABEL: "audit"})):  # fmt: skip
             cluster.create_namespace(name, labels)
         yield Deployment(
-            cluster,
-            images,
-            auth_images,
-            f"{stalled_registry.host}/stalled/app:v1",
-            running["enforce"],
-            running["audit"],
+            cluster=cluster,
+            images=images,
+            auth=auth_images,
+            stalled_image=f"{stalled_registry.host}/stalled/app:v1",
+            enforcing=running["enforce"],
+            audit=running["audit"],
+            registries=registries,
+            work=work,
         )

@@ -80,6 +80,7 @@ def ca_bundle(ca_file: Path) -> str:
 
 def render(release: str, namespace: str, values: Mapping[str, Any], work: Path) -> list[dict[str, Any]]:
     """``helm template`` of the chart (its test hooks left out, as ``helm install`` leaves them)."""
+    work.mkdir(parents=True, exist_ok=True)
     path = work / f"{release}-values.yaml"
     path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
     text = helm("template", release, str(CHART), "--namespace", namespace, "--skip-tests",

@@ -15,11 +15,11 @@ from tests.e2e.conftest import (
     AUTH_PASSWORD,
     AUTH_USER,
     EXEMPT,
+    INSTANCE_LABEL,
     OPTED_OUT,
     TIMEOUT_S,
     Deployment,
 )
-from tests.e2e.referee import ca_bundle
 from tests.helpers.tools import free_port
 
 _names = itertools.count(1)
@@ -183,34 +183,28 @@ def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(
     assert elapsed < 2 * TIMEOUT_S
 
 
-def test_referee_unreachable_fails_closed(referee: Deployment) -> None:
-    """failurePolicy: Fail: with no answer from the webhook, the API server refuses the pod."""
-    namespace = unique("e2e-unreachable")
+def test_unreachable_referee_fails_closed(referee: Deployment) -> None:
+    """The chart's failurePolicy (Fail): when nothing answers at the webhook's URL, the API server
+    refuses the pod rather than admit it unchecked."""
     cluster = referee.cluster
-    cluster.create_namespace(namespace, {"e2e.referee.dev/dead-webhook": "true"})
-    dead = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": namespace},
-        "webhooks": [{
-            "name": "validate.dead.referee.dev",
-            "clientConfig": {"url": f"https://127.0.0.1:{free_port()}/validate",
-                             "caBundle": ca_bundle(referee.enforcing.ca_file)},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"]}],
-            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "timeoutSeconds": TIMEOUT_S,
-            "namespaceSelector": {"matchLabels": {"e2e.referee.dev/dead-webhook": "true"}},
-        }],
-    }  # fmt: skip
-    cluster.apply(dead)
+    instance = unique("unreachable")
+    objects = referee.render(
+        f"referee-{instance}", mode="enforce", instance=instance, url=f"https://127.0.0.1:{free_port()}"
+    )
+    webhooks = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
+    assert webhooks[0]["webhooks"][0]["failurePolicy"] == "Fail"
+    cluster.apply(*objects)  # and no Referee serves this release
+    namespace = f"e2e-{instance}"
+    cluster.create_namespace(namespace, {INSTANCE_LABEL: instance})
     try:
         stderr = refused(
-            cluster.apply(pod(unique("orphan"), namespace, pod_spec(referee.images.signed)), check=False)
+            cluster.apply(pod("orphan", namespace, pod_spec(referee.images.signed)), check=False)
         )
-        assert 'failed calling webhook "validate.dead.referee.dev"' in stderr
+        print(f"\n$ kubectl apply -f orphan.yaml   # nothing listening at the webhook's URL\n{stderr}")
+        assert 'failed calling webhook "validate.referee.dev"' in stderr
     finally:
-        cluster.kubectl("delete", "validatingwebhookconfiguration", namespace)
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            cluster.kubectl("delete", kind, f"referee-{instance}", "--ignore-not-found")
 
 
 def test_ephemeral_container_is_checked(referee: Deployment) -> None:
