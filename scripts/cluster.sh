@@ -56,9 +56,14 @@ build() {
     go mod edit "${edits[@]}" "-require=k8s.io/kubernetes@$KUBERNETES" "-require=go.etcd.io/etcd/server/v3@$ETCD"
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES" "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES" \
       "go.etcd.io/etcd/server/v3@$ETCD" 2>get.log || { cat get.log >&2; exit 1; }
-    # The version 'go get' settled on must be the pinned one (MVS could raise it).
-    [ "$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)" = "$ETCD" ] \
-      || die "etcd resolved to $(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3), not $ETCD; update ETCD in scripts/versions.env"
+    # The versions 'go get' settled on must be the pinned ones: an ETCD older than the one this
+    # Kubernetes requires would make it downgrade Kubernetes, a newer one could raise its deps.
+    local got
+    for got in "k8s.io/kubernetes $KUBERNETES" "go.etcd.io/etcd/server/v3 $ETCD"; do
+      [ "$(go list -m -f '{{.Version}}' "${got% *}")" = "${got#* }" ] || die "${got% *} resolved to \
+$(go list -m -f '{{.Version}}' "${got% *}"), not ${got#* }: set ETCD in scripts/versions.env to the etcd \
+version k8s.io/kubernetes $KUBERNETES requires (its go.mod)"
+    done
     # One 'go build' for all three links them in parallel and compiles shared packages once.
     mkdir -p out
     CGO_ENABLED=0 go build -trimpath -o out/ \

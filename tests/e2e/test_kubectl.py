@@ -180,7 +180,7 @@ def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(
     assert 'admission webhook "validate.referee.dev" denied the request' in stderr
     [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {APPS}/{name}"]
     assert (TIMEOUT_S - 2) * 1000 < decision["durationMs"] < TIMEOUT_S * 1000
-    assert elapsed < 2 * TIMEOUT_S
+    assert elapsed < 2 * TIMEOUT_S + 1  # and kubectl's own start-up and discovery
 
 
 def test_unreachable_referee_fails_closed(referee: Deployment) -> None:
