@@ -501,3 +501,11 @@ def test_every_top_level_value_is_commented() -> None:
             while j >= 0 and is_key(lines[j]):  # keys on consecutive lines share one comment
                 j -= 1
             assert j >= 0 and lines[j].startswith("#"), f"values.yaml: {line.split(':')[0]} has no comment"
+
+
+def test_one_replica_gets_no_disruption_budget_that_would_block_drains(
+    tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "replicaCount": 1}))
+    assert out.one("Deployment")["spec"]["replicas"] == 1
+    assert not out.of_kind("PodDisruptionBudget")
