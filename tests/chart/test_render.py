@@ -509,3 +509,18 @@ def test_one_replica_gets_no_disruption_budget_that_would_block_drains(
     out = render(values_file(tmp_path, {**cases["selfSigned"], "replicaCount": 1}))
     assert out.one("Deployment")["spec"]["replicas"] == 1
     assert not out.of_kind("PodDisruptionBudget")
+
+
+@pytest.mark.parametrize(
+    ("url", "ip", "dns"),
+    [("https://[::1]:9443", "::1", None), ("https://dev.example.com:9443/", None, "dev.example.com")],
+)
+def test_the_url_host_is_in_the_serving_certificate(
+    url: str, ip: str | None, dns: str | None, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "webhook": {"url": url}}))
+    names = serving_pair(out)[1].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if ip:
+        assert ipaddress.ip_address(ip) in names.get_values_for_type(x509.IPAddress)
+    if dns:
+        assert dns in names.get_values_for_type(x509.DNSName)

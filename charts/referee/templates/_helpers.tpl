@@ -38,7 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{/* The host of webhook.url, when set: the serving certificate must name it too. */}}
 {{- define "referee.urlHost" -}}
 {{- if .Values.webhook.url -}}
-{{- (urlParse .Values.webhook.url).host | splitList ":" | first | trimPrefix "[" | trimSuffix "]" -}}
+{{- regexReplaceAll ":[0-9]+$" (urlParse .Values.webhook.url).host "" | trimPrefix "[" | trimSuffix "]" -}}
 {{- end -}}
 {{- end -}}
 
