@@ -90,16 +90,29 @@ running_pid() {  # DIR NAME
   printf '%s\n' "$pid"
 }
 
+alive() {  # PID: running (an exited child of this shell lingers as a zombie until reaped)
+  [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
 # Start NAME (a binary in .tools/bin) detached from this shell, its output in DIR/NAME.log.
 start() {  # DIR NAME ARGS...
   local dir=$1 name=$2; shift 2
   setsid "$root/.tools/bin/$name" "$@" </dev/null >"$dir/$name.log" 2>&1 &
   printf '%s\n' "$!" > "$dir/$name.pid"
+  # Until the forked shell has exec'd the program, /proc shows the shell: wait for the program.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    running_pid "$dir" "$name" >/dev/null && return 0
+    alive "$!" || break
+    sleep 0.1
+  done
+  running_pid "$dir" "$name" >/dev/null || { show_log "$dir" "$name"; die "$name did not start"; }
 }
 
 show_log() {  # DIR NAME: the errors and the last lines of NAME's log
+  [ -f "$1/$2.log" ] || return 0
   { grep -E '^(E[0-9]{4}|F[0-9]{4})|"level":"(error|fatal|panic)"' "$1/$2.log" | tail -n 10
-    tail -n 5 "$1/$2.log"; } >&2
+    tail -n 5 "$1/$2.log"; } >&2 || true
 }
 
 wait_for() {  # DIR NAME SECONDS CURL-ARGS...: until the URL answers 200, or NAME exits
@@ -151,7 +164,7 @@ up() {
     log "already up: $(cat "$dir/server")"; return
   fi
   down "$dir"  # a half-started cluster: start afresh
-  trap 'down "$dir"' EXIT  # a failed start leaves nothing running
+  trap "down $(printf '%q' "$dir")" EXIT  # a failed start leaves nothing running
   build_present || die "the control plane is not built: run scripts/cluster.sh build"
   pki "$dir"
   local etcd_port peer_port api_port
@@ -192,9 +205,6 @@ up() {
   log "up: $server (kubeconfig $kc)"
 }
 
-alive() {  # PID: running (an exited child of this shell lingers as a zombie until reaped)
-  [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
-}
 
 stop() {  # DIR NAME: TERM, then KILL after 10 s
   local pid i

@@ -107,6 +107,32 @@ def test_workload_with_one_unsigned_image_is_refused(referee: Deployment, kind: 
     assert referee.cluster.apply(good).stdout.strip() == f"{kind.lower()}.{_group(kind)}/{name} created"
 
 
+def test_changing_a_deployment_to_an_unsigned_image_is_refused(referee: Deployment) -> None:
+    """UPDATE goes through the webhook too: ``kubectl set image`` cannot swap in an unsigned image."""
+    imgs = referee.images
+    name = unique("rollout")
+    referee.cluster.apply(workload("Deployment", name, APPS, pod_spec(imgs.signed)))
+    stderr = refused(
+        referee.cluster.kubectl(
+            "set", "image", f"deployment/{name}", f"c0={imgs.unsigned}", "-n", APPS, check=False
+        )
+    )
+    assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
+    live = referee.cluster.get("deployment", name, APPS)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert live.startswith(imgs.signed)  # unchanged (pinned to its digest by the mutating webhook)
+
+
+def test_server_side_dry_run_gives_the_same_answer(referee: Deployment) -> None:
+    imgs = referee.images
+    name = unique("dry")
+    doc = pod(name, APPS, pod_spec(imgs.unsigned))
+    stderr = refused(referee.cluster.apply(doc, "--dry-run=server", check=False))
+    assert f"image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found" in stderr
+    signed = referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed)), "--dry-run=server")
+    assert signed.stdout.strip() == f"pod/{name} created (server dry run)"
+    assert referee.cluster.kubectl("get", "pod", name, "-n", APPS, check=False).returncode == 1
+
+
 def _group(kind: str) -> str:
     return "apps" if kind == "Deployment" else "batch"
 

@@ -41,10 +41,11 @@ class Cluster:
             )
         return proc
 
-    def apply(self, *docs: Mapping[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``kubectl apply -f -`` of the given objects."""
-        text = yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False)
-        return self.kubectl("apply", "-f", "-", input=text, check=check)
+    def apply(self, *docs: Mapping[str, Any] | str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``kubectl apply -f -`` of the given objects; string arguments are extra kubectl flags."""
+        flags = [d for d in docs if isinstance(d, str)]
+        text = yaml.safe_dump_all([dict(d) for d in docs if not isinstance(d, str)], sort_keys=False)
+        return self.kubectl("apply", *flags, "-f", "-", input=text, check=check)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         ns = ["-n", namespace] if namespace else []
