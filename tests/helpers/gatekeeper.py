@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ipaddress
 import json
 import os
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
-from cryptography import x509
 
 from tests.helpers import pki
 from tests.helpers.tools import ROOT, free_port, run, tool
@@ -59,12 +57,8 @@ def issue_certificates(directory: Path) -> pki.KeyPair:
     certificate Gatekeeper serves its webhook with and presents to external-data providers."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = pki.make_ca(directory, "Gatekeeper Test CA")
-    names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    eku = x509.ExtendedKeyUsage([pki.EKU.SERVER_AUTH, pki.EKU.CLIENT_AUTH])
-    leaf = x509.BasicConstraints(ca=False, path_length=None)
-    key, cert = pki._issue("gatekeeper-webhook-service.gatekeeper-system.svc", ca,
-                           [(names, False), (leaf, True), (eku, False)])  # fmt: skip
-    pki._write(directory, "tls", key, cert)
+    cn = "gatekeeper-webhook-service.gatekeeper-system.svc"
+    pki.make_server_cert(directory, ca, "tls", cn=cn, client_auth=True)
     return ca
 
 

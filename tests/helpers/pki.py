@@ -85,13 +85,16 @@ def make_client_cert(directory: Path, ca: KeyPair, stem: str = "client", cn: str
     return _write(directory, stem, key, cert)
 
 
-def make_server_cert(directory: Path, ca: KeyPair, stem: str = "server") -> KeyPair:
+def make_server_cert(
+    directory: Path, ca: KeyPair, stem: str = "server", *, cn: str = "localhost", client_auth: bool = False
+) -> KeyPair:
+    """A TLS server certificate for localhost and 127.0.0.1 issued by ``ca``; with ``client_auth`` it
+    may also be presented as a client certificate (as Gatekeeper presents its webhook certificate)."""
     names = x509.SubjectAlternativeName(
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     )
-    key, cert = _issue(
-        "localhost", ca, [(names, False), (_LEAF, True), (x509.ExtendedKeyUsage([EKU.SERVER_AUTH]), False)]
-    )
+    usages = [EKU.SERVER_AUTH, EKU.CLIENT_AUTH] if client_auth else [EKU.SERVER_AUTH]
+    key, cert = _issue(cn, ca, [(names, False), (_LEAF, True), (x509.ExtendedKeyUsage(usages), False)])
     return _write(directory, stem, key, cert)
 
 
