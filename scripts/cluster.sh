@@ -164,7 +164,9 @@ up() {
     log "already up: $(cat "$dir/server")"; return
   fi
   down "$dir"  # a half-started cluster: start afresh
-  trap "down $(printf '%q' "$dir")" EXIT  # a failed start leaves nothing running
+  # A failed start leaves nothing running. Expanded now: $dir is local, gone when the trap runs.
+  # shellcheck disable=SC2064
+  trap "down $(printf '%q' "$dir")" EXIT
   build_present || die "the control plane is not built: run scripts/cluster.sh build"
   pki "$dir"
   local etcd_port peer_port api_port
