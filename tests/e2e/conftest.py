@@ -175,7 +175,7 @@ def _route(objects: list[dict[str, Any]], instance: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class Deployment:
+class Installed:
     """Referee as installed for the suite: the enforcing release (with mutation and pull secrets)
     and an audit-mode release for the namespaces labelled for it."""
 
@@ -205,7 +205,7 @@ def referee(
     auth_images: AuthImages,
     stalled_registry: FakeRegistry,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Deployment]:
+) -> Iterator[Installed]:
     """``helm template`` + ``kubectl apply`` of two releases of the chart, each served locally."""
     work = tmp_path_factory.mktemp("e2e-referee")
     # Where the API server reaches the locally served Referee: loopback for the local control plane;
@@ -233,7 +233,7 @@ def referee(
         for name, labels in ((APPS, {}), (EXEMPT, {}), (OPTED_OUT, {OPT_OUT_LABEL: "true"}),
                              (AUDITED, {INSTANCE_LABEL: "audit"})):  # fmt: skip
             cluster.create_namespace(name, labels)
-        yield Deployment(
+        yield Installed(
             cluster=cluster,
             images=images,
             auth=auth_images,

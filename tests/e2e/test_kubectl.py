@@ -18,7 +18,7 @@ from tests.e2e.conftest import (
     INSTANCE_LABEL,
     OPTED_OUT,
     TIMEOUT_S,
-    Deployment,
+    Installed,
 )
 from tests.helpers.tools import free_port
 
@@ -68,7 +68,7 @@ def refused(proc: Any) -> str:
     return stderr
 
 
-def test_signed_pod_is_created(referee: Deployment) -> None:
+def test_signed_pod_is_created(referee: Installed) -> None:
     name = unique("signed")
     out = referee.cluster.apply(pod(name, APPS, pod_spec(referee.images.signed)))
     print(f"\n$ kubectl apply -f {name}.yaml\n{out.stdout}{out.stderr}")
@@ -77,7 +77,7 @@ def test_signed_pod_is_created(referee: Deployment) -> None:
     assert created["status"]["phase"] == "Pending"  # no scheduler or kubelet: admission is all there is
 
 
-def test_unsigned_pod_is_refused_with_referees_message(referee: Deployment) -> None:
+def test_unsigned_pod_is_refused_with_referees_message(referee: Installed) -> None:
     imgs = referee.images
     name = unique("unsigned")
     proc = referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed, imgs.unsigned)), check=False)
@@ -89,7 +89,7 @@ def test_unsigned_pod_is_refused_with_referees_message(referee: Deployment) -> N
     assert referee.cluster.kubectl("get", "pod", name, "-n", APPS, check=False).returncode == 1
 
 
-def test_tampered_signature_is_refused(referee: Deployment) -> None:
+def test_tampered_signature_is_refused(referee: Installed) -> None:
     stderr = refused(
         referee.cluster.apply(pod(unique("tampered"), APPS, pod_spec(referee.images.tampered)), check=False)
     )
@@ -97,7 +97,7 @@ def test_tampered_signature_is_refused(referee: Deployment) -> None:
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Job", "CronJob"])
-def test_workload_with_one_unsigned_image_is_refused(referee: Deployment, kind: str) -> None:
+def test_workload_with_one_unsigned_image_is_refused(referee: Installed, kind: str) -> None:
     imgs = referee.images
     name = unique(kind.lower())
     bad = workload(kind, name, APPS, pod_spec(imgs.signed, init=(imgs.unsigned,)))
@@ -107,7 +107,7 @@ def test_workload_with_one_unsigned_image_is_refused(referee: Deployment, kind: 
     assert referee.cluster.apply(good).stdout.strip() == f"{kind.lower()}.{_group(kind)}/{name} created"
 
 
-def test_changing_a_deployment_to_an_unsigned_image_is_refused(referee: Deployment) -> None:
+def test_changing_a_deployment_to_an_unsigned_image_is_refused(referee: Installed) -> None:
     """UPDATE goes through the webhook too: ``kubectl set image`` cannot swap in an unsigned image."""
     imgs = referee.images
     name = unique("rollout")
@@ -122,7 +122,7 @@ def test_changing_a_deployment_to_an_unsigned_image_is_refused(referee: Deployme
     assert live.startswith(imgs.signed)  # unchanged (pinned to its digest by the mutating webhook)
 
 
-def test_server_side_dry_run_gives_the_same_answer(referee: Deployment) -> None:
+def test_server_side_dry_run_gives_the_same_answer(referee: Installed) -> None:
     imgs = referee.images
     name = unique("dry")
     doc = pod(name, APPS, pod_spec(imgs.unsigned))
@@ -137,26 +137,26 @@ def _group(kind: str) -> str:
     return "apps" if kind == "Deployment" else "batch"
 
 
-def _never_sent_to_referee(referee: Deployment, namespace: str, name: str) -> None:
+def _never_sent_to_referee(referee: Installed, namespace: str, name: str) -> None:
     logged = referee.enforcing.log.read_text() + referee.audit.log.read_text()
     assert f"{namespace}/{name}" not in logged  # the webhooks' namespaceSelector kept it away
 
 
-def test_exempt_namespace_admits_an_unsigned_pod(referee: Deployment) -> None:
+def test_exempt_namespace_admits_an_unsigned_pod(referee: Installed) -> None:
     name = unique("exempt")
     out = referee.cluster.apply(pod(name, EXEMPT, pod_spec(referee.images.unsigned)))
     assert out.stdout.strip() == f"pod/{name} created"
     _never_sent_to_referee(referee, EXEMPT, name)
 
 
-def test_opted_out_namespace_admits_an_unsigned_pod(referee: Deployment) -> None:
+def test_opted_out_namespace_admits_an_unsigned_pod(referee: Installed) -> None:
     name = unique("optout")
     out = referee.cluster.apply(pod(name, OPTED_OUT, pod_spec(referee.images.unsigned)))
     assert out.stdout.strip() == f"pod/{name} created"
     _never_sent_to_referee(referee, OPTED_OUT, name)
 
 
-def test_a_pod_in_another_namespace_is_sent_to_referee(referee: Deployment) -> None:
+def test_a_pod_in_another_namespace_is_sent_to_referee(referee: Installed) -> None:
     """The counterpart of the two above: the absence of a log line means something."""
     name = unique("logged")
     referee.cluster.apply(pod(name, APPS, pod_spec(referee.images.signed)))
@@ -164,7 +164,7 @@ def test_a_pod_in_another_namespace_is_sent_to_referee(referee: Deployment) -> N
     assert decision["allowed"] is True
 
 
-def test_audit_mode_admits_and_kubectl_prints_the_warnings(referee: Deployment) -> None:
+def test_audit_mode_admits_and_kubectl_prints_the_warnings(referee: Installed) -> None:
     imgs = referee.images
     name = unique("audited")
     out = referee.cluster.apply(pod(name, AUDITED, pod_spec(imgs.unsigned)))
@@ -174,7 +174,7 @@ def test_audit_mode_admits_and_kubectl_prints_the_warnings(referee: Deployment) 
     assert f"Warning: referee (audit): {warning}" in out.stderr
 
 
-def test_mutation_pins_the_image_to_the_verified_digest(referee: Deployment) -> None:
+def test_mutation_pins_the_image_to_the_verified_digest(referee: Installed) -> None:
     imgs = referee.images
     name = unique("pinned")
     referee.cluster.apply(pod(name, APPS, pod_spec(imgs.signed)))
@@ -185,7 +185,7 @@ def test_mutation_pins_the_image_to_the_verified_digest(referee: Deployment) -> 
     assert image == f"{imgs.signed}@{imgs.signed_digest}"
 
 
-def test_registry_down_is_refused_within_the_webhook_timeout(referee: Deployment) -> None:
+def test_registry_down_is_refused_within_the_webhook_timeout(referee: Installed) -> None:
     gone = f"127.0.0.1:{free_port()}/gone/app:v1"
     start = time.monotonic()
     stderr = refused(referee.cluster.apply(pod(unique("gone"), APPS, pod_spec(gone)), check=False))
@@ -194,7 +194,7 @@ def test_registry_down_is_refused_within_the_webhook_timeout(referee: Deployment
     assert elapsed < TIMEOUT_S
 
 
-def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(referee: Deployment) -> None:
+def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(referee: Installed) -> None:
     """Referee gives up before the API server does, so the refusal carries Referee's reason. With
     mutation on, the API server calls /mutate and then /validate, each within its own timeout: a
     stalled registry costs the user up to twice the deadline."""
@@ -209,7 +209,7 @@ def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(
     assert elapsed < 2 * TIMEOUT_S + 1  # and kubectl's own start-up and discovery
 
 
-def test_unreachable_referee_fails_closed(referee: Deployment) -> None:
+def test_unreachable_referee_fails_closed(referee: Installed) -> None:
     """The chart's failurePolicy (Fail): when nothing answers at the webhook's URL, the API server
     refuses the pod rather than admit it unchecked."""
     cluster = referee.cluster
@@ -233,7 +233,7 @@ def test_unreachable_referee_fails_closed(referee: Deployment) -> None:
             cluster.kubectl("delete", kind, f"referee-{instance}", "--ignore-not-found")
 
 
-def test_ephemeral_container_is_checked(referee: Deployment) -> None:
+def test_ephemeral_container_is_checked(referee: Installed) -> None:
     """``kubectl debug`` adds an ephemeral container through the pods/ephemeralcontainers subresource;
     the webhook sees that update, and an unsigned debug image is refused."""
     imgs = referee.images
@@ -252,7 +252,7 @@ def test_ephemeral_container_is_checked(referee: Deployment) -> None:
 # --- Pull secrets: credentials Referee reads through the API server ---------------------------------
 
 
-def _pull_secret(referee: Deployment, name: str, namespace: str) -> None:
+def _pull_secret(referee: Installed, name: str, namespace: str) -> None:
     referee.cluster.kubectl(
         "create", "secret", "docker-registry", name, "-n", namespace,
         f"--docker-server={referee.auth.registry.host}", f"--docker-username={AUTH_USER}",
@@ -260,7 +260,7 @@ def _pull_secret(referee: Deployment, name: str, namespace: str) -> None:
     )  # fmt: skip
 
 
-def test_private_image_verified_with_the_pods_pull_secret(referee: Deployment) -> None:
+def test_private_image_verified_with_the_pods_pull_secret(referee: Installed) -> None:
     namespace = unique("e2e-pull")
     referee.cluster.create_namespace(namespace)
     _pull_secret(referee, "regcred", namespace)
@@ -269,7 +269,7 @@ def test_private_image_verified_with_the_pods_pull_secret(referee: Deployment) -
     assert referee.cluster.apply(pod(name, namespace, spec)).stdout.strip() == f"pod/{name} created"
 
 
-def test_private_image_verified_with_the_service_accounts_pull_secret(referee: Deployment) -> None:
+def test_private_image_verified_with_the_service_accounts_pull_secret(referee: Installed) -> None:
     namespace = unique("e2e-pull")
     cluster = referee.cluster
     cluster.create_namespace(namespace)
@@ -284,7 +284,7 @@ def test_private_image_verified_with_the_service_accounts_pull_secret(referee: D
     assert cluster.apply(pod(name, namespace, spec)).stdout.strip() == f"pod/{name} created"
 
 
-def test_private_image_without_a_pull_secret_is_refused(referee: Deployment) -> None:
+def test_private_image_without_a_pull_secret_is_refused(referee: Installed) -> None:
     namespace = unique("e2e-pull")
     referee.cluster.create_namespace(namespace)
     image = referee.auth.without_secret
