@@ -99,7 +99,7 @@ def _source_files(
     """The files of one configMap or secret volume (or projected source): its items, else every key."""
     kind = "ConfigMap" if "configMap" in source else "Secret"
     spec = source.get("configMap") or source.get("secret") or {}
-    name = spec.get("name") or spec.get("secretName")
+    name = str(spec.get("name") or spec.get("secretName") or "")
     assert (kind, name) in objects, f"the pod mounts {kind} {name}, which neither the chart nor the test made"
     keys = object_files(objects[(kind, name)])
     items = spec.get("items")
