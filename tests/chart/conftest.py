@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
-from tests.helpers.artifacts import Notation, push_image
 from tests.helpers.chart import Rendered, render, values_file
 from tests.helpers.cluster import Cluster, control_plane
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
+from tests.helpers.codesign import make_chain
 from tests.helpers.gatekeeper import installed_crds
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
 
 TRUST_POLICY_DOC: dict[str, Any] = {
     "version": "1.0",
@@ -160,27 +159,14 @@ def rendered(value_files: dict[str, Path]) -> dict[str, Rendered]:
 # --- A signed and an unsigned image in a real registry, and the values that trust the signer ------
 
 
-@dataclass(frozen=True)
-class Images:
-    signed: str
-    signed_digest: str
-    unsigned: str
-
-
 @pytest.fixture(scope="package")
 def material(
     olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Images, dict[str, Any]]:
+) -> tuple[SampleImages, dict[str, Any]]:
     """Signed and unsigned images, and the values that trust the signer."""
-    work = tmp_path_factory.mktemp("chart-images")
-    chain = make_chain()
-    notation = Notation(work / "home")
-    install_notation_key(notation.home, "test", chain)
-    signed = push_image(olareg, "chart/signed", "v1", work / "a", content="signed by the chart test")
-    notation.sign(olareg, f"{olareg.host}/chart/signed@{signed}")
-    push_image(olareg, "chart/unsigned", "v1", work / "b", content="never signed")
-    policy = json.loads(write_trust_policy(work / "trustpolicy.json").read_text())
-    root_pem = chain.root.public_bytes(serialization.Encoding.PEM).decode()
+    images = sample_images(olareg, tmp_path_factory.mktemp("chart-images"), "chart")
+    policy = json.loads(images.policy.read_text())
+    root_pem = images.root_pem
     values = {
         "trustPolicy": {"document": policy},
         "trustStore": {"certificates": {"ca": {"test": root_pem}}},
@@ -189,7 +175,6 @@ def material(
         "server": {"workers": 2, "threads": 4},
         "webhook": {"timeoutSeconds": 5},
     }
-    images = Images(f"{olareg.host}/chart/signed:v1", signed, f"{olareg.host}/chart/unsigned:v1")
     return images, values
 
 

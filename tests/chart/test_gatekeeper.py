@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.conftest import Images
 from tests.e2e.referee import run_locally
 from tests.helpers import gatekeeper as gk
 from tests.helpers.chart import CHART, helm, values_file
 from tests.helpers.cluster import Cluster
+from tests.helpers.samples import SampleImages
 from tests.helpers.tools import free_port
 
 RELEASE, NAMESPACE = "referee-gk", "referee-gk-system"
@@ -46,7 +46,7 @@ def dry_run(cluster: Cluster, manifest: str) -> tuple[int, str]:
 def installed(
     cluster: Cluster,
     gatekeeper_kinds: None,
-    material: tuple[Images, dict[str, Any]],
+    material: tuple[SampleImages, dict[str, Any]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[gk.Gatekeeper]:
     work = tmp_path_factory.mktemp("chart-gatekeeper")
@@ -87,7 +87,7 @@ def installed(
 
 
 def test_gatekeeper_refuses_an_unsigned_pod_with_referees_reason(
-    cluster: Cluster, installed: gk.Gatekeeper, material: tuple[Images, dict[str, Any]]
+    cluster: Cluster, installed: gk.Gatekeeper, material: tuple[SampleImages, dict[str, Any]]
 ) -> None:
     images, _ = material
     code, err = dry_run(cluster, pod("unsigned", images.unsigned))
@@ -96,7 +96,7 @@ def test_gatekeeper_refuses_an_unsigned_pod_with_referees_reason(
 
 
 def test_gatekeeper_admits_a_signed_pod(
-    cluster: Cluster, installed: gk.Gatekeeper, material: tuple[Images, dict[str, Any]]
+    cluster: Cluster, installed: gk.Gatekeeper, material: tuple[SampleImages, dict[str, Any]]
 ) -> None:
     images, _ = material
     code, err = dry_run(cluster, pod("signed", images.signed))

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import urllib3
 
-from tests.chart.conftest import Images
 from tests.helpers import pki
 from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
+from tests.helpers.samples import SampleImages
 from tests.helpers.tools import free_port
 
 SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"  # the name the API server verifies
@@ -86,7 +86,7 @@ def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[lis
 
 @pytest.fixture(scope="module")
 def deployed(
-    material: tuple[Images, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+    material: tuple[SampleImages, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployed]:
     _, values = material
     work = tmp_path_factory.mktemp("chart-serve")
@@ -145,7 +145,7 @@ def test_the_server_reads_the_rendered_files_through_the_kubelet_links(deployed:
 
 
 def test_a_signed_pod_is_admitted_and_an_unsigned_one_denied(
-    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+    deployed: Deployed, material: tuple[SampleImages, dict[str, Any]]
 ) -> None:
     images, _ = material
     assert deployed.review("/validate", images.signed)["allowed"] is True
@@ -156,7 +156,7 @@ def test_a_signed_pod_is_admitted_and_an_unsigned_one_denied(
 
 
 def test_mutation_pins_the_verified_digest(
-    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+    deployed: Deployed, material: tuple[SampleImages, dict[str, Any]]
 ) -> None:
     images, _ = material
     out = deployed.review("/mutate", images.signed)
@@ -166,7 +166,7 @@ def test_mutation_pins_the_verified_digest(
 
 
 def test_provider_answers_only_the_client_ca_of_the_values(
-    deployed: Deployed, material: tuple[Images, dict[str, Any]]
+    deployed: Deployed, material: tuple[SampleImages, dict[str, Any]]
 ) -> None:
     images, _ = material
     body = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",

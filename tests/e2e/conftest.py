@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from tests.e2e import referee as ref
 from tests.helpers import pki, registries
-from tests.helpers.artifacts import Notation, attach, push_image
+from tests.helpers.artifacts import push_image
 from tests.helpers.cluster import Cluster, cluster_kind, control_plane, existing_cluster
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy
 from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import free_port, run, tool
 
 NOTARY = "application/vnd.cncf.notary.signature"
@@ -50,45 +49,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield local
 
 
-@dataclass(frozen=True)
-class Images:
-    registry: RunningRegistry  # olareg
-    signed: str
-    signed_digest: str
-    unsigned: str
-    unsigned_digest: str
-    tampered: str
-    policy: Path
-    root_pem: str  # the trust store's CA certificate
-    notation: Notation
-
-
 @pytest.fixture(scope="session")
-def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> Images:
+def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
     """A signed, an unsigned and a tampered image in olareg; the trust policy and store that trust
     the signer."""
-    work = tmp_path_factory.mktemp("e2e-images")
-    chain = make_chain()
-    notation = Notation(work / "home")
-    install_notation_key(notation.home, "e2e", chain)
-    signed = push_image(olareg, "e2e/signed", "v1", work / "a", content="e2e signed")
-    notation.sign(olareg, f"{olareg.host}/e2e/signed@{signed}")
-    unsigned = push_image(olareg, "e2e/unsigned", "v1", work / "b", content="e2e unsigned")
-    tampered = push_image(olareg, "e2e/tampered", "v1", work / "c", content="e2e tampered")
-    attach(olareg, f"{olareg.host}/e2e/tampered@{tampered}", NOTARY, work / "c", name="e.jws",
-           content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
-    policy = write_trust_policy(work / "trustpolicy.json", stores=["ca:test"])
-    return Images(
-        registry=olareg,
-        signed=f"{olareg.host}/e2e/signed:v1",
-        signed_digest=signed,
-        unsigned=f"{olareg.host}/e2e/unsigned:v1",
-        unsigned_digest=unsigned,
-        tampered=f"{olareg.host}/e2e/tampered:v1",
-        policy=policy,
-        root_pem=chain.root.public_bytes(serialization.Encoding.PEM).decode(),
-        notation=notation,
-    )
+    return sample_images(olareg, tmp_path_factory.mktemp("e2e-images"), "e2e")
 
 
 @dataclass(frozen=True)
@@ -103,7 +68,7 @@ class AuthImages:
 
 
 @pytest.fixture(scope="session")
-def auth_images(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthImages]:
+def auth_images(images: SampleImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthImages]:
     work = tmp_path_factory.mktemp("e2e-auth")
     ca = pki.make_ca(work)
     server = pki.make_server_cert(work, ca)
@@ -141,7 +106,7 @@ def _values(
     url: str,
     mount_root: Path,
     *,
-    images: Images,
+    images: SampleImages,
     registries: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """The chart's values for one Referee release, as a user would write them."""
@@ -180,7 +145,7 @@ class Installed:
     and an audit-mode release for the namespaces labelled for it."""
 
     cluster: Cluster
-    images: Images
+    images: SampleImages
     auth: AuthImages
     stalled_image: str  # in a registry that does not answer in time
     enforcing: ref.RunningReferee
@@ -201,7 +166,7 @@ class Installed:
 @pytest.fixture(scope="session")
 def referee(
     cluster: Cluster,
-    images: Images,
+    images: SampleImages,
     auth_images: AuthImages,
     stalled_registry: FakeRegistry,
     tmp_path_factory: pytest.TempPathFactory,

@@ -20,10 +20,9 @@ import yaml
 
 from tests.helpers import gatekeeper as gk
 from tests.helpers import pki
-from tests.helpers.artifacts import Notation, push_image
 from tests.helpers.cluster import Cluster
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import ROOT, free_port
 
 POLICIES = ROOT / "policies"
@@ -41,35 +40,16 @@ pytestmark = pytest.mark.needs_tools
 
 
 @dataclass(frozen=True)
-class Images:
-    signed: str
-    signed_digest: str
-    unsigned: str
-    unsigned_digest: str
-
-
-@dataclass(frozen=True)
 class Referee:
     url: str
     ca: Path
 
 
 @pytest.fixture(scope="module")
-def gk_images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Images, Path, Path]:
+def gk_images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
     """A signed and an unsigned image in olareg (signed by the real notation), with the trust
     policy and store that accept the signer."""
-    work = tmp_path_factory.mktemp("gk-images")
-    chain = make_chain()
-    notation = Notation(work / "home")
-    install_notation_key(notation.home, "test", chain)
-    signed = push_image(olareg, "gk/signed", "v1", work / "a", content="gk-signed")
-    notation.sign(olareg, f"{olareg.host}/gk/signed@{signed}")
-    unsigned = push_image(olareg, "gk/unsigned", "v1", work / "b", content="gk-unsigned")
-    store = work / "truststore"
-    write_trust_store(store, "ca", "test", chain.root)
-    policy = write_trust_policy(work / "trustpolicy.json")
-    found = Images(f"{olareg.host}/gk/signed:v1", signed, f"{olareg.host}/gk/unsigned:v1", unsigned)
-    return found, policy, store
+    return sample_images(olareg, tmp_path_factory.mktemp("gk-images"), "gk")
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +64,13 @@ def gatekeeper(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="module")
 def provider_referee(
     olareg: RunningRegistry,
-    gk_images: tuple[Images, Path, Path],
+    gk_images: SampleImages,
     gatekeeper: gk.Gatekeeper,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Referee]:
     """`referee serve` on 127.0.0.1, answering /provider only to clients whose certificate
     Gatekeeper's CA issued (Gatekeeper presents its webhook certificate)."""
-    _, policy, store = gk_images
+    policy, store = gk_images.policy, gk_images.store
     work = tmp_path_factory.mktemp("referee")
     ca = pki.make_ca(work)
     cert = pki.make_server_cert(work, ca)
@@ -149,7 +129,7 @@ def policies(
     cluster: Cluster,
     gatekeeper: gk.Gatekeeper,
     provider_referee: Referee,
-    gk_images: tuple[Images, Path, Path],
+    gk_images: SampleImages,
 ) -> Iterator[None]:
     """policies/ applied with kubectl: the Provider, the RefereeVerifiedImages template and its
     constraint, and the Assign sample (limited to NS_PINNED) with its mutation Provider; each waited
@@ -177,7 +157,7 @@ def policies(
 
         # In force for admission: a server-side dry run of the unsigned pod is refused with
         # Referee's reason (the status above is written a little before the webhook's caches).
-        unsigned = pod_manifest("probe", gk_images[0].unsigned)
+        unsigned = pod_manifest("probe", gk_images.unsigned)
 
         def refusing() -> bool:
             proc = kubectl_apply(cluster, NS, unsigned, "--dry-run=server")
@@ -203,9 +183,9 @@ def pod_image(cluster: Cluster, namespace: str, name: str) -> str:
 
 
 def test_unsigned_pod_is_refused_by_gatekeeper_with_referees_reason(
-    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+    cluster: Cluster, policies: None, gk_images: SampleImages
 ) -> None:
-    imgs = gk_images[0]
+    imgs = gk_images
     proc = kubectl_apply(cluster, NS, pod_manifest("unsigned", imgs.unsigned))
     print(f"\n$ kubectl apply -n {NS} -f unsigned.yaml\n{proc.stderr}")
     assert proc.returncode == 1
@@ -217,10 +197,8 @@ def test_unsigned_pod_is_refused_by_gatekeeper_with_referees_reason(
     assert cluster.kubectl("get", "pod", "-n", NS, "unsigned", check=False).returncode != 0
 
 
-def test_signed_pod_is_admitted(
-    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
-) -> None:
-    imgs = gk_images[0]
+def test_signed_pod_is_admitted(cluster: Cluster, policies: None, gk_images: SampleImages) -> None:
+    imgs = gk_images
     proc = kubectl_apply(cluster, NS, pod_manifest("signed", imgs.signed))
     assert proc.returncode == 0, proc.stderr
     print(f"\n$ kubectl apply -n {NS} -f signed.yaml\n{proc.stdout}")
@@ -230,9 +208,9 @@ def test_signed_pod_is_admitted(
 
 
 def test_workload_with_an_unsigned_image_is_refused(
-    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+    cluster: Cluster, policies: None, gk_images: SampleImages
 ) -> None:
-    imgs = gk_images[0]
+    imgs = gk_images
     template = {"metadata": {"labels": {"app": "web"}},
                 "spec": {"containers": [{"name": "ok", "image": imgs.signed},
                                         {"name": "bad", "image": imgs.unsigned}]}}  # fmt: skip
@@ -245,9 +223,9 @@ def test_workload_with_an_unsigned_image_is_refused(
 
 
 def test_assign_pins_the_image_to_its_verified_digest(
-    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+    cluster: Cluster, policies: None, gk_images: SampleImages
 ) -> None:
-    imgs = gk_images[0]
+    imgs = gk_images
     proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("pinned", imgs.signed))
     assert proc.returncode == 0, proc.stderr
     image = pod_image(cluster, NS_PINNED, "pinned")
@@ -256,9 +234,9 @@ def test_assign_pins_the_image_to_its_verified_digest(
 
 
 def test_assign_refuses_an_image_referee_cannot_pin(
-    cluster: Cluster, policies: None, gk_images: tuple[Images, Path, Path]
+    cluster: Cluster, policies: None, gk_images: SampleImages
 ) -> None:
-    imgs = gk_images[0]
+    imgs = gk_images
     proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("unpinnable", imgs.unsigned))
     print(f"\n$ kubectl apply -n {NS_PINNED} -f unpinnable.yaml\n{proc.stderr}")
     assert proc.returncode == 1

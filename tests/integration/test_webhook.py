@@ -24,10 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
-from tests.helpers.artifacts import Notation, attach, push_image
-from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import ROOT as ROOT_DIR
 from tests.helpers.tools import free_port, tool
 from webhook.app import build_gate
@@ -36,15 +35,6 @@ from webhook.deadline import Deadline
 from webhook.verify import ImageDecision
 
 NOTARY = "application/vnd.cncf.notary.signature"
-
-
-@dataclass(frozen=True)
-class Images:
-    signed: str
-    signed_digest: str
-    unsigned: str
-    unsigned_digest: str
-    tampered: str
 
 
 @dataclass(frozen=True)
@@ -79,26 +69,8 @@ def pod(*images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Images, Path, Path]:
-    work = tmp_path_factory.mktemp("webhook-images")
-    chain = make_chain()
-    notation = Notation(work / "home")
-    install_notation_key(notation.home, "test", chain)
-    signed = push_image(olareg, "hook/signed", "v1", work / "a", content="signed")
-    notation.sign(olareg, f"{olareg.host}/hook/signed@{signed}")
-    unsigned = push_image(olareg, "hook/unsigned", "v1", work / "b", content="unsigned")
-    tampered = push_image(olareg, "hook/tampered", "v1", work / "c", content="tampered")
-    attach(olareg, f"{olareg.host}/hook/tampered@{tampered}", NOTARY, work / "c", name="e.jws",
-           content='{"payload":"e30","protected":"e30","header":{"x5c":[]},"signature":"AA"}')  # fmt: skip
-    store = work / "truststore"
-    write_trust_store(store, "ca", "test", chain.root)
-    policy = write_trust_policy(work / "trustpolicy.json")
-    return (
-        Images(f"{olareg.host}/hook/signed:v1", signed, f"{olareg.host}/hook/unsigned:v1", unsigned,
-               f"{olareg.host}/hook/tampered:v1"),
-        policy,
-        store,
-    )  # fmt: skip
+def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+    return sample_images(olareg, tmp_path_factory.mktemp("webhook-images"), "hook")
 
 
 def start_server(
@@ -166,45 +138,41 @@ def slow_registry() -> Iterator[FakeRegistry]:
 @pytest.fixture(scope="module")
 def server(
     olareg: RunningRegistry,
-    images: tuple[Images, Path, Path],
+    images: SampleImages,
     slow_registry: FakeRegistry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
-    _, policy, store = images
+    policy, store = images.policy, images.store
     workdir = tmp_path_factory.mktemp("server")
     yield from start_server(workdir, olareg, policy, store, plain_hosts=(slow_registry.host,))
 
 
 @pytest.fixture(scope="module")
 def audit_server(
-    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path_factory: pytest.TempPathFactory
+    olareg: RunningRegistry, images: SampleImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    _, policy, store = images
+    policy, store = images.policy, images.store
     yield from start_server(
         tmp_path_factory.mktemp("audit"), olareg, policy, store, env={"REFEREE_MODE": "audit"}
     )
 
 
-def test_signed_pod_is_admitted(server: Server, images: tuple[Images, Path, Path]) -> None:
-    imgs = images[0]
-    assert server.review(pod(imgs.signed))["allowed"] is True
+def test_signed_pod_is_admitted(server: Server, images: SampleImages) -> None:
+    assert server.review(pod(images.signed))["allowed"] is True
 
 
-def test_unsigned_pod_is_denied_with_image_digest_and_reason(
-    server: Server, images: tuple[Images, Path, Path]
-) -> None:
-    imgs = images[0]
-    out = server.review(pod(imgs.signed, imgs.unsigned))
+def test_unsigned_pod_is_denied_with_image_digest_and_reason(server: Server, images: SampleImages) -> None:
+    out = server.review(pod(images.signed, images.unsigned))
     assert out["allowed"] is False
     message = out["status"]["message"]
     assert out["status"]["code"] == 403
-    assert imgs.unsigned in message and imgs.unsigned_digest in message
+    assert images.unsigned in message and images.unsigned_digest in message
     assert "no Notation signature found" in message
-    assert imgs.signed not in message  # only the failing image is named
+    assert images.signed not in message  # only the failing image is named
 
 
-def test_tampered_signature_is_denied(server: Server, images: tuple[Images, Path, Path]) -> None:
-    out = server.review(pod(images[0].tampered))
+def test_tampered_signature_is_denied(server: Server, images: SampleImages) -> None:
+    out = server.review(pod(images.tampered))
     assert out["allowed"] is False and "integrity" in out["status"]["message"]
 
 
@@ -217,23 +185,21 @@ def test_tampered_signature_is_denied(server: Server, images: tuple[Images, Path
     ],
 )
 def test_workloads_with_one_unsigned_init_container(
-    server: Server, images: tuple[Images, Path, Path], group: str, kind: str, wrap: Any
+    server: Server, images: SampleImages, group: str, kind: str, wrap: Any
 ) -> None:
-    imgs = images[0]
-    spec = pod(imgs.signed, init=(imgs.unsigned,))["spec"]
+    spec = pod(images.signed, init=(images.unsigned,))["spec"]
     out = server.review(wrap(spec), kind=kind, group=group)
-    assert out["allowed"] is False and imgs.unsigned in out["status"]["message"]
-    assert server.review(wrap(pod(imgs.signed)["spec"]), kind=kind, group=group)["allowed"] is True
+    assert out["allowed"] is False and images.unsigned in out["status"]["message"]
+    assert server.review(wrap(pod(images.signed)["spec"]), kind=kind, group=group)["allowed"] is True
 
 
-def test_exemptions(server: Server, images: tuple[Images, Path, Path]) -> None:
-    imgs = images[0]
-    assert server.review(pod(imgs.unsigned), namespace="sandbox")["allowed"] is True
+def test_exemptions(server: Server, images: SampleImages) -> None:
+    assert server.review(pod(images.unsigned), namespace="sandbox")["allowed"] is True
     assert (
-        server.review(pod(imgs.unsigned), namespace="referee-system")["allowed"] is True
+        server.review(pod(images.unsigned), namespace="referee-system")["allowed"] is True
     )  # its own namespace
-    assert server.review(pod("pause:3.9", imgs.signed))["allowed"] is True  # exempt image pattern
-    assert server.review(pod(imgs.unsigned), operation="DELETE")["allowed"] is True
+    assert server.review(pod("pause:3.9", images.signed))["allowed"] is True  # exempt image pattern
+    assert server.review(pod(images.unsigned), operation="DELETE")["allowed"] is True
 
 
 def test_unreachable_registry_is_denied_within_the_deadline(server: Server) -> None:
@@ -243,11 +209,10 @@ def test_unreachable_registry_is_denied_within_the_deadline(server: Server) -> N
     assert time.monotonic() - start < 5
 
 
-def test_audit_mode_admits_with_warnings(audit_server: Server, images: tuple[Images, Path, Path]) -> None:
-    imgs = images[0]
-    out = audit_server.review(pod(imgs.unsigned))
+def test_audit_mode_admits_with_warnings(audit_server: Server, images: SampleImages) -> None:
+    out = audit_server.review(pod(images.unsigned))
     assert out["allowed"] is True
-    assert any(imgs.unsigned in w and "no Notation signature found" in w for w in out["warnings"])
+    assert any(images.unsigned in w and "no Notation signature found" in w for w in out["warnings"])
 
 
 @pytest.mark.parametrize(
@@ -272,8 +237,8 @@ def test_malformed_and_oversized_bodies_get_400(server: Server, body: bytes, phr
     assert requests.get(f"{server.url}/healthz", verify=str(server.ca), timeout=5).status_code == 200
 
 
-def test_decisions_are_logged_without_the_pod_spec(server: Server, images: tuple[Images, Path, Path]) -> None:
-    server.review(pod(images[0].signed))
+def test_decisions_are_logged_without_the_pod_spec(server: Server, images: SampleImages) -> None:
+    server.review(pod(images.signed))
     time.sleep(0.2)
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith('{"event"')]
     assert lines and lines[-1]["event"] == "admission" and lines[-1]["object"] == "Pod team-a/web"
@@ -281,10 +246,10 @@ def test_decisions_are_logged_without_the_pod_spec(server: Server, images: tuple
 
 
 def test_a_changed_trust_policy_takes_effect_without_a_restart(
-    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path: Path
+    olareg: RunningRegistry, images: SampleImages, tmp_path: Path
 ) -> None:
     """Verdicts are keyed by the trust fingerprint: editing the policy turns an allow into a deny."""
-    imgs, policy, store = images
+    policy, store = images.policy, images.store
     own_policy = tmp_path / "trustpolicy.json"
     own_policy.write_text(policy.read_text())
     config = parse_config(
@@ -292,21 +257,21 @@ def test_a_changed_trust_policy_takes_effect_without_a_restart(
          "registries": {olareg.host: {"plainHTTP": True}}}, base=tmp_path, environ={})  # fmt: skip
     gate = build_gate(config)
     try:
-        first = gate.decide([imgs.signed], Deadline.after(10))[0]
-        again = gate.decide([imgs.signed], Deadline.after(10))[0]
+        first = gate.decide([images.signed], Deadline.after(10))[0]
+        again = gate.decide([images.signed], Deadline.after(10))[0]
         assert first.allowed and not first.cached
         assert again.allowed and again.cached
         doc = json.loads(own_policy.read_text())
         doc["trustPolicies"][0]["trustedIdentities"] = ["x509.subject: C=US, ST=WA, O=Someone Else"]
         own_policy.write_text(json.dumps(doc))
         time.sleep(2.1)  # the files are checked every two seconds
-        after = gate.decide([imgs.signed], Deadline.after(10))[0]
+        after = gate.decide([images.signed], Deadline.after(10))[0]
         assert not after.allowed and not after.cached
         assert "not a trusted identity" in after.reason
         # A broken edit keeps the last good material in force, and says why.
         own_policy.write_text("{ not json")
         time.sleep(2.1)
-        still = gate.decide([imgs.signed], Deadline.after(10))[0]
+        still = gate.decide([images.signed], Deadline.after(10))[0]
         assert not still.allowed and still.cached
         assert "not valid JSON" in gate.trust_reload_error
     finally:
@@ -314,9 +279,9 @@ def test_a_changed_trust_policy_takes_effect_without_a_restart(
 
 
 def test_concurrent_requests_for_one_image_share_one_verification(
-    olareg: RunningRegistry, images: tuple[Images, Path, Path], tmp_path: Path
+    olareg: RunningRegistry, images: SampleImages, tmp_path: Path
 ) -> None:
-    imgs, policy, store = images
+    policy, store = images.policy, images.store
     settings = {
         "trustPolicy": str(policy),
         "trustStore": str(store),
@@ -326,7 +291,7 @@ def test_concurrent_requests_for_one_image_share_one_verification(
     try:
         results: list[ImageDecision] = []
         threads = [
-            threading.Thread(target=lambda: results.extend(gate.decide([imgs.signed], Deadline.after(10))))
+            threading.Thread(target=lambda: results.extend(gate.decide([images.signed], Deadline.after(10))))
             for _ in range(8)
         ]
         for t in threads:
@@ -387,11 +352,8 @@ def apply_patch(obj: Any, ops: list[dict[str, Any]]) -> Any:
     return obj
 
 
-def test_mutate_pins_verified_images_to_their_digests(
-    server: Server, images: tuple[Images, Path, Path]
-) -> None:
-    imgs = images[0]
-    containers = [{"name": "a", "image": imgs.signed}, {"name": "b", "image": imgs.unsigned}]
+def test_mutate_pins_verified_images_to_their_digests(server: Server, images: SampleImages) -> None:
+    containers = [{"name": "a", "image": images.signed}, {"name": "b", "image": images.unsigned}]
     obj = {"spec": {"template": {"spec": {"containers": containers}}}}
     body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "m1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "namespace": "team-a",
@@ -402,8 +364,8 @@ def test_mutate_pins_verified_images_to_their_digests(
     assert resp["allowed"] is True and resp["patchType"] == "JSONPatch"
     patched = apply_patch(json.loads(json.dumps(obj)), json.loads(base64.b64decode(resp["patch"])))
     pinned = patched["spec"]["template"]["spec"]["containers"]
-    assert pinned[0]["image"] == f"{imgs.signed}@{imgs.signed_digest}"
-    assert pinned[1]["image"] == imgs.unsigned  # not verified: left for the validating webhook to deny
+    assert pinned[0]["image"] == f"{images.signed}@{images.signed_digest}"
+    assert pinned[1]["image"] == images.unsigned  # not verified: left for the validating webhook to deny
     assert server.review(patched, kind="Deployment", group="apps")["allowed"] is False  # b is still unsigned
     # Pinning again changes nothing (idempotent).
     repeat = {**body, "request": {**body["request"], "object": patched}}
@@ -413,9 +375,9 @@ def test_mutate_pins_verified_images_to_their_digests(
     assert "patch" not in again
 
 
-def test_metrics_add_up_every_worker(server: Server, images: tuple[Images, Path, Path]) -> None:
+def test_metrics_add_up_every_worker(server: Server, images: SampleImages) -> None:
     for _ in range(6):  # two workers: some of these land on each
-        server.review(pod(images[0].signed))
+        server.review(pod(images.signed))
     text = requests.get(f"{server.url}/metrics", verify=str(server.ca), timeout=5).text
     series = 'referee_admission_decisions_total{endpoint="validate",result="allowed"}'
     allowed = [line for line in text.splitlines() if line.startswith(series)]
@@ -461,9 +423,8 @@ def provider_call(
     return requests.post(f"{server.url}{path}", json=body, verify=str(server.ca), cert=cert, timeout=30)
 
 
-def test_provider_items(server: Server, images: tuple[Images, Path, Path]) -> None:
-    imgs = images[0]
-    keys = [imgs.signed, imgs.unsigned, f"[sandbox]{imgs.unsigned}", "Not/A/Valid:Ref"]
+def test_provider_items(server: Server, images: SampleImages) -> None:
+    keys = [images.signed, images.unsigned, f"[sandbox]{images.unsigned}", "Not/A/Valid:Ref"]
     resp = provider_call(server, keys)
     assert resp.status_code == 200, resp.text
     doc = resp.json()
@@ -472,15 +433,16 @@ def test_provider_items(server: Server, images: tuple[Images, Path, Path]) -> No
     assert out["idempotent"] is True and out["systemError"] == ""
     items = {item["key"]: item for item in out["items"]}
     assert list(items) == keys
-    signed = items[imgs.signed]["value"]
+    signed = items[images.signed]["value"]
     assert set(signed) == {"verified", "digest", "signer", "signingTime", "signingScheme", "reason"}
-    assert signed["verified"] is True and signed["digest"] == imgs.signed_digest
+    assert signed["verified"] is True and signed["digest"] == images.signed_digest
     assert "CN=signer" in signed["signer"]["subject"] and signed["signingScheme"] == "notary.x509"
-    assert "error" not in items[imgs.signed]
+    assert "error" not in items[images.signed]
     assert (
-        "no Notation signature found" in items[imgs.unsigned]["error"] and "value" not in items[imgs.unsigned]
+        "no Notation signature found" in items[images.unsigned]["error"]
+        and "value" not in items[images.unsigned]
     )
-    assert items[f"[sandbox]{imgs.unsigned}"]["value"]["reason"] == "exempt namespace"
+    assert items[f"[sandbox]{images.unsigned}"]["value"]["reason"] == "exempt namespace"
     assert "must be lowercase" in items["Not/A/Valid:Ref"]["error"]
 
 
@@ -493,24 +455,24 @@ def test_provider_system_error_when_a_registry_is_down(server: Server) -> None:
 
 
 def test_provider_answers_within_its_budget_when_a_registry_stalls_fake(
-    server: Server, images: tuple[Images, Path, Path], slow_registry: FakeRegistry
+    server: Server, images: SampleImages, slow_registry: FakeRegistry
 ) -> None:
     stalled = f"{slow_registry.host}/slow/app:v1"
     start = time.monotonic()
-    out = provider_call(server, [images[0].signed, stalled]).json()["response"]
+    out = provider_call(server, [images.signed, stalled]).json()["response"]
     elapsed = time.monotonic() - start
     assert elapsed < 3.0  # Gatekeeper's provider timeout; the budget is timeouts.providerSeconds
     items = {item["key"]: item for item in out["items"]}
-    assert items[images[0].signed]["value"]["verified"] is True  # the other image is still answered
+    assert items[images.signed]["value"]["verified"] is True  # the other image is still answered
     assert "not decided in time" in items[stalled]["error"] or "could not check" in items[stalled]["error"]
     assert out["systemError"]
 
 
-def test_provider_requires_the_client_certificate(server: Server, images: tuple[Images, Path, Path]) -> None:
-    resp = provider_call(server, [images[0].signed], client_cert=False)
+def test_provider_requires_the_client_certificate(server: Server, images: SampleImages) -> None:
+    resp = provider_call(server, [images.signed], client_cert=False)
     assert resp.status_code == 403 and "client certificate" in resp.json()["error"]
     # The API server calling /validate needs none.
-    assert server.review(pod(images[0].signed))["allowed"] is True
+    assert server.review(pod(images.signed))["allowed"] is True
 
 
 def test_provider_refuses_a_certificate_from_another_ca(server: Server, tmp_path: Path) -> None:
@@ -526,12 +488,11 @@ def test_provider_refuses_a_certificate_from_another_ca(server: Server, tmp_path
                       cert=(str(stranger.cert_path), str(stranger.key_path)), timeout=10)  # fmt: skip
 
 
-def test_provider_mutation_mode_pins_digests(server: Server, images: tuple[Images, Path, Path]) -> None:
-    imgs = images[0]
-    out = provider_call(server, [imgs.signed, imgs.unsigned], path="/provider/mutate").json()["response"]
+def test_provider_mutation_mode_pins_digests(server: Server, images: SampleImages) -> None:
+    out = provider_call(server, [images.signed, images.unsigned], path="/provider/mutate").json()["response"]
     items = {item["key"]: item for item in out["items"]}
-    assert items[imgs.signed]["value"] == f"{imgs.signed}@{imgs.signed_digest}"
-    assert "no Notation signature found" in items[imgs.unsigned]["error"]
+    assert items[images.signed]["value"] == f"{images.signed}@{images.signed_digest}"
+    assert "no Notation signature found" in items[images.unsigned]["error"]
 
 
 @pytest.mark.parametrize(
@@ -585,51 +546,44 @@ def k8s_pod(*images: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, **pod(*images)}
 
 
-def test_gatekeeper_admits_a_signed_pod(
-    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
-) -> None:
-    assert gatekeeper(server, k8s_pod(images[0].signed), tmp_path)["violations"] == []
+def test_gatekeeper_admits_a_signed_pod(server: Server, images: SampleImages, tmp_path: Path) -> None:
+    assert gatekeeper(server, k8s_pod(images.signed), tmp_path)["violations"] == []
 
 
 def test_gatekeeper_denies_an_unsigned_pod_with_referees_reason(
-    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+    server: Server, images: SampleImages, tmp_path: Path
 ) -> None:
-    imgs = images[0]
-    [violation] = gatekeeper(server, k8s_pod(imgs.signed, imgs.unsigned), tmp_path)["violations"]
+    [violation] = gatekeeper(server, k8s_pod(images.signed, images.unsigned), tmp_path)["violations"]
     assert violation["constraint"] == "signed-images-only" and violation["enforcementAction"] == "deny"
     assert violation["msg"] == (
-        f"referee: image {imgs.unsigned} ({imgs.unsigned_digest}): no Notation signature found"
+        f"referee: image {images.unsigned} ({images.unsigned_digest}): no Notation signature found"
     )
     print(f"\nGatekeeper's denial: [{violation['constraint']}] {violation['msg']}")
 
 
-def test_gatekeeper_checks_workload_templates(
-    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
-) -> None:
-    imgs = images[0]
-    spec = pod(imgs.signed, init=(imgs.tampered,))["spec"]
+def test_gatekeeper_checks_workload_templates(server: Server, images: SampleImages, tmp_path: Path) -> None:
+    spec = pod(images.signed, init=(images.tampered,))["spec"]
     template = {"metadata": {"labels": {"app": "web"}}, "spec": spec}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                   "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}}  # fmt: skip
     [violation] = gatekeeper(server, deployment, tmp_path)["violations"]
-    assert imgs.tampered in violation["msg"] and "integrity" in violation["msg"]
+    assert images.tampered in violation["msg"] and "integrity" in violation["msg"]
 
 
 def test_gatekeeper_signer_filter_and_exemptions(
-    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
+    server: Server, images: SampleImages, tmp_path: Path
 ) -> None:
-    imgs = images[0]
     constraint = yaml.safe_load((VERIFIED / "samples" / "constraint.yaml").read_text())
     constraint["spec"]["parameters"] = {
         "allowedSigners": ["CN=release,*"],
-        "exemptImages": [f"{imgs.unsigned}"],
+        "exemptImages": [f"{images.unsigned}"],
     }
     path = tmp_path / "constraint.yaml"
     path.write_text(yaml.safe_dump(constraint))
-    [violation] = gatekeeper(server, k8s_pod(imgs.signed, imgs.unsigned), tmp_path, constraint=path)[
+    [violation] = gatekeeper(server, k8s_pod(images.signed, images.unsigned), tmp_path, constraint=path)[
         "violations"
     ]
-    assert "not by a signer this constraint allows" in violation["msg"] and imgs.signed in violation["msg"]
+    assert "not by a signer this constraint allows" in violation["msg"] and images.signed in violation["msg"]
 
 
 def test_gatekeeper_reports_a_registry_that_is_down(server: Server, tmp_path: Path) -> None:
@@ -641,12 +595,9 @@ def test_gatekeeper_reports_a_registry_that_is_down(server: Server, tmp_path: Pa
     assert messages[1].startswith(f"referee: image {gone}: could not check")
 
 
-def test_gatekeeper_pinned_images_template(
-    server: Server, images: tuple[Images, Path, Path], tmp_path: Path
-) -> None:
-    imgs = images[0]
+def test_gatekeeper_pinned_images_template(server: Server, images: SampleImages, tmp_path: Path) -> None:
     rules = {"template": PINNED / "template.yaml", "constraint": PINNED / "samples" / "constraint.yaml"}
-    pinned = gatekeeper(server, k8s_pod(f"{imgs.signed}@{imgs.signed_digest}"), tmp_path, **rules)
+    pinned = gatekeeper(server, k8s_pod(f"{images.signed}@{images.signed_digest}"), tmp_path, **rules)
     assert pinned["violations"] == []
-    loose = gatekeeper(server, k8s_pod(imgs.signed), tmp_path, **rules)
+    loose = gatekeeper(server, k8s_pod(images.signed), tmp_path, **rules)
     assert "not pinned by digest" in loose["violations"][0]["msg"]
