@@ -9,9 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import urllib3
 from tests.helpers import pki
 from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
 from tests.helpers.samples import SampleImages
+from tests.helpers.serving import running
 from tests.helpers.tools import free_port
 
 SERVICE_HOST = f"{RELEASE}.{NAMESPACE}.svc"  # the name the API server verifies
@@ -109,24 +108,16 @@ def deployed(
     # REFEREE_LISTEN is the documented override of `listen`: loopback and a free port here.
     environ = {**os.environ, **env, "REFEREE_LISTEN": f"127.0.0.1:{port}"}
     log = work / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webhook", *command[1:]], stdout=out,
-                                stderr=subprocess.STDOUT, env=environ)  # fmt: skip
     deployed = Deployed(port, ca_file, (str(client.cert_path), str(client.key_path)), rendered, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if deployed.call("GET", "/readyz").status == 200:
-                    break
-            except urllib3.exceptions.HTTPError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+
+    def ready() -> bool:
+        try:
+            return deployed.call("GET", "/readyz").status == 200
+        except urllib3.exceptions.HTTPError:
+            return False
+
+    with running([sys.executable, "-m", "webhook", *command[1:]], log=log, ready=ready, env=environ):
         yield deployed
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_readyz_over_tls_verified_with_the_rendered_ca(deployed: Deployed) -> None:

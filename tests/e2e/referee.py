@@ -9,20 +9,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
 from tests.helpers.chart import CHART, helm, volume_files, write_atomic
 from tests.helpers.cluster import Cluster
+from tests.helpers.serving import referee_serve
 
 
 @dataclass(frozen=True)
@@ -43,35 +39,8 @@ def serve(
 ) -> Iterator[RunningReferee]:
     """``python -m webhook serve --config CONFIG`` (listening at ``url``, its certificate issued by
     ``ca_file``) until the block ends; ready once ``/readyz`` says so."""
-    log = config.parent / "referee.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"referee serve exited ({proc.returncode}):\n{log.read_text()}")
-            try:
-                if requests.get(f"{url}/readyz", verify=str(ca_file), timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"referee serve not ready after 60s:\n{log.read_text()}")
-            time.sleep(0.2)
+    with referee_serve(config, url, ca_file, env=env) as log:
         yield RunningReferee(url, ca_file, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def ca_bundle(ca_file: Path) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from tests.helpers import gatekeeper as gk
@@ -23,6 +21,7 @@ from tests.helpers import pki
 from tests.helpers.cluster import Cluster
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.samples import SampleImages, sample_images
+from tests.helpers.serving import referee_serve
 from tests.helpers.tools import ROOT, free_port
 
 POLICIES = ROOT / "policies"
@@ -85,27 +84,9 @@ def provider_referee(
         "timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}\n"
         "server: {workers: 1, threads: 8}\n"
     )
-    log = work / "referee.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return requests.get(f"{url}/readyz", verify=str(ca.cert_path), timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        gk.wait_for("referee ready", ready, 30, log.read_text)
+    with referee_serve(config, url, ca.cert_path):
         yield Referee(url, ca.cert_path)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def provider(doc: dict[str, Any], referee: Referee, path: str) -> dict[str, Any]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from tests.helpers import pki
 from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
+from tests.helpers.serving import readyz, running
 from tests.helpers.tools import ROOT, free_port, run
 
 
@@ -46,22 +45,8 @@ def test_wheels_install_offline_and_serve(tmp_path: Path) -> None:
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}}}\nserver: {{workers: 1, threads: 2}}\n"
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics" / "mount")}
-    log = (tmp_path / "serve.log").open("wb")
     command = [str(env_dir / "bin" / "referee"), "serve", "--config", str(tmp_path / "config.yaml")]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 30
-        ready = None
-        while time.monotonic() < deadline and ready is None:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                ready = requests.get(f"https://127.0.0.1:{port}/readyz", verify=str(ca.cert_path), timeout=1)
-            except requests.RequestException:
-                time.sleep(0.2)
-        assert ready is not None and ready.status_code == 200
-        metrics = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(ca.cert_path), timeout=5)
+    url = f"https://127.0.0.1:{port}"
+    with running(command, log=tmp_path / "serve.log", ready=readyz(url, ca.cert_path), env=env, cwd=tmp_path):
+        metrics = requests.get(f"{url}/metrics", verify=str(ca.cert_path), timeout=5)
         assert "referee_verifications_in_flight" in metrics.text  # metrics work with the mounted folder
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -27,6 +26,7 @@ from tests.helpers import pki
 from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.samples import SampleImages, sample_images
+from tests.helpers.serving import referee_serve
 from tests.helpers.tools import ROOT as ROOT_DIR
 from tests.helpers.tools import free_port, tool
 from webhook.app import build_gate
@@ -102,28 +102,9 @@ def start_server(
         "server: {workers: 2, threads: 4}\n"
         "mutate: true\n"
     )
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
     url = f"https://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{url}/readyz", verify=str(ca.cert_path), timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    with referee_serve(config, url, ca.cert_path, env=env) as log:
         yield Server(url, ca.cert_path, log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
