@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from tests.helpers.serving import running
 from tests.helpers.tools import free_port, tool
 
 
@@ -34,34 +33,18 @@ class RunningRegistry:
         return flags
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, verify: bool | str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"registry exited early ({proc.returncode}):\n{log.read_text()}")
-        try:
-            if requests.get(url, timeout=1, verify=verify).status_code in (200, 401):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"registry at {url} not ready after 30s:\n{log.read_text()}")
-
-
 @contextlib.contextmanager
 def _process(args: list[str], log: Path, url: str, verify: bool | str) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(proc, url, log, verify)
-        yield
-    finally:
-        proc.terminate()
+    """The registry, until the block ends; ready once ``url`` answers (401 counts: auth is on)."""
+
+    def ready() -> bool:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            return requests.get(url, timeout=1, verify=verify).status_code in (200, 401)
+        except requests.RequestException:
+            return False
+
+    with running(args, log=log, ready=ready, timeout_s=30):
+        yield
 
 
 @contextlib.contextmanager
