@@ -31,11 +31,11 @@ from webhook.admission import (
     review_response,
 )
 from webhook.config import Config, load_config
+from webhook.credfiles import docker_config_files
 from webhook.deadline import Deadline
 from webhook.kube import KubernetesReader, PodKeyring, PullSecrets
 from webhook.metrics import exposition, metrics
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
-from webhook.registry.credentials import Keyring
 from webhook.revocation_fetch import HttpRevocationSource
 from webhook.trustfiles import TrustFiles
 from webhook.verify import Gate, ImageDecision
@@ -49,16 +49,15 @@ def build_gate(config: Config) -> Gate:
         host: HostSettings(plain_http=r.plain_http, ca_file=r.ca_file)
         for host, r in config.registries.items()
     }
-    keyrings = [
-        Keyring.from_docker_config(Path(r.docker_config).read_bytes(), source=r.docker_config)
-        for r in config.registries.values()
-        if r.docker_config
-    ]
-    client = RegistryClient(ClientSettings(hosts=hosts), Keyring.merged(keyrings))
+    credentials = docker_config_files(
+        [Path(r.docker_config) for r in config.registries.values() if r.docker_config]
+    )
+    client = RegistryClient(ClientSettings(hosts=hosts))
     client.on_response = lambda method, status: metrics().registry_requests.labels(method, str(status)).inc()
     return Gate(
         client,
         TrustFiles(config.trust_policy, config.trust_store),
+        credentials=credentials,
         verdict_ttl_s=config.verdict_ttl_s,
         tag_ttl_s=config.tag_ttl_s,
         max_entries=config.cache_max_entries,
@@ -100,11 +99,13 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        material = gate.trust_material()
-        body = {"status": "ready", "trust": material.fingerprint[:12]}
-        if gate.trust_reload_error:
-            # Still ready: the last valid trust material is in use. Say why the new one is not.
-            body["trustReloadError"] = gate.trust_reload_error
+        trust_error, credentials_error = gate.reload_errors()
+        body = {"status": "ready", "trust": gate.trust_material().fingerprint[:12]}
+        # Still ready: the last valid material is in use. Say why the new one is not.
+        if trust_error:
+            body["trustReloadError"] = trust_error
+        if credentials_error:
+            body["credentialsReloadError"] = credentials_error
         return _json(body)
 
     @app.errorhandler(AdmissionError)

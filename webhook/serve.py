@@ -18,6 +18,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from webhook.config import Config, load_config
+from webhook.credfiles import docker_config_files
 from webhook.errors import ConfigError
 from webhook.trustfiles import TrustFiles
 
@@ -106,7 +107,9 @@ def serve(config_path: Path) -> None:
         Path(metrics_dir).mkdir(parents=True, exist_ok=True)
         for stale in Path(metrics_dir).glob("*.db"):
             stale.unlink()
-    TrustFiles(config.trust_policy, config.trust_store)  # fail now, not in every worker
+    # Fail now, not in every worker: trust material and credentials files must be readable.
+    TrustFiles(config.trust_policy, config.trust_store)
+    docker_config_files([Path(r.docker_config) for r in config.registries.values() if r.docker_config])
     if not (config.tls_cert_file and config.tls_key_file):
         logging.getLogger(__name__).warning(
             "serving WITHOUT TLS: the API server and Gatekeeper require HTTPS"

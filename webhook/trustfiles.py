@@ -11,11 +11,9 @@ sub-directories are refused, as notation refuses them.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import stat
-import threading
-import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +22,7 @@ from cryptography import x509
 from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import TrustPolicyDocument, parse_trust_policy
 from webhook.notary.truststore import TrustStore, check_store_certificates, parse_certificates
-
-log = logging.getLogger(__name__)
+from webhook.reloading import Reloading, file_stamp
 
 MAX_POLICY_BYTES = 1 << 20
 MAX_CERT_FILE_BYTES = 1 << 20
@@ -104,12 +101,7 @@ class TrustFiles:
 
     def __init__(self, policy_path: Path, store_path: Path, check_every_s: float = 2.0) -> None:
         self._policy_path, self._store_path = policy_path, store_path
-        self._check_every_s = check_every_s
-        self._lock = threading.Lock()
-        self._stamp = self._disk_stamp()
-        self._material = self._load()
-        self._checked = time.monotonic()
-        self.last_error = ""
+        self._files = Reloading("trust material", self._disk_stamp, self._load, check_every_s=check_every_s)
 
     def _load(self) -> TrustMaterial:
         policy = load_trust_policy(self._policy_path)
@@ -119,35 +111,15 @@ class TrustFiles:
             policy, store, hashlib.sha256(f"{digest}:{store.fingerprint()}".encode()).hexdigest()
         )
 
-    def _disk_stamp(self) -> tuple[tuple[str, int, int], ...]:
+    def _disk_stamp(self) -> Hashable:
         paths = [self._policy_path]
         if self._store_path.is_dir():
             paths.extend(sorted(self._store_path.rglob("*")))
-        stamp = []
-        for path in paths:
-            try:
-                info = path.lstat()
-            except OSError:
-                continue
-            stamp.append((str(path), info.st_mtime_ns, info.st_size))
-        return tuple(stamp)
+        return file_stamp(paths)
 
     def current(self) -> TrustMaterial:
-        now = time.monotonic()
-        if now - self._checked < self._check_every_s:
-            return self._material
-        with self._lock:
-            if now - self._checked < self._check_every_s:
-                return self._material
-            self._checked = now
-            stamp = self._disk_stamp()
-            if stamp != self._stamp:
-                try:
-                    self._material = self._load()
-                    self._stamp = stamp
-                    self.last_error = ""
-                    log.info("trust material reloaded (fingerprint %s)", self._material.fingerprint[:12])
-                except ConfigError as exc:
-                    self.last_error = str(exc)
-                    log.error("trust material not reloaded, keeping the previous one: %s", exc)
-            return self._material
+        return self._files.current()
+
+    @property
+    def last_error(self) -> str:
+        return self._files.last_error

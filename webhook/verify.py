@@ -29,6 +29,7 @@ from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
 from webhook.registry.client import HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
+from webhook.reloading import Reloading
 from webhook.trustfiles import TrustFiles, TrustMaterial
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ class Gate:
         revocation: RevocationSource | None,
         exempt_images: tuple[str, ...] = (),
         workers: int = 16,
+        credentials: Reloading[Keyring] | None = None,
     ) -> None:
         self._client = client
         self._trust = trust_files
@@ -202,6 +204,7 @@ class Gate:
         self._max_signatures = max_signatures
         self._revocation = revocation
         self._exempt = exempt_images
+        self._credentials_files = credentials  # configured credentials; else the client's keyring
         self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
         self._flight: SingleFlight[tuple[str, str, str, str], ImageDecision] = SingleFlight()
@@ -215,9 +218,14 @@ class Gate:
     def trust_material(self) -> TrustMaterial:
         return self._trust.current()
 
-    @property
-    def trust_reload_error(self) -> str:
-        return self._trust.last_error
+    def reload_errors(self) -> tuple[str, str]:
+        """Why the trust material and the credentials files on disk are not the ones in use (each ""
+        when they are); the files are looked at first."""
+        self._trust.current()
+        files = self._credentials_files
+        if files is not None:
+            files.current()
+        return self._trust.last_error, files.last_error if files else ""
 
     def decide(
         self, images: list[str], deadline: Deadline, keyring: Keyring | None = None
@@ -272,7 +280,8 @@ class Gate:
         return self._cached_or_verified(job)
 
     def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
-        configured = self._client.keyring.lookup(ref.domain, ref.path)
+        files = self._credentials_files
+        configured = (files.current() if files else self._client.keyring).lookup(ref.domain, ref.path)
         if keyring is None:
             return configured
         ours = keyring.lookup(ref.domain, ref.path)

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.helpers import pki, registries
-from tests.helpers.artifacts import attach, push_image
+from tests.helpers.artifacts import Notation, attach, push_image
+from tests.helpers.codesign import install_notation_key, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.registries import RunningRegistry
+from tests.helpers.serving import referee_serve
 from tests.helpers.token_server import TokenServer, serve_tokens
 from tests.helpers.tools import free_port, run, tool
 from webhook.deadline import Deadline
@@ -290,3 +295,64 @@ def test_untrusted_tls_certificate_is_unreachable(basic_registry: AuthRegistry) 
     proc = referee("discover", "--timeout", "5", basic_registry.reference)
     assert proc.returncode == 3
     assert "TLS" in proc.stderr and "certificate verify failed" in proc.stderr
+
+
+def test_rotated_registry_credentials_are_used_without_a_restart(
+    basic_registry: AuthRegistry, pki_dir: tuple[Path, pki.KeyPair, pki.KeyPair], tmp_path: Path
+) -> None:
+    """``registries.<host>.dockerConfig`` is read again when the file changes (as a pull Secret
+    mounted by the kubelet changes): wrong credentials first, then the right ones, then a broken
+    file, which keeps the last good credentials and shows on /readyz."""
+    reg = basic_registry.registry
+    chain = make_chain()
+    notation = Notation(tmp_path / "home")
+    install_notation_key(notation.home, "test", chain)
+    digest = push_image(reg, "rotate/app", "v1", tmp_path / "image", content="rotated credentials")
+    notation.sign(reg, f"{reg.host}/rotate/app@{digest}", "--username", USER, "--password", PASSWORD)
+    write_trust_store(tmp_path / "truststore", "ca", "test", chain.root)
+    write_trust_policy(tmp_path / "trustpolicy.json")
+    _, ca, server = pki_dir
+    creds = tmp_path / "mounted" / "config.json"
+    creds.parent.mkdir()
+
+    def mount(text: str) -> None:  # replaced in one step, as the kubelet swaps a volume's files
+        staged = creds.with_suffix(".new")
+        staged.write_text(text)
+        os.replace(staged, creds)
+
+    mount(docker_config(tmp_path / "wrong.json", reg.host, USER, "not-the-password").read_text())
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\ntrustPolicy: trustpolicy.json\ntrustStore: truststore\n"
+        f"registries: {{'{reg.host}': {{caFile: {reg.ca_file}, dockerConfig: {creds}}}}}\n"
+        f"tls: {{certFile: {server.cert_path}, keyFile: {server.key_path}}}\n"
+        "server: {workers: 1, threads: 2}\n"
+    )
+    url = f"https://127.0.0.1:{port}"
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+        "operation": "CREATE", "object": {"spec": {"containers": [
+            {"name": "app", "image": f"{reg.host}/rotate/app:v1"}]}}}}  # fmt: skip
+
+    def answer() -> dict[str, Any]:
+        resp = requests.post(f"{url}/validate", json=review, verify=str(ca.cert_path), timeout=10)
+        out: dict[str, Any] = resp.json()["response"]
+        return out
+
+    def eventually(check: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.3)
+
+    with referee_serve(config, url, ca.cert_path):
+        denied = answer()
+        assert denied["allowed"] is False
+        assert "could not check" in denied["status"]["message"] and "not-the-password" not in str(denied)
+        mount(docker_config(tmp_path / "right.json", reg.host, USER, PASSWORD).read_text())
+        eventually(lambda: answer()["allowed"] is True, "the rotated credentials were never used")
+        mount("{not json")
+        ready = lambda: requests.get(f"{url}/readyz", verify=str(ca.cert_path), timeout=5)  # noqa: E731
+        eventually(lambda: "credentialsReloadError" in ready().json(), "a broken file was not reported")
+        assert ready().status_code == 200 and str(creds) in ready().json()["credentialsReloadError"]

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import pki
+from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
 from tests.helpers.fake_registry import FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.samples import SampleImages, sample_images
@@ -254,7 +255,7 @@ def test_a_changed_trust_policy_takes_effect_without_a_restart(
         time.sleep(2.1)
         still = gate.decide([images.signed], Deadline.after(10))[0]
         assert not still.allowed and still.cached
-        assert "not valid JSON" in gate.trust_reload_error
+        assert "not valid JSON" in gate.reload_errors()[0]
     finally:
         gate.close()
 
@@ -384,6 +385,19 @@ def test_serve_refuses_a_bad_configuration_at_once(tmp_path: Path, config: str |
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     assert proc.returncode == 2
     assert phrase in proc.stderr
+
+
+def test_serve_refuses_an_unreadable_registry_credentials_file(tmp_path: Path) -> None:
+    write_trust_store(tmp_path / "truststore", "ca", "test", make_chain().root)
+    write_trust_policy(tmp_path / "trustpolicy.json")
+    (tmp_path / "config.yaml").write_text(
+        "trustPolicy: trustpolicy.json\ntrustStore: truststore\n"
+        "registries: {'registry.example': {dockerConfig: missing/config.json}}\n"
+    )
+    argv = [sys.executable, "-m", "webhook", "serve", "--config", str(tmp_path / "config.yaml")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 2
+    assert "registry credentials" in proc.stderr and "missing/config.json" in proc.stderr
 
 
 # --- Gatekeeper external data ---------------------------------------------------------------------
