@@ -156,7 +156,7 @@ class PullSecrets:
             return cached
         read = self._read("secret", namespace, name, deadline)
         if read.doc is None:
-            problem = f"pull secret {namespace}/{name}: {read.problem}"
+            problem = f"pull {read.problem}"  # "pull secret NS/NAME not found", ...
             if not read.missing:
                 return problem
             ring: Keyring | str = problem
