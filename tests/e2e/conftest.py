@@ -65,6 +65,7 @@ class AuthImages:
     by_pod_secret: str
     by_account_secret: str
     without_secret: str
+    by_namespace_secret: str  # asked about through Gatekeeper's external data, [namespace]image
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,7 @@ def auth_images(images: SampleImages, tmp_path_factory: pytest.TempPathFactory) 
         password=AUTH_PASSWORD,
     ) as reg:
         refs = []
-        for repo in ("private/pod-secret", "private/account-secret", "private/no-secret"):
+        for repo in ("private/pod-secret", "private/account-secret", "private/no-secret", "private/provider"):
             digest = push_image(reg, repo, "v1", work / repo, content=repo)
             images.notation.sign(
                 reg, f"{reg.host}/{repo}@{digest}", "--username", AUTH_USER, "--password", AUTH_PASSWORD

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from tests.e2e.conftest import (
     APPS,
@@ -282,6 +283,31 @@ def test_private_image_verified_with_the_service_accounts_pull_secret(referee: I
     name = unique("private")
     spec = pod_spec(referee.auth.by_account_secret, serviceAccountName="builder")
     assert cluster.apply(pod(name, namespace, spec)).stdout.strip() == f"pod/{name} created"
+
+
+def test_provider_uses_the_namespaces_default_service_account_pull_secrets(referee: Installed) -> None:
+    """Gatekeeper's external data names only ``[namespace]image``: Referee reads that namespace's
+    ``default`` service account's pull secrets, and where there are none cannot check the image."""
+    cluster = referee.cluster
+    bare, provided = unique("e2e-pull"), unique("e2e-pull")
+    for namespace in (bare, provided):
+        cluster.create_namespace(namespace)
+    _pull_secret(referee, "ns-cred", provided)
+    default = {"name": "default", "namespace": provided}
+    cluster.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": default,
+                   "imagePullSecrets": [{"name": "ns-cred"}]})  # fmt: skip
+    image = referee.auth.by_namespace_secret
+
+    def item(namespace: str) -> dict[str, Any]:
+        ask = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
+               "request": {"keys": [f"[{namespace}]{image}"]}}  # fmt: skip
+        resp = requests.post(f"{referee.enforcing.url}/provider", json=ask, timeout=10,
+                             verify=str(referee.enforcing.ca_file))  # fmt: skip
+        [found] = resp.json()["response"]["items"]
+        return dict(found)
+
+    assert "could not check" in item(bare)["error"]  # asked first: a failure is never cached
+    assert item(provided)["value"]["verified"] is True
 
 
 def test_private_image_without_a_pull_secret_is_refused(referee: Installed) -> None:
