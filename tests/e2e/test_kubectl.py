@@ -197,16 +197,18 @@ def test_registry_down_is_refused_within_the_webhook_timeout(referee: Installed)
 
 def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(referee: Installed) -> None:
     """Referee gives up before the API server does, so the refusal carries Referee's reason. With
-    mutation on, the API server calls /mutate and then /validate, each within its own timeout: a
-    stalled registry costs the user up to twice the deadline."""
+    mutation on, the API server calls /mutate and then /validate, each within its own timeout; a
+    worker that has seen the registry time out answers at once for a few seconds, so the second
+    call costs nothing when it reaches the same worker, and at most the deadline otherwise."""
     name = unique("stalled")
     start = time.monotonic()
     stderr = refused(referee.cluster.apply(pod(name, APPS, pod_spec(referee.stalled_image)), check=False))
     elapsed = time.monotonic() - start
-    assert f"image {referee.stalled_image}" in stderr and "not decided in time" in stderr
+    assert f"image {referee.stalled_image}" in stderr
+    assert "not decided in time" in stderr or "is not answering" in stderr
     assert 'admission webhook "validate.referee.dev" denied the request' in stderr
     [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {APPS}/{name}"]
-    assert (TIMEOUT_S - 2) * 1000 < decision["durationMs"] < TIMEOUT_S * 1000
+    assert decision["durationMs"] < TIMEOUT_S * 1000
     assert elapsed < 2 * TIMEOUT_S + 1  # and kubectl's own start-up and discovery
 
 

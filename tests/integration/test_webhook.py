@@ -260,6 +260,34 @@ def test_a_changed_trust_policy_takes_effect_without_a_restart(
         gate.close()
 
 
+def test_a_hanging_registry_does_not_starve_the_other_images_fake(
+    olareg: RunningRegistry, images: SampleImages, slow_registry: FakeRegistry, tmp_path: Path
+) -> None:
+    """Once a request to a registry has timed out, requests to it fail at once for a while instead
+    of each holding a verification thread for the whole deadline (fake: a real registry cannot be
+    made to hang on purpose)."""
+    config = parse_config(
+        {"trustPolicy": str(images.policy), "trustStore": str(images.store), "server": {"threads": 2},
+         "registries": {olareg.host: {"plainHTTP": True}, slow_registry.host: {"plainHTTP": True}}},
+        base=tmp_path, environ={})  # fmt: skip
+    for i in range(2, 22):
+        for method in ("HEAD", "GET"):
+            slow_registry.route(method, f"/v2/slow/app/manifests/v{i}", lambda h: time.sleep(8))
+    gate = build_gate(config)  # a pool of 4 verification threads
+    try:
+        [first] = gate.decide([f"{slow_registry.host}/slow/app:v1"], Deadline.after(2))
+        assert first.inconclusive and not first.allowed
+        time.sleep(0.3)  # the request itself gives up just after the decision was answered
+        hanging = [f"{slow_registry.host}/slow/app:v{i}" for i in range(2, 22)]
+        started = time.monotonic()
+        *refused, signed = gate.decide([*hanging, images.signed], Deadline.after(3))
+        assert time.monotonic() - started < 1.5
+        assert signed.allowed, signed.reason
+        assert all(r.inconclusive and "is not answering" in r.reason for r in refused), refused[0]
+    finally:
+        gate.close()
+
+
 def test_concurrent_requests_for_one_image_share_one_verification(
     olareg: RunningRegistry, images: SampleImages, tmp_path: Path
 ) -> None:

@@ -56,6 +56,7 @@ from webhook.reference import Reference, validate_digest
 from webhook.registry import Limits, Referrers
 from webhook.registry.auth import AuthCache, Challenge, basic_authorization, fetch_token, parse_challenges
 from webhook.registry.credentials import ANONYMOUS, Credential, Keyring
+from webhook.registry.health import HostHealth
 from webhook.registry.transport import (
     Response,
     Transport,
@@ -131,6 +132,7 @@ class RegistryClient:
         )
         self.on_response: Callable[[str, int], None] | None = None
         self._auth = AuthCache()
+        self.health = HostHealth(self.limits.unanswered_cooldown_s)
         self._referrers_api: dict[tuple[str, str], bool] = {}
         self._tags_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (host, path, tag)
         self._lock = threading.Lock()
@@ -590,13 +592,16 @@ class HttpRepository:
         body: bytes | None = None,
     ) -> Response:
         left = deadline.check(f"{what}: {method} {self.host}")
+        refusal = self._client.health.refusal(self.host)
+        if refusal:
+            raise RegistryUnavailable(f"{what}: {refusal}")
         request_headers = dict(headers)
         authorization = self._client._auth.get(self._auth_key(credential))
         if authorization:
             request_headers["Authorization"] = authorization
         timeout = min(self._limits.request_timeout_s, left)
         try:
-            return self._client.transport.open(
+            resp = self._client.transport.open(
                 method,
                 url,
                 headers=request_headers,
@@ -605,7 +610,11 @@ class HttpRepository:
                 redirects=redirects,
                 body=body,
             )
+            self._client.health.answered(self.host)
+            return resp
         except TransportError as exc:
+            if exc.kind == "timeout":
+                self._client.health.timed_out(self.host, timeout)
             if exc.kind == "redirects":
                 raise RegistryProtocolError(f"{what}: {exc.reason}") from None
             if exc.kind == "tls":
