@@ -13,6 +13,7 @@ py="$root/.venv/bin/python"
 work=$(mktemp -d -t referee-demo.XXXXXX)
 pids=()
 cleanup() {
+  [ ! -d "$work/cluster" ] || "$root/scripts/cluster.sh" down "$work/cluster" >/dev/null 2>&1 || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -154,6 +155,40 @@ admit "127.0.0.1:$ola_port/demo/unsigned:v1"
 step "Admission: a pod with the image whose signature was forged"
 admit "127.0.0.1:$ola_port/demo/tampered:v1"
 
+step "In a cluster: the Helm chart applied to a real kube-apiserver, then kubectl apply"
+"$root/scripts/cluster.sh" up "$work/cluster" >/dev/null
+export KUBECONFIG="$work/cluster/admin.kubeconfig"
+echo "kube-apiserver and etcd on loopback (no nodes: pods stay Pending; admission is what counts)"
+# The chart's values: this demo's trust policy and certificate, and the webhook configurations
+# pointed at the referee serve started above (webhook.url) with its certificate as the CA bundle.
+"$py" - "$work/trustpolicy.json" "$store/x509/ca/demo.referee.example/demo.referee.example.crt" \
+  tls.crt "https://127.0.0.1:$hook_port" "127.0.0.1:$ola_port" > values.yaml <<'PY'
+import json, sys, yaml
+policy, cert, ca, url, registry = sys.argv[1:6]
+print(yaml.safe_dump({
+    "trustPolicy": {"document": json.load(open(policy))},
+    "trustStore": {"certificates": {"ca": {"demo.referee.example": open(cert).read()}}},
+    "registries": {registry: {"plainHTTP": True}},
+    "tls": {"mode": "secret", "secret": {"name": "referee-demo-tls", "caBundle": open(ca).read()}},
+    "webhook": {"url": url},
+}))
+PY
+printf '$ helm template referee charts/referee -n referee-system -f values.yaml | kubectl apply -f -\n'
+"$tools/kubectl" create namespace referee-system >/dev/null
+"$tools/helm" template referee "$root/charts/referee" -n referee-system --skip-tests -f values.yaml \
+  | "$tools/kubectl" apply -f - | sed 's/^/  /'
+"$tools/kubectl" apply -f - >/dev/null <<YAML
+{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}
+---
+{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "team-a"}}
+YAML
+kubectl() { printf '$ kubectl %s\n' "$*"; "$tools/kubectl" "$@"; }
+set +e
+kubectl -n team-a run signed --image="127.0.0.1:$ola_port/demo/app:v1"
+kubectl -n team-a run unsigned --image="127.0.0.1:$ola_port/demo/unsigned:v1"
+kubectl -n team-a run tampered --image="127.0.0.1:$ola_port/demo/tampered:v1"
+set -e
+
 step "The same, as JSON (the contract other tools read)"
 referee discover --plain-http --output json "127.0.0.1:$ola_port/demo/app:v1"
 
@@ -163,4 +198,4 @@ referee discover --plain-http "127.0.0.1:$ola_port/demo/app:v2"
 echo "exit code: $?"
 set -e
 echo
-echo "Done. Registries stopped and demo files removed."
+echo "Done. Registries, webhook and control plane stopped, demo files removed."
