@@ -208,12 +208,18 @@ class Gate:
         self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
         self._flight: SingleFlight[tuple[str, str, str, str], ImageDecision] = SingleFlight()
+        self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
         self._count_lock = threading.Lock()
         self.verifications = 0  # signature verifications run (not answered from cache or shared)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client (its ``on_response`` hook sees every registry answer)."""
+        return self._client
 
     def trust_material(self) -> TrustMaterial:
         return self._trust.current()
@@ -270,12 +276,15 @@ class Gate:
         trust = self._trust.current()
         credentials = self._credentials(ref, keyring)
         repo = self._client.repository(ref, credentials)
+        who = ",".join(c.fingerprint() for c in credentials)
         try:
-            digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline)
+            digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
             return ImageDecision(image, False, _short_reason(exc))
         except VerificationInconclusive as exc:
             return ImageDecision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
+        except TimeoutError:
+            return ImageDecision(image, False, "not decided in time (registry too slow)", inconclusive=True)
         job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials))
         return self._cached_or_verified(job)
 
@@ -295,17 +304,23 @@ class Gate:
         cached = self.verdicts.get(job.key)
         if cached is not None:
             return dataclasses.replace(cached, image=job.image, cached=True)
-        flight = (*job.key, ",".join(c.fingerprint() for c in job.credentials))
+        flight = (*job.key, ",".join(c.fingerprint() for c in job.credentials))  # as in _resolve
         try:
             shared = self._flight.do(flight, lambda: self._verify(job), max(0.0, job.deadline.remaining_s()))
             return dataclasses.replace(shared, image=job.image)
         except TimeoutError:
             return ImageDecision(job.image, False, "not decided in time", job.digest, inconclusive=True)
 
-    def _resolve(self, repo: HttpRepository, ref: Reference, deadline: Deadline) -> str:
-        digest = repo.resolve(ref.target, deadline).descriptor.digest
-        self.tags.put(str(ref), digest, self._tag_ttl_s)
-        return digest
+    def _resolve(self, repo: HttpRepository, ref: Reference, deadline: Deadline, who: str) -> str:
+        """The digest a tag names now; concurrent requests for the same tag with the same
+        credentials share one lookup (a new Deployment's pods arrive together)."""
+
+        def lookup() -> str:
+            digest = repo.resolve(ref.target, deadline).descriptor.digest
+            self.tags.put(str(ref), digest, self._tag_ttl_s)
+            return digest
+
+        return self._resolving.do((str(ref), who), lookup, max(0.0, deadline.remaining_s()))
 
     def _verify(self, job: _Job) -> ImageDecision:
         with self._count_lock:

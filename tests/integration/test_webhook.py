@@ -298,18 +298,26 @@ def test_concurrent_requests_for_one_image_share_one_verification(
         "registries": {olareg.host: {"plainHTTP": True}},
     }
     gate = build_gate(parse_config(settings, base=tmp_path, environ={}))
+    answered: list[tuple[str, int]] = []
+    gate.client.on_response = lambda method, status: answered.append((method, status))
+    start = threading.Barrier(8)
+
+    def admit() -> None:
+        start.wait()
+        results.extend(gate.decide([images.signed], Deadline.after(10)))
+
     try:
         results: list[ImageDecision] = []
-        threads = [
-            threading.Thread(target=lambda: results.extend(gate.decide([images.signed], Deadline.after(10))))
-            for _ in range(8)
-        ]
+        threads = [threading.Thread(target=admit) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert len(results) == 8 and all(r.allowed for r in results)
         assert gate.verifications == 1  # the others shared it in flight or found its cached verdict
+        # One lookup of the tag, the referrers, the signature manifest and its envelope: no request
+        # was made twice, however many admissions asked at once.
+        assert len(answered) == 4, answered
     finally:
         gate.close()
 
