@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +27,7 @@ from webhook.registry.credentials import Keyring
 
 log = logging.getLogger(__name__)
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")  # where the kubelet mounts it
 MAX_OBJECT_BYTES = 1 << 20  # the API server's own limit on a Secret
 MAX_PULL_SECRETS = 32  # per pod, its own and its service account's together
 API_TIMEOUT_S = 2.0  # per API call, and never past the request's deadline
@@ -52,9 +55,19 @@ class ObjectReader(Protocol):
 class KubernetesReader:
     """Reads Secrets and ServiceAccounts with the ``kubernetes`` client."""
 
-    def __init__(self, kubeconfig: Path | None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path | None,
+        *,
+        service_account: Path = SERVICE_ACCOUNT_DIR,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """From ``kubeconfig``, or else as a pod: the token and CA the kubelet mounts in
+        ``service_account`` (re-read as the kubelet rotates the token) and the API server named by
+        ``KUBERNETES_SERVICE_HOST`` and ``KUBERNETES_SERVICE_PORT``."""
         # Imported here: the client is large, and only servers that read pull secrets need it.
         from kubernetes import client, config  # noqa: PLC0415
+        from kubernetes.config.incluster_config import InClusterConfigLoader  # noqa: PLC0415
 
         configuration = client.Configuration()
         try:
@@ -63,7 +76,11 @@ class KubernetesReader:
                     config_file=str(kubeconfig), client_configuration=configuration
                 )
             else:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                    token_filename=str(service_account / "token"),
+                    cert_filename=str(service_account / "ca.crt"),
+                    environ=os.environ if environ is None else environ,
+                ).load_and_set(configuration)
         except (config.ConfigException, OSError, ValueError) as exc:
             where = str(kubeconfig) if kubeconfig else "the in-cluster service account"
             raise ConfigError(f"kubernetes: cannot load credentials from {where}: {exc}") from None

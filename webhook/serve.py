@@ -20,6 +20,7 @@ from gunicorn.app.base import BaseApplication
 from webhook.config import Config, load_config
 from webhook.credfiles import docker_config_files
 from webhook.errors import ConfigError
+from webhook.kube import KubernetesReader
 from webhook.trustfiles import TrustFiles
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def serve(config_path: Path) -> None:
     # Fail now, not in every worker: trust material and credentials files must be readable.
     TrustFiles(config.trust_policy, config.trust_store)
     docker_config_files([Path(r.docker_config) for r in config.registries.values() if r.docker_config])
+    if config.pull_secrets:
+        KubernetesReader(config.kubeconfig)  # the kubeconfig, or the pod's service account token
     if not (config.tls_cert_file and config.tls_key_file):
         logging.getLogger(__name__).warning(
             "serving WITHOUT TLS: the API server and Gatekeeper require HTTPS"

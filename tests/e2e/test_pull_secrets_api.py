@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helpers.cluster import Cluster
 from webhook.deadline import Deadline
+from webhook.errors import ConfigError
 from webhook.kube import KubernetesReader, PullSecrets
 
 HOST = "registry.pull.example:5000"
@@ -126,3 +128,27 @@ def test_an_unreachable_api_server_is_a_note_and_is_not_cached(
     found = secrets.for_pod(readable, "default", ("pod-cred",), Deadline.after(3))
     assert time.monotonic() - started < 3
     assert users(found) == [] and any("unreachable" in n for n in found.notes), found.notes
+
+
+def test_in_a_pod_the_mounted_service_account_token_is_used(
+    cluster: Cluster, setup: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    """Without a kubeconfig Referee reads the API as a pod does: the token and CA the kubelet mounts,
+    and the API server from KUBERNETES_SERVICE_HOST/PORT (laid out here in a temporary folder)."""
+    readable, _, kubeconfig = setup
+    token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
+    mounted = tmp_path / "serviceaccount"
+    mounted.mkdir()
+    (mounted / "token").write_text(token)
+    (mounted / "ca.crt").write_bytes(cluster.ca_file.read_bytes())
+    host, port = cluster.server.removeprefix("https://").rsplit(":", 1)
+    environ = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+    secrets = PullSecrets(KubernetesReader(None, service_account=mounted, environ=environ), ttl_s=30)
+    found = secrets.for_pod(readable, "builder", ("pod-cred",), Deadline.after(5))
+    assert users(found) == ["pod-user", "sa-user"] and found.notes == ()
+
+
+def test_without_a_mounted_token_referee_refuses_to_start(tmp_path: Path) -> None:
+    environ = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
+    with pytest.raises(ConfigError, match="in-cluster service account"):
+        KubernetesReader(None, service_account=tmp_path, environ=environ)  # tmp_path holds no token

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -423,17 +424,29 @@ def test_serve_refuses_a_bad_configuration_at_once(tmp_path: Path, config: str |
     assert phrase in proc.stderr
 
 
-def test_serve_refuses_an_unreadable_registry_credentials_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "phrases"),
+    [
+        ("registries: {'registry.example': {dockerConfig: missing/config.json}}\n",
+         ("registry credentials", "missing/config.json")),
+        ("kubernetes: {pullSecrets: true, kubeconfig: missing.kubeconfig}\n",
+         ("kubernetes: cannot load credentials", "missing.kubeconfig")),
+        # Not in a pod: no service account token is mounted for the in-cluster client.
+        ("kubernetes: {pullSecrets: true}\n", ("the in-cluster service account",)),
+    ],
+    ids=["docker-config", "kubeconfig", "in-cluster"],
+)  # fmt: skip
+def test_serve_refuses_credentials_it_cannot_load(
+    tmp_path: Path, extra: str, phrases: tuple[str, ...]
+) -> None:
     write_trust_store(tmp_path / "truststore", "ca", "test", make_chain().root)
     write_trust_policy(tmp_path / "trustpolicy.json")
-    (tmp_path / "config.yaml").write_text(
-        "trustPolicy: trustpolicy.json\ntrustStore: truststore\n"
-        "registries: {'registry.example': {dockerConfig: missing/config.json}}\n"
-    )
+    (tmp_path / "config.yaml").write_text("trustPolicy: trustpolicy.json\ntrustStore: truststore\n" + extra)
     argv = [sys.executable, "-m", "webhook", "serve", "--config", str(tmp_path / "config.yaml")]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    assert proc.returncode == 2
-    assert "registry credentials" in proc.stderr and "missing/config.json" in proc.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert all(p in proc.stderr for p in phrases), proc.stderr
 
 
 # --- Gatekeeper external data ---------------------------------------------------------------------
