@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import requests
 
 from tests.helpers import pki
+from tests.helpers.serving import running
 from tests.helpers.tools import ROOT, free_port, run, tool
 
 NAMESPACE = "gatekeeper-system"
@@ -203,33 +204,19 @@ def running_manager(cluster: Kubectl, workdir: Path, namespaces: list[str]) -> I
     log = workdir / "gatekeeper.log"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
            "POD_NAMESPACE": NAMESPACE, "POD_NAME": POD_NAME}  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [tool("gatekeeper-manager"), *manager_args(port, health, cert_dir)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
-    registered = False
-    try:
 
-        def ready() -> bool:
-            assert proc.poll() is None, f"gatekeeper exited ({proc.returncode}):\n{log.read_text()}"
-            try:
-                return requests.get(f"http://127.0.0.1:{health}/readyz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
+    def ready() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{health}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
-        wait_for("gatekeeper ready", ready, 90, log_tail(log))
+    argv = [tool("gatekeeper-manager"), *manager_args(port, health, cert_dir)]
+    with running(argv, log=log, ready=ready, env=env, timeout_s=90):
         apply(cluster, *webhook_configurations(url, ca.cert_path.read_bytes(), namespaces))
-        registered = True
-        yield Gatekeeper(url, ca, cert_dir, log)
-    finally:
-        if registered:
+        try:
+            yield Gatekeeper(url, ca, cert_dir, log)
+        finally:
             cluster.kubectl("delete", "--ignore-not-found", f"validatingwebhookconfiguration/{VALIDATING}",
                             f"mutatingwebhookconfiguration/{MUTATING}", check=False)  # fmt: skip
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
