@@ -23,7 +23,7 @@ from tests.helpers.chart import (
     values_file,
 )
 from tests.helpers.tools import ROOT, run, tool
-from webhook import admission
+from webhook.server import admission
 from webhook.config import parse_config
 
 # The Kubernetes versions the chart claims (charts/referee/README.md); kubernetes-validate carries

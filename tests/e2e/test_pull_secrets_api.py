@@ -1,4 +1,4 @@
-"""Pull secrets read through the real kube-apiserver with the least RBAC: what ``webhook.kube`` finds
+"""Pull secrets read through the real kube-apiserver with the least RBAC: what the server finds
 for a pod, in the kubelet's order, and what it says about the Secrets it could not use."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import yaml
 from tests.helpers.cluster import Cluster
 from webhook.deadline import Deadline
 from webhook.errors import ConfigError
-from webhook.kube import KubernetesReader, PullSecrets
+from webhook.server.pullsecrets import KubernetesReader, PullSecrets
 
 HOST = "registry.pull.example:5000"
 

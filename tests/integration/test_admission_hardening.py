@@ -21,10 +21,10 @@ from tests.helpers.registries import RunningRegistry, distribution
 from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import free_port
 from tests.integration.test_webhook import Server, pod, start_server
-from webhook.app import build_gate
 from webhook.config import parse_config
 from webhook.deadline import Deadline
 from webhook.registry.credentials import Keyring
+from webhook.server.app import build_gate
 
 GK_API = "externaldata.gatekeeper.sh/v1beta1"
 

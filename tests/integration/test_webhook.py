@@ -31,10 +31,10 @@ from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.serving import referee_serve
 from tests.helpers.tools import ROOT as ROOT_DIR
 from tests.helpers.tools import free_port, tool
-from webhook.app import build_gate
 from webhook.config import parse_config
 from webhook.deadline import Deadline
-from webhook.verify import ImageDecision
+from webhook.server.app import build_gate
+from webhook.verify.gate import ImageDecision
 
 NOTARY = "application/vnd.cncf.notary.signature"
 

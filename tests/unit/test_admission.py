@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from webhook.admission import (
+from webhook.server.admission import (
     AdmissionError,
     PullSecretNames,
     images_of,
@@ -177,7 +177,7 @@ def test_images_of_does_not_modify_the_object() -> None:
 
 
 def test_json_pointer_and_pin_patch() -> None:
-    from webhook.admission import ImageUse, json_pointer, pin_patch  # noqa: PLC0415
+    from webhook.server.admission import ImageUse, json_pointer, pin_patch  # noqa: PLC0415
 
     assert json_pointer("spec.template.spec.containers[2].image") == "/spec/template/spec/containers/2/image"
     uses = [

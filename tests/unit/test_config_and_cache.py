@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.cache import SingleFlight, TTLCache
 from webhook.config import load_config, parse_config
 from webhook.errors import ConfigError
+from webhook.verify.cache import SingleFlight, TTLCache
 
 FULL = """
 listen: "0.0.0.0:8443"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from webhook.errors import ConfigError
-from webhook.imagepattern import HostPattern, ImagePattern
-from webhook.policy import Policy
 from webhook.reference import parse
+from webhook.verify.patterns import HostPattern, ImagePattern
+from webhook.verify.policy import Policy
 
 D = "sha256:" + "ab" * 32
 

@@ -1,7 +1,7 @@
 """Trust stores: named sets of trusted certificates, by type (``ca``, ``signingAuthority``, ``tsa``).
 
 ``parse_certificates`` and ``check_store_certificates`` carry notation's rules for the files of a
-store; ``webhook.trustfiles`` reads the directories. Pure.
+store; ``webhook.trust.files`` reads the directories. Pure.
 """
 
 from __future__ import annotations

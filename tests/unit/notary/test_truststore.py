@@ -10,11 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers.codesign import LeafSpec, make_chain, write_trust_store
-from webhook import trustfiles
 from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import parse_trust_policy
 from webhook.notary.truststore import parse_certificates
-from webhook.trustfiles import load_trust_policy, load_trust_store
+from webhook.trust import files as trustfiles
+from webhook.trust.files import load_trust_policy, load_trust_store
 
 
 def policy(*stores: str) -> str:

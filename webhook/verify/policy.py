@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhook.config import Config
-from webhook.imagepattern import HostPattern, ImagePattern
 from webhook.reference import Reference
+from webhook.verify.patterns import HostPattern, ImagePattern
 
 CHECKED_OPERATIONS = ("CREATE", "UPDATE")
 

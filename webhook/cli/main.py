@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from webhook import __version__
+from webhook.cli.discover import discover, render_text
+from webhook.cli.report import render_verification, verification_json
+from webhook.cli.sign import TimestampAuthority, load_signing_key, parse_duration, sign_image
 from webhook.deadline import Deadline
-from webhook.discover import discover, render_text
 from webhook.errors import (
     ConfigError,
     InvalidReference,
@@ -34,11 +36,9 @@ from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
-from webhook.report import render_verification, verification_json
 from webhook.revocation_fetch import HttpRevocationSource
-from webhook.sign import TimestampAuthority, load_signing_key, parse_duration, sign_image
-from webhook.trustfiles import load_trust_policy, load_trust_store
-from webhook.verify import DEFAULT_MAX_SIGNATURES, Trust, verify_image
+from webhook.trust.files import load_trust_policy, load_trust_store
+from webhook.verify.gate import DEFAULT_MAX_SIGNATURES, Trust, verify_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -251,7 +251,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.serve import serve  # noqa: PLC0415 (gunicorn and flask only for this command)
+    from webhook.server.serve import serve  # noqa: PLC0415 (gunicorn and flask only for this command)
 
     serve(Path(args.config))
     return EXIT_OK

@@ -13,7 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from webhook.cache import SingleFlight, TTLCache
 from webhook.deadline import Deadline
 from webhook.errors import InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
 from webhook.metrics import metrics
@@ -23,14 +22,15 @@ from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
 from webhook.oci import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
-from webhook.policy import Policy
 from webhook.reference import Reference, respelled
 from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
 from webhook.registry.client import HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
-from webhook.trustfiles import TrustFiles, TrustMaterial
+from webhook.trust.files import TrustFiles, TrustMaterial
+from webhook.verify.cache import SingleFlight, TTLCache
+from webhook.verify.policy import Policy
 
 log = logging.getLogger(__name__)
 

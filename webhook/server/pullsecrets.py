@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from webhook.cache import TTLCache
 from webhook.deadline import Deadline
 from webhook.errors import ConfigError
 from webhook.registry.credentials import Keyring
+from webhook.verify.cache import TTLCache
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from webhook.clientauth import read_ca_file
 from webhook.config import Config, load_config
-from webhook.credfiles import docker_config_files
 from webhook.errors import ConfigError
-from webhook.kube import KubernetesReader
-from webhook.trustfiles import TrustFiles
+from webhook.registry.credfiles import docker_config_files
+from webhook.server.clientauth import read_ca_file
+from webhook.server.pullsecrets import KubernetesReader
+from webhook.trust.files import TrustFiles
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from webhook.app import create_app  # noqa: PLC0415 (in the worker, after the metrics directory is set)
+        from webhook.server.app import create_app  # noqa: PLC0415 (in the worker, after the metrics directory is set)
 
         return create_app(self._config)
 

@@ -20,8 +20,15 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from webhook import provider as provider_protocol
-from webhook.admission import (
+from webhook.server import provider as provider_protocol
+from webhook.config import Config, load_config
+from webhook.deadline import Deadline
+from webhook.errors import RefereeError
+from webhook.metrics import exposition, metrics
+from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
+from webhook.registry.credfiles import docker_config_files
+from webhook.revocation_fetch import HttpRevocationSource
+from webhook.server.admission import (
     UID_PREFIX_BYTES,
     AdmissionError,
     AdmissionRequest,
@@ -35,18 +42,11 @@ from webhook.admission import (
     uid_from_prefix,
     uid_of,
 )
-from webhook.clientauth import Caller, ClientCheck
-from webhook.config import Config, load_config
-from webhook.credfiles import docker_config_files
-from webhook.deadline import Deadline
-from webhook.errors import RefereeError
-from webhook.kube import KubernetesReader, PodKeyring, PullSecrets
-from webhook.metrics import exposition, metrics
-from webhook.policy import Policy
-from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
-from webhook.revocation_fetch import HttpRevocationSource
-from webhook.trustfiles import TrustFiles
-from webhook.verify import Gate, ImageDecision
+from webhook.server.clientauth import Caller, ClientCheck
+from webhook.server.pullsecrets import KubernetesReader, PodKeyring, PullSecrets
+from webhook.trust.files import TrustFiles
+from webhook.verify.gate import Gate, ImageDecision
+from webhook.verify.policy import Policy
 
 log = logging.getLogger("referee.admission")
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.admission import AdmissionError
+from webhook.server.admission import AdmissionError
 
 API_VERSION = "externaldata.gatekeeper.sh/v1beta1"
 MAX_KEYS = 256

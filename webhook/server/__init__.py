@@ -1,0 +1,1 @@
+"""The HTTP entry points: the Flask app, its routes, the AdmissionReview and Gatekeeper shapes, gunicorn."""

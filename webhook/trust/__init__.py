@@ -1,0 +1,1 @@
+"""Trust material on disk (trust policy, trust store) and revocation evidence fetched for the pure core."""
