@@ -23,8 +23,8 @@ from tests.helpers.chart import (
     values_file,
 )
 from tests.helpers.tools import ROOT, run, tool
-from webhook.server import admission
 from webhook.config import parse_config
+from webhook.server import admission
 
 # The Kubernetes versions the chart claims (charts/referee/README.md); kubernetes-validate carries
 # their schemas offline.

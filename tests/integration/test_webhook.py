@@ -34,7 +34,7 @@ from tests.helpers.tools import free_port, tool
 from webhook.config import parse_config
 from webhook.deadline import Deadline
 from webhook.server.app import build_gate
-from webhook.verify.gate import ImageDecision
+from webhook.verify.decision import Decision as ImageDecision
 
 NOTARY = "application/vnd.cncf.notary.signature"
 

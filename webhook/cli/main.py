@@ -38,7 +38,8 @@ from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
 from webhook.revocation_fetch import HttpRevocationSource
 from webhook.trust.files import load_trust_policy, load_trust_store
-from webhook.verify.gate import DEFAULT_MAX_SIGNATURES, Trust, verify_image
+from webhook.verify.image import verify_image
+from webhook.verify.schemes import DEFAULT_MAX_SIGNATURES, NotaryScheme, Trust
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -206,9 +207,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     scope = args.scope or parse(args.image).name
     now = dt.datetime.now(dt.UTC)
     source = HttpRevocationSource(network=not args.offline, crl_files=[Path(f) for f in args.crl_file])
-    trust = Trust(policy, store, now, args.max_signatures, source)
+    scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source))
     result = verify_image(
-        repo, image, target, scope=scope, trust=trust, deadline=Deadline.after(args.timeout)
+        repo, image, target, scope=scope, scheme=scheme, deadline=Deadline.after(args.timeout)
     )
     if args.output == "json":
         print(json.dumps(verification_json(result), indent=2))

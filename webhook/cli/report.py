@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.notary.verifier import SignatureOutcome, Status
-from webhook.verify.gate import ImageResult
+from webhook.verify.image import ImageResult
 
 
 def _signature_json(digest: str, outcome: SignatureOutcome) -> dict[str, Any]:

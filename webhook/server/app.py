@@ -20,7 +20,6 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from webhook.server import provider as provider_protocol
 from webhook.config import Config, load_config
 from webhook.deadline import Deadline
 from webhook.errors import RefereeError
@@ -28,6 +27,7 @@ from webhook.metrics import exposition, metrics
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credfiles import docker_config_files
 from webhook.revocation_fetch import HttpRevocationSource
+from webhook.server import provider as provider_protocol
 from webhook.server.admission import (
     UID_PREFIX_BYTES,
     AdmissionError,
@@ -45,7 +45,8 @@ from webhook.server.admission import (
 from webhook.server.clientauth import Caller, ClientCheck
 from webhook.server.pullsecrets import KubernetesReader, PodKeyring, PullSecrets
 from webhook.trust.files import TrustFiles
-from webhook.verify.gate import Gate, ImageDecision
+from webhook.verify.decision import Decision
+from webhook.verify.gate import Gate
 from webhook.verify.policy import Policy
 
 log = logging.getLogger("referee.admission")
@@ -260,7 +261,7 @@ def _decide(
     *,
     namespace: str,
     pull: PullSecretNames | None,
-) -> list[ImageDecision]:
+) -> list[Decision]:
     """The gate's decisions, with the pod's pull secrets when Referee reads them. Where an image could
     not be checked and a pull secret could not be used, the reason says so."""
     if not images:
@@ -271,8 +272,8 @@ def _decide(
     decisions = gate.decide(images, deadline, found.keyring if found else None)
     if found is None or not found.notes:
         return decisions
-    note = " (pull secrets: " + "; ".join(found.notes) + ")"
-    return [dataclasses.replace(d, reason=d.reason + note) if d.inconclusive else d for d in decisions]
+    note = "pull secrets: " + "; ".join(found.notes)
+    return [dataclasses.replace(d, notes=(*d.notes, note)) if d.inconclusive else d for d in decisions]
 
 
 def _provide(
@@ -286,7 +287,7 @@ def _provide(
     """Every key is decided: no content of a key makes an image exempt (namespace exemptions on
     the Gatekeeper path are the constraints' ``match``)."""
     deadline = Deadline.after(config.provider_deadline_s)
-    decisions: dict[tuple[str, str], ImageDecision] = {}
+    decisions: dict[tuple[str, str], Decision] = {}
     # Keys of one namespace share that namespace's default service account's pull secrets.
     by_namespace: dict[str, list[str]] = {}
     for k in keys:
@@ -312,7 +313,7 @@ def _provide(
     return provider_protocol.response(items, "; ".join(transient))
 
 
-def _value(d: ImageDecision) -> dict[str, Any]:
+def _value(d: Decision) -> dict[str, Any]:
     return {
         "verified": True,
         "digest": d.digest,
@@ -396,7 +397,7 @@ def _drain(length: int, cap: int) -> bytes:
 
 def _admit(
     review: AdmissionRequest, config: Config, policy: Policy, gate: Gate, secrets: PullSecrets | None
-) -> tuple[dict[str, Any], list[ImageDecision]]:
+) -> tuple[dict[str, Any], list[Decision]]:
     if policy.namespace_exempt(review.namespace) or not policy.operation_checked(review.operation):
         return review_response(review.uid, allowed=True), []
     try:
@@ -444,7 +445,7 @@ def _log_refusal(body: _Unreadable, answer: dict[str, Any], started: float) -> N
 
 
 def _log_decision(
-    review: AdmissionRequest, answer: dict[str, Any], decisions: list[ImageDecision], started: float
+    review: AdmissionRequest, answer: dict[str, Any], decisions: list[Decision], started: float
 ) -> None:
     """One JSON line per decision: who, what, which images and digests, the verdict. Never the spec."""
     log.info(

@@ -1,4 +1,5 @@
-"""Small thread-safe caches: a TTL map bounded in entries, and single flight for identical work."""
+"""Small thread-safe caches: the verdict-cache seam and its in-memory TTL map bounded in entries, and
+single flight for identical work."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+KeyIn_contra = TypeVar("KeyIn_contra", bound=Hashable, contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,15 @@ class Entry(Generic[V]):
     value: V
     age_s: float
     left_s: float
+
+
+class VerdictCache(Protocol[KeyIn_contra, V]):
+    """Where verdicts are kept: bounded, each entry with its own time to live. In memory today
+    (``TTLCache``); a shared store later. An outage of a store must read as a miss, never an error."""
+
+    def entry(self, key: KeyIn_contra) -> Entry[V] | None: ...
+
+    def put(self, key: KeyIn_contra, value: V, ttl_s: float) -> None: ...
 
 
 class TTLCache(Generic[K, V]):

@@ -1,6 +1,8 @@
-"""Verifying one image: resolve, find its Notation signatures, fetch them, and let the notary
-package decide. All registry I/O goes through the ``Repository`` seam; all rules live in
-``webhook.notary``.
+"""The gate: many images of one request decided in parallel, within the deadline, from the cache
+when a verdict is known, one verification in flight per (image, trust, credentials).
+
+The pipeline for one image is ``verify.image``; what Referee adds around the trust policy (exempt,
+allowed registries, digests) is ``verify.policy``; the verdict store is ``verify.cache``.
 """
 
 from __future__ import annotations
@@ -14,160 +16,33 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from webhook.deadline import Deadline
-from webhook.errors import InvalidReference, RefereeError, VerificationFailed, VerificationInconclusive
+from webhook.errors import InvalidReference, VerificationFailed, VerificationInconclusive
 from webhook.metrics import metrics
-from webhook.notary.envelope import ENVELOPE_TYPES, MAX_ENVELOPE_BYTES
 from webhook.notary.revocation import RevocationSource
-from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
-from webhook.notary.truststore import TrustStore
-from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
-from webhook.oci import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
+from webhook.notary.verifier import Verdict
 from webhook.reference import Reference, respelled
 from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
-from webhook.registry.client import HttpRepository, RegistryClient
+from webhook.registry.client import RegistryClient
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
-from webhook.verify.cache import SingleFlight, TTLCache
+from webhook.verify.cache import SingleFlight, TTLCache, VerdictCache
+from webhook.verify.decision import Decision
+from webhook.verify.image import verify_image
 from webhook.verify.policy import Policy
+from webhook.verify.schemes import NotaryScheme, Trust
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIGNATURES = 100  # notation's --max-signatures default
-
 
 @dataclass(frozen=True)
-class ImageResult:
-    image: str
-    subject: Descriptor
-    verdict: Verdict
+class _Request:
+    """What every image of one request shares: its deadline, its credentials, its moment."""
 
-
-@dataclass(frozen=True)
-class Trust:
-    """What an image is verified against, and when."""
-
-    policy_document: TrustPolicyDocument
-    store: TrustStore
+    deadline: Deadline
+    keyring: Keyring | None
     now: dt.datetime
-    max_signatures: int = DEFAULT_MAX_SIGNATURES
-    revocation: RevocationSource | None = None
-
-
-def verify_image(
-    repo: Repository, image: str, target: str, *, scope: str, trust: Trust, deadline: Deadline
-) -> ImageResult:
-    """Verify ``image`` (``target`` is its tag or digest in ``repo``) against the statement for ``scope``.
-
-    Raises ``VerificationFailed`` when no trust policy applies or the image is missing, and
-    ``VerificationInconclusive`` when the registry cannot be read.
-    """
-    subject = repo.resolve(target, deadline).descriptor
-    policy = trust.policy_document.select(scope)
-    if policy is None:
-        raise VerificationFailed(f"{image} ({subject.digest}): no trust policy statement applies to {scope}")
-    if policy.level == "skip":
-        return ImageResult(image, subject, Verdict(True, "", policy.name, policy.level, ()))
-    found = repo.referrers(subject.digest, deadline, NOTARY_SIGNATURE)
-    limit = trust.max_signatures
-    outcomes: list[tuple[str, SignatureOutcome]] = []
-    for descriptor in found.descriptors[:limit]:
-        outcome = _verify_one(repo, descriptor, subject, policy=policy, trust=trust, deadline=deadline)
-        outcomes.append((descriptor.digest, outcome))
-        if outcome.verified:
-            break
-    return ImageResult(image, subject, decide(policy, outcomes, len(found.descriptors) <= limit, limit))
-
-
-def _verify_one(
-    repo: Repository,
-    descriptor: Descriptor,
-    subject: Descriptor,
-    *,
-    policy: TrustPolicy,
-    trust: Trust,
-    deadline: Deadline,
-) -> SignatureOutcome:
-    try:
-        manifest = repo.fetch_manifest(descriptor.digest, deadline, expected=descriptor)
-        envelope_descriptor = _envelope_of(manifest)
-        envelope = repo.fetch_blob(envelope_descriptor, deadline, max_bytes=MAX_ENVELOPE_BYTES)
-    except _NotASignature as exc:
-        return _integrity_failure(str(exc))
-    except VerificationFailed as exc:
-        return _integrity_failure(f"signature manifest: {exc}")
-    except RefereeError:
-        raise
-    return verify_signature(
-        envelope_descriptor.media_type,
-        envelope,
-        subject,
-        policy=policy,
-        store=trust.store,
-        now=trust.now,
-        revocation_source=trust.revocation,
-    )
-
-
-class _NotASignature(Exception):
-    pass
-
-
-def _envelope_of(manifest: Manifest) -> Descriptor:
-    if not is_notary_signature(manifest):
-        raise _NotASignature(f"referrer {manifest.descriptor.digest} is not a Notation signature manifest")
-    if len(manifest.blobs) != 1:
-        digest, count = manifest.descriptor.digest, len(manifest.blobs)
-        raise _NotASignature(f"signature manifest {digest} has {count} layers; exactly one is allowed")
-    envelope = manifest.blobs[0]
-    if envelope.media_type not in ENVELOPE_TYPES:
-        raise _NotASignature(f"unsupported signature envelope type {envelope.media_type!r}")
-    return envelope
-
-
-def _integrity_failure(message: str) -> SignatureOutcome:
-    checks = (
-        Check("integrity", Status.FAILED, message),
-        *(
-            Check(name, Status.SKIPPED, "not run after an enforced failure")
-            for name in ("authenticity", "expiry", "authenticTimestamp", "revocation")
-        ),
-    )
-    return SignatureOutcome(False, f"integrity: {message}", checks)
-
-
-# --- many images, one request (the admission path) -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageDecision:
-    image: str  # as the workload wrote it
-    allowed: bool
-    reason: str = ""  # why not, or why allowed without checking (exempt)
-    digest: str | None = None
-    inconclusive: bool = False  # could not decide (never cached)
-    cached: bool = False
-    signer_subject: str = ""  # of the signature that verified
-    signer_issuer: str = ""
-    signing_time: str = ""  # RFC 3339
-    signing_scheme: str = ""
-    canonical: str = ""  # the reference Referee decided on, when it is spelt otherwise than written
-    cache_age_s: float = 0.0  # for an answer from the cache: how old it is
-    recheck_in_s: float = 0.0  # and how soon it is checked again
-
-    def describe(self) -> str:
-        details = [f"as {self.canonical}"] if self.canonical else []
-        if self.digest:
-            details.append(self.digest)
-        where = f" ({', '.join(details)})" if details else ""
-        text = f"image {self.image}{where}: {self.reason}"
-        if self.cached and not self.allowed:
-            text += (
-                f" (Referee's answer from {self.cache_age_s:.0f} s ago; "
-                f"it is checked again in {max(1.0, self.recheck_in_s):.0f} s)"
-            )
-        return text
 
 
 @dataclass(frozen=True)
@@ -180,12 +55,13 @@ class _Job:
     trust: TrustMaterial
     deadline: Deadline
     credentials: tuple[Credential, ...]
-    canonical: str = ""
+    now: dt.datetime
+    settings: str = ""  # the fingerprint of Referee's settings that change a verdict
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """The verdict cache key of a positive verdict: (repository, digest, trust fingerprint)."""
-        return (self.scope, self.digest, self.trust.fingerprint)
+        """The verdict cache key of a positive verdict: (repository, digest, trust and settings)."""
+        return (self.scope, self.digest, f"{self.trust.fingerprint}|{self.settings}")
 
     @property
     def who(self) -> str:
@@ -196,7 +72,7 @@ class _Job:
     def denied_key(self) -> tuple[str, str, str]:
         """A negative verdict also depends on who asked: a registry that hides an image from
         callers without credentials answers "not found" to them only."""
-        return (self.scope, self.digest, f"{self.trust.fingerprint}|{self.who}")
+        return (self.scope, self.digest, f"{self.trust.fingerprint}|{self.settings}|{self.who}")
 
 
 class Gate:
@@ -223,6 +99,7 @@ class Gate:
         denied_ttl_s: float = 15.0,
         workers: int = 16,
         credentials: Reloading[Keyring] | None = None,
+        verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
     ) -> None:
         self._client = client
         self._trust = trust_files
@@ -233,9 +110,11 @@ class Gate:
         self._revocation = revocation
         self._policy = policy or Policy()
         self._credentials_files = credentials  # configured credentials; else the client's keyring
-        self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
+        self.verdicts: VerdictCache[tuple[str, str, str], Decision] = verdicts or TTLCache(max_entries)
+        # Settings that change what a verification concludes belong in the verdict's key.
+        self._settings = f"maxSignatures={max_signatures}"
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
-        self._flight: SingleFlight[tuple[str, str, str, str], ImageDecision] = SingleFlight()
+        self._flight: SingleFlight[tuple[str, str, str, str], Decision] = SingleFlight()
         self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
         self._count_lock = threading.Lock()
@@ -262,12 +141,18 @@ class Gate:
         return self._trust.last_error, files.last_error if files else ""
 
     def decide(
-        self, images: list[str], deadline: Deadline, keyring: Keyring | None = None
-    ) -> list[ImageDecision]:
+        self,
+        images: list[str],
+        deadline: Deadline,
+        keyring: Keyring | None = None,
+        now: dt.datetime | None = None,
+    ) -> list[Decision]:
         """One decision per distinct image, in first-seen order. ``keyring`` holds credentials of
-        this request (a pod's pull secrets), tried before the configured ones."""
+        this request (a pod's pull secrets), tried before the configured ones; ``now`` is the
+        moment every signature of the request is judged at (taken here when not given)."""
         unique = list(dict.fromkeys(images))
-        futures = {image: self._pool.submit(self._decide_one, image, deadline, keyring) for image in unique}
+        request = _Request(deadline, keyring, now or dt.datetime.now(dt.UTC))
+        futures = {image: self._pool.submit(self._decide_one, image, request) for image in unique}
         wait(futures.values(), timeout=max(0.0, deadline.remaining_s()))
         out = []
         for image, future in futures.items():
@@ -276,52 +161,49 @@ class Gate:
                     out.append(future.result())
                 except Exception:  # a bug must deny the image, not fail the whole request
                     log.exception("internal error while deciding %s", image)
-                    out.append(
-                        ImageDecision(image, False, "internal error while verifying", inconclusive=True)
-                    )
+                    out.append(Decision(image, False, "internal error while verifying", inconclusive=True))
             else:
                 future.cancel()
                 out.append(
-                    ImageDecision(image, False, "not decided in time (registry too slow)", inconclusive=True)
+                    Decision(image, False, "not decided in time (registry too slow)", inconclusive=True)
                 )
         return out
 
-    def _decide_one(self, image: str, deadline: Deadline, keyring: Keyring | None) -> ImageDecision:
+    def _decide_one(self, image: str, request: _Request) -> Decision:
         started = time.monotonic()
-        decision = self._decide_uncounted(image, deadline, keyring)
+        decision = self._decide_uncounted(image, request)
         outcome = "allowed" if decision.allowed else "inconclusive" if decision.inconclusive else "denied"
         metrics().verify_seconds.labels(outcome).observe(time.monotonic() - started)
         metrics().cache.labels("verdict", "hit" if decision.cached else "miss").inc()
         return decision
 
-    def _decide_uncounted(self, image: str, deadline: Deadline, keyring: Keyring | None) -> ImageDecision:
+    def _decide_uncounted(self, image: str, request: _Request) -> Decision:
         try:
             ref = parse_reference(image)
         except InvalidReference as exc:
-            return ImageDecision(image, False, str(exc))
+            return Decision(image, False, str(exc))
         canonical = str(ref) if respelled(image, ref) else ""
         precheck = self._policy.precheck(ref)
         if precheck is not None:
-            return ImageDecision(image, precheck.allowed, precheck.reason, ref.digest, canonical=canonical)
-        decision = self._decide_reference(image, ref, deadline, keyring)
+            return Decision(image, precheck.allowed, precheck.reason, ref.digest, canonical=canonical)
+        decision = self._decide_reference(image, ref, request)
         return dataclasses.replace(decision, canonical=canonical) if canonical else decision
 
-    def _decide_reference(
-        self, image: str, ref: Reference, deadline: Deadline, keyring: Keyring | None
-    ) -> ImageDecision:
+    def _decide_reference(self, image: str, ref: Reference, request: _Request) -> Decision:
+        deadline = request.deadline
         trust = self._trust.current()
-        credentials = self._credentials(ref, keyring)
+        credentials = self._credentials(ref, request.keyring)
         repo = self._client.repository(ref, credentials)
         who = ",".join(c.fingerprint() for c in credentials)
         try:
             digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
-            return ImageDecision(image, False, _short_reason(exc))
+            return Decision(image, False, _short_reason(exc))
         except VerificationInconclusive as exc:
-            return ImageDecision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
+            return Decision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
         except TimeoutError:
-            return ImageDecision(image, False, "not decided in time (registry too slow)", inconclusive=True)
-        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials))
+            return Decision(image, False, "not decided in time (registry too slow)", inconclusive=True)
+        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials), request.now, self._settings)
         return self._cached_or_verified(job)
 
     def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
@@ -333,7 +215,7 @@ class Gate:
         seen = {c.fingerprint() for c in ours}
         return ours + [c for c in configured if c.fingerprint() not in seen]
 
-    def _cached_or_verified(self, job: _Job) -> ImageDecision:
+    def _cached_or_verified(self, job: _Job) -> Decision:
         # A verdict is about the digest, whoever asked: credentials only decide whether the
         # registry could be read. A verification in flight is shared only by requests that would
         # read the registry with the same credentials (one without may fail where one with would not).
@@ -352,9 +234,9 @@ class Gate:
             shared = self._flight.do(flight, lambda: self._verify(job), max(0.0, job.deadline.remaining_s()))
             return dataclasses.replace(shared, image=job.image)
         except TimeoutError:
-            return ImageDecision(job.image, False, "not decided in time", job.digest, inconclusive=True)
+            return Decision(job.image, False, "not decided in time", job.digest, inconclusive=True)
 
-    def _resolve(self, repo: HttpRepository, ref: Reference, deadline: Deadline, who: str) -> str:
+    def _resolve(self, repo: Repository, ref: Reference, deadline: Deadline, who: str) -> str:
         """The digest a tag names now; concurrent requests for the same tag with the same
         credentials share one lookup (a new Deployment's pods arrive together)."""
 
@@ -365,7 +247,7 @@ class Gate:
 
         return self._resolving.do((str(ref), who), lookup, max(0.0, deadline.remaining_s()))
 
-    def _verify(self, job: _Job) -> ImageDecision:
+    def _verify(self, job: _Job) -> Decision:
         with self._count_lock:
             self.verifications += 1
         metrics().in_flight.inc()
@@ -374,23 +256,23 @@ class Gate:
         finally:
             metrics().in_flight.dec()
 
-    def _verify_counted(self, job: _Job) -> ImageDecision:
+    def _verify_counted(self, job: _Job) -> Decision:
         image, digest = job.image, job.digest
-        now = dt.datetime.now(dt.UTC)
+        now = job.now
         repo = self._client.repository(parse_reference(f"{job.scope}@{digest}"), list(job.credentials))
-        settings = Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
+        scheme = NotaryScheme(
+            Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
+        )
         try:
-            result = verify_image(repo, image, digest, scope=job.scope, trust=settings, deadline=job.deadline)
+            result = verify_image(repo, image, digest, scope=job.scope, scheme=scheme, deadline=job.deadline)
         except VerificationFailed as exc:
-            decision = ImageDecision(image, False, _short_reason(exc), digest)
+            decision = Decision(image, False, _short_reason(exc), digest)
             self.verdicts.put(job.denied_key, decision, self._denied_ttl_s)
             return decision
         except VerificationInconclusive as exc:
-            return ImageDecision(
-                image, False, f"could not check: {_short_reason(exc)}", digest, inconclusive=True
-            )
+            return Decision(image, False, f"could not check: {_short_reason(exc)}", digest, inconclusive=True)
         verdict = result.verdict
-        decision = ImageDecision(image, verdict.verified, verdict.reason, digest)
+        decision = Decision(image, verdict.verified, verdict.reason, digest)
         winner = next((o for _, o in verdict.outcomes if o.verified), None)
         if winner is not None and winner.signer is not None:
             decision = dataclasses.replace(

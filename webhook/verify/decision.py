@@ -1,0 +1,40 @@
+"""A decision about one image, as data: allowed or not, why, about which digest, signed by whom,
+whether it came from the cache. Texts for people are rendered from it at the edges (``describe``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    image: str  # as the workload wrote it
+    allowed: bool
+    reason: str = ""  # why not, or why allowed without checking (exempt)
+    digest: str | None = None
+    inconclusive: bool = False  # could not decide (never cached)
+    cached: bool = False
+    signer_subject: str = ""  # of the signature that verified
+    signer_issuer: str = ""
+    signing_time: str = ""  # RFC 3339
+    signing_scheme: str = ""
+    canonical: str = ""  # the reference Referee decided on, when it is spelt otherwise than written
+    cache_age_s: float = 0.0  # for an answer from the cache: how old it is
+    recheck_in_s: float = 0.0  # and how soon it is checked again
+    notes: tuple[str, ...] = ()  # context a person needs, e.g. pull secrets that could not be used
+
+    def describe(self) -> str:
+        details = [f"as {self.canonical}"] if self.canonical else []
+        if self.digest:
+            details.append(self.digest)
+        where = f" ({', '.join(details)})" if details else ""
+        text = f"image {self.image}{where}: {self.reason}"
+        if self.notes:
+            text += " (" + "; ".join(self.notes) + ")"
+        if self.cached and not self.allowed:
+            text += (
+                f" (Referee's answer from {self.cache_age_s:.0f} s ago; "
+                f"it is checked again in {max(1.0, self.recheck_in_s):.0f} s)"
+            )
+        return text
