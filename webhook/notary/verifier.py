@@ -139,7 +139,8 @@ def verify_signature(
             run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
         else:
             run.record("expiry", None)
-        # Step 4, authentic timestamp: every certificate valid at the time the scheme vouches for.
+        # Step 4, authentic timestamp: every certificate valid at the time the scheme vouches for
+        # (with an RFC 3161 timestamp, the TSA's chain is also checked for revocation).
         problem, signed_by = _authentic_time(info, policy, store, now, revocation_source)
         run.record("authenticTimestamp", problem)
         # Step 5, revocation. A revocation whose invalidity date is after the time the signature is
@@ -304,6 +305,11 @@ def _timestamp(
         problem = valid_at(chain, edge)
         if problem:
             return f"at the timestamp ({edge.isoformat()}): {problem}", None
+    # Spec ("Timestamp countersignature", step 5): the TSA's chain is checked for revocation too,
+    # whatever the policy says of the signing chain's revocation (as notation does).
+    problem = _revocation(span.chain, source, now, None)
+    if problem:
+        return f"timestamp authority: {problem}", None
     return None, span.latest
 
 

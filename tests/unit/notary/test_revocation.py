@@ -37,6 +37,7 @@ from tests.helpers.revocation import (
     scope,
     splice_ocsp,
 )
+from tests.helpers.tsa import local_tsa
 from webhook.notary.envelope import JWS, SCHEME_SIGNING_AUTHORITY, SCHEME_X509
 from webhook.notary.signer import SignRequest, Timestamper, sign
 from webhook.notary.trustpolicy import TrustPolicy, parse_trust_policy
@@ -44,6 +45,7 @@ from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, verify_signature
 from webhook.oci import OCI_MANIFEST, Descriptor
 from webhook.revocation_fetch import HttpRevocationSource
+from webhook.sign import TimestampAuthority
 
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "ab" * 32, 528)
 R = x509.ReasonFlags
@@ -414,6 +416,30 @@ def test_endpoint_referee_cannot_fetch_makes_status_unknown_not_revocable(
     )
     refused(verify(pki), "unknown", "http URL")
     assert not fake.requests
+
+
+# --- 4. The TSA chain ------------------------------------------------------------------------------
+
+
+def test_revoked_timestamp_authority_fails_authentic_timestamp(
+    fake: EvidenceServerFake, tmp_path: Path
+) -> None:
+    """Spec (timestamp verification) and notation-go (verifyTimestamp step 5): the TSA's chain is
+    checked for revocation with the same machinery. The TSA's certificate is revoked by its root's
+    CRL: the timestamp vouches for nothing. notation agrees."""
+    pki = make_pki()
+    with local_tsa(tmp_path / "tsa", crl_url=fake.url("/tsa.crl")) as tsa:
+        assert isinstance(tsa.root_key, type(pki.ca.key))
+        root = Issued(tsa.root, tsa.root_key)
+        stamper = TimestampAuthority(tsa.url, tsa.root).stamp
+        fake.routes["/tsa.crl"] = make_crl(root, (Entry(tsa.cert.serial_number, R.key_compromise),))
+        outcome = verify(pki, timestamper=stamper, tsa_root=tsa.root)
+        refused(outcome, "timestamp authority", "Referee Test TSA", "revoked", name="authenticTimestamp")
+        fake.routes["/tsa.crl"] = make_crl(root)
+        outcome = verify(pki, timestamper=stamper, tsa_root=tsa.root)
+        assert outcome.verified and check(outcome, "authenticTimestamp").status is Status.PASSED
+        del fake.routes["/tsa.crl"]  # unreachable: unknown, and the timestamp is not trusted
+        refused(verify(pki, timestamper=stamper, tsa_root=tsa.root), "unknown", name="authenticTimestamp")
 
 
 # --- 5. Failures stay in their check ---------------------------------------------------------------
