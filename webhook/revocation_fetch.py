@@ -1,6 +1,7 @@
 """Getting revocation evidence: OCSP over HTTP (2 s per URL), CRLs over HTTP (5 s per URL, cached
 until their nextUpdate), and CRL files an operator supplies for clusters that cannot reach the
-issuer's endpoints. The rules that judge what is fetched live in ``webhook.notary.revocation``.
+issuer's endpoints. One URL per call: which URLs to ask, in which order, and what the answers are
+worth is decided by the rules in ``webhook.notary.revocation``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ OCSP_TIMEOUT_S = 2.0  # notation's defaults
 CRL_TIMEOUT_S = 5.0
 MAX_OCSP_BYTES = 1 << 20
 MAX_CRL_BYTES = 32 << 20
+MAX_CACHED_CRLS = 64  # distinct CRL URLs kept; the one due soonest goes first
 
 
 def _load_crl(data: bytes) -> x509.CertificateRevocationList:
+    """DER or PEM; ValueError for anything else (an unknown CRL version included)."""
     try:
-        return x509.load_der_x509_crl(data)
-    except ValueError:
-        return x509.load_pem_x509_crl(data)
+        try:
+            return x509.load_der_x509_crl(data)
+        except (ValueError, x509.InvalidVersion):
+            return x509.load_pem_x509_crl(data)
+    except x509.InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
 
 
 class HttpRevocationSource:
@@ -62,37 +68,31 @@ class HttpRevocationSource:
             except ValueError:
                 raise ConfigError(f"{path} is not a DER or PEM CRL") from None
 
-    def ocsp(self, request: bytes, urls: Sequence[str]) -> bytes | None:
+    def ocsp(self, request: bytes, url: str) -> bytes | None:
         if not self._network:
             return None
-        for url in urls:
-            try:
-                resp = self._transport.open(
-                    "POST", url, headers={"Content-Type": "application/ocsp-request"},
-                    timeout_s=self._ocsp_timeout_s, verify=True, body=request,
-                )  # fmt: skip
-                with opened(resp):
-                    if resp.status // 100 != 2:
-                        continue
-                    data = read_body(resp, MAX_OCSP_BYTES, Deadline.after(self._ocsp_timeout_s), url)
-                if len(data) <= MAX_OCSP_BYTES:
-                    return data
-            except (TransportError, DeadlineExceeded) as exc:
-                log.info("OCSP responder %s gave no answer: %s", url, exc)
-        return None
+        try:
+            resp = self._transport.open(
+                "POST", url, headers={"Content-Type": "application/ocsp-request"},
+                timeout_s=self._ocsp_timeout_s, verify=True, body=request,
+            )  # fmt: skip
+            with opened(resp):
+                if resp.status // 100 != 2:
+                    log.info("OCSP responder %s answered HTTP %s", url, resp.status)
+                    return None
+                data = read_body(resp, MAX_OCSP_BYTES, Deadline.after(self._ocsp_timeout_s), url)
+        except (TransportError, DeadlineExceeded) as exc:
+            log.info("OCSP responder %s gave no answer: %s", url, exc)
+            return None
+        return data if len(data) <= MAX_OCSP_BYTES else None
 
-    def crls(self, urls: Sequence[str], issuer: x509.Certificate) -> list[bytes]:
-        subject = issuer.subject.public_bytes()
-        found = [data for crl, data in self._offline if crl.issuer.public_bytes() == subject]
-        if found or not self._network:
-            return found
-        for url in urls:
-            data = self._fetch_crl(url)
-            if data is not None:
-                return [data]
-        return []
+    def offline_crls(self, issuer: x509.Name) -> list[bytes]:
+        subject = issuer.public_bytes()
+        return [data for crl, data in self._offline if crl.issuer.public_bytes() == subject]
 
-    def _fetch_crl(self, url: str) -> bytes | None:
+    def crl(self, url: str) -> bytes | None:
+        if not self._network:
+            return None
         now = self._clock()
         with self._lock:
             cached = self._cache.get(url)
@@ -102,6 +102,7 @@ class HttpRevocationSource:
             resp = self._transport.open("GET", url, headers={}, timeout_s=self._crl_timeout_s, verify=True)
             with opened(resp):
                 if resp.status != 200:
+                    log.info("CRL %s answered HTTP %s", url, resp.status)
                     return None
                 data = read_body(resp, MAX_CRL_BYTES, Deadline.after(self._crl_timeout_s), url)
         except (TransportError, DeadlineExceeded) as exc:
@@ -109,11 +110,18 @@ class HttpRevocationSource:
             return None
         if len(data) > MAX_CRL_BYTES:
             return None
+        self._remember(url, data)
+        return data
+
+    def _remember(self, url: str, data: bytes) -> None:
+        """Cache a CRL until its nextUpdate; one that does not parse is judged (refused) by the
+        rules and not cached."""
         try:
             next_update = _load_crl(data).next_update_utc
         except ValueError:
-            return data  # judged (and refused) by the rules; not cached
+            return
         if next_update is not None:
             with self._lock:
                 self._cache[url] = (data, next_update)
-        return data
+                while len(self._cache) > MAX_CACHED_CRLS:
+                    del self._cache[min(self._cache, key=lambda u: self._cache[u][1])]

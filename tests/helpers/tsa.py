@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.helpers.codesign import _key_usage, make_root, new_key, subject
+from tests.helpers.codesign import PrivateKey, _key_usage, make_root, new_key, subject
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,16 @@ class Tsa:
     url: str
     root: x509.Certificate
     root_path: Path
+    cert: x509.Certificate  # the TSA's own certificate, issued by the root
+    root_key: PrivateKey  # signs CRLs and OCSP answers about ``cert``
 
 
-def _write_pki(d: Path) -> x509.Certificate:
+def _write_pki(d: Path, crl_url: str | None) -> tuple[x509.Certificate, x509.Certificate, PrivateKey]:
     now = dt.datetime.now(dt.UTC)
     root_key, root = make_root("Referee Test TSA Root")
     root_name = root.subject
     tsa_key = new_key("rsa-2048")
-    tsa = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject("Referee Test TSA"))
         .issuer_name(root_name)
@@ -46,8 +48,11 @@ def _write_pki(d: Path) -> x509.Certificate:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(sign=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .sign(root_key, hashes.SHA384())
     )
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    tsa = builder.sign(root_key, hashes.SHA384())
     pem = serialization.Encoding.PEM
     (d / "root.pem").write_bytes(root.public_bytes(pem))
     (d / "tsa.crt").write_bytes(tsa.public_bytes(pem))
@@ -74,7 +79,7 @@ tsa_name = no
 ess_cert_id_chain = no
 ess_cert_id_alg = sha256
 """)
-    return root
+    return root, tsa, root_key
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -122,14 +127,15 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def local_tsa(workdir: Path) -> Iterator[Tsa]:
+def local_tsa(workdir: Path, *, crl_url: str | None = None) -> Iterator[Tsa]:
+    """The TSA; with ``crl_url``, its certificate names that CRL distribution point."""
     workdir.mkdir(parents=True, exist_ok=True)
-    root = _write_pki(workdir)
+    root, cert, root_key = _write_pki(workdir, crl_url)
     server = _Server(("127.0.0.1", 0), _Handler)
     server.pki_dir = workdir
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
-        yield Tsa(f"http://127.0.0.1:{server.server_address[1]}/", root, workdir / "root.pem")
+        yield Tsa(f"http://127.0.0.1:{server.server_address[1]}/", root, workdir / "root.pem", cert, root_key)
     finally:
         server.shutdown()
         server.server_close()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.helpers.artifacts import Notation, oras, push_image
 from tests.helpers.codesign import (
@@ -28,7 +29,7 @@ from tests.helpers.codesign import (
     write_trust_store,
 )
 from tests.helpers.registries import RunningRegistry
-from tests.helpers.revocation import file_server, ocsp_responder, write_crl
+from tests.helpers.revocation import Entry, Issued, file_server, make_crl, ocsp_responder, point, write_crl
 from tests.helpers.tools import free_port, run, tool
 from tests.helpers.tsa import Tsa, local_tsa
 
@@ -407,3 +408,25 @@ def test_offline_crl_file(olareg: RunningRegistry, tmp_path: Path, revoked: bool
     assert (proc.returncode == 0) is not revoked, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert check_status(doc, "revocation") == ("failed" if revoked else "passed")
+
+
+def test_revocation_in_a_delta_crl(olareg: RunningRegistry, tmp_path: Path) -> None:
+    """The base CRL names a delta (freshestCRL) that lists the signing certificate: both verifiers
+    fetch the delta and refuse the signature."""
+    case, _, crl_port = revocable_case(olareg, tmp_path, ocsp=False, crl=True)
+    key = case.chain.issuer_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    ca = Issued(case.chain.certs[1], key)
+    served = tmp_path / "crls"
+    served.mkdir()
+    delta = point(f"http://127.0.0.1:{crl_port}/issuer-delta.crl")
+    (served / "issuer.crl").write_bytes(make_crl(ca, number=10, freshest=(delta,)))
+    (served / "issuer-delta.crl").write_bytes(
+        make_crl(ca, (Entry(case.chain.certs[0].serial_number),), number=11, delta_of=10)
+    )
+    with file_server(served, crl_port):
+        theirs, code, doc = case.both()
+    assert theirs is False
+    assert code == 1, doc
+    assert check_status(doc, "revocation") == "failed"
+    assert "delta CRL" in doc["signatures"][0]["reason"]

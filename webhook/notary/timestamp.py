@@ -4,7 +4,8 @@ The envelope carries a TimeStampToken (CMS SignedData) over the raw signature by
 (trust store and trust policy specification, "authentic timestamp"): the token is well formed, its
 message imprint is the hash of the signature, it is signed by a TSA whose chain reaches a root in
 the policy's ``tsa`` stores, the TSA certificate is a timestamping certificate, and the time it
-vouches for is ``genTime`` plus or minus its accuracy. Pure.
+vouches for is ``genTime`` plus or minus its accuracy. The TSA's chain (TSA certificate to the trusted
+root) is returned with the time, for the caller to check its revocation. Pure.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 
 import rfc3161_client
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 # RFC 3628 baseline time-stamp policy: one second of accuracy when the token states none.
 BASELINE_POLICY = x509.ObjectIdentifier("0.4.0.2023.1.1")
 MAX_TOKEN_BYTES = 64 * 1024
+MAX_TSA_CHAIN_LENGTH = 8
 
 
 class TimestampError(ValueError):
@@ -30,6 +34,7 @@ class TimestampError(ValueError):
 class TimeRange:
     earliest: dt.datetime
     latest: dt.datetime
+    chain: tuple[x509.Certificate, ...] = ()  # the TSA certificate first, the trusted root last
 
 
 def _der_length(n: int) -> bytes:
@@ -130,7 +135,44 @@ def verify_timestamp(token: bytes, signature: bytes, roots: Iterable[x509.Certif
     info = response.tst_info
     gen_time = info.gen_time if info.gen_time.tzinfo else info.gen_time.replace(tzinfo=dt.UTC)
     accuracy = _accuracy(info)
-    return TimeRange(gen_time - accuracy, gen_time + accuracy)
+    return TimeRange(gen_time - accuracy, gen_time + accuracy, _tsa_chain(response, trusted))
+
+
+def _tsa_chain(
+    response: rfc3161_client.TimeStampResponse, trusted: list[x509.Certificate]
+) -> tuple[x509.Certificate, ...]:
+    """The verified token's signer (its SignerInfo names it by issuer and serial, as the library
+    found it) and the certificates up to the trusted root, each issued by the next."""
+    try:
+        certs = [x509.load_der_x509_certificate(c) for c in response.signed_data.certificates]
+        signer = next(iter(response.signed_data.signer_infos))
+    except (ValueError, StopIteration) as exc:
+        raise TimestampError(f"the timestamp token is malformed ({exc})") from None
+    leaf = next(
+        (c for c in certs if (c.issuer, c.serial_number) == (signer.issuer, signer.serial_number)), None
+    )
+    if leaf is None:
+        raise TimestampError("the timestamp token does not carry its signer's certificate")
+    roots = {r.public_bytes(serialization.Encoding.DER) for r in trusted}
+    chain = [leaf]
+    while chain[-1].public_bytes(serialization.Encoding.DER) not in roots:
+        if len(chain) >= MAX_TSA_CHAIN_LENGTH:
+            raise TimestampError("the timestamp authority's chain is too long")
+        issuer = next((c for c in [*trusted, *certs] if _issued(chain[-1], c)), None)
+        if issuer is None:
+            raise TimestampError("the timestamp authority's chain does not reach the tsa trust store")
+        chain.append(issuer)
+    return tuple(chain)
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject or cert == issuer:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _accuracy(info: rfc3161_client.TimeStampTokenInfo) -> dt.timedelta:

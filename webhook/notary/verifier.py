@@ -139,13 +139,20 @@ def verify_signature(
             run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
         else:
             run.record("expiry", None)
-        # Step 4, authentic timestamp: every certificate valid at the time the scheme vouches for.
-        run.record("authenticTimestamp", _authentic_time(info, policy, store, now))
-        # Step 5, revocation.
+        # Step 4, authentic timestamp: every certificate valid at the time the scheme vouches for
+        # (with an RFC 3161 timestamp, the TSA's chain is also checked for revocation).
+        problem, signed_by = _authentic_time(info, policy, store, now, revocation_source)
+        run.record("authenticTimestamp", problem)
+        # Step 5, revocation. A revocation whose invalidity date is after the time the signature is
+        # known to have existed by (the authentic signing time, or the verified timestamp) does not
+        # count against it.
         if policy.actions["revocation"] is Action.SKIP:
             run.skip("revocation", "the trust policy skips revocation checks")
         else:
-            run.record("revocation", _revocation(info.certificate_chain, revocation_source, now))
+            signing_time = signed_by if problem is None else None
+            run.record(
+                "revocation", _revocation(info.certificate_chain, revocation_source, now, signing_time)
+            )
     except _Stop:
         pass
     except (
@@ -254,37 +261,63 @@ def _identity_problem(info: SignerInfo, policy: TrustPolicy) -> str | None:
     return None
 
 
-def _authentic_time(info: SignerInfo, policy: TrustPolicy, store: TrustStore, now: dt.datetime) -> str | None:
+def _authentic_time(
+    info: SignerInfo,
+    policy: TrustPolicy,
+    store: TrustStore,
+    now: dt.datetime,
+    source: RevocationSource | None,
+) -> tuple[str | None, dt.datetime | None]:
+    """The problem (None when the check passes) and the time the signature is known to have existed by."""
     chain = info.certificate_chain
     if info.signing_scheme == SCHEME_SIGNING_AUTHORITY:
         assert info.authentic_signing_time is not None
         problem = valid_at(chain, info.authentic_signing_time)
-        return f"at the authentic signing time: {problem}" if problem else None
+        return (f"at the authentic signing time: {problem}" if problem else None), info.authentic_signing_time
     assert info.signing_scheme == SCHEME_X509
     has_tsa = bool(policy.stores_of_type("tsa"))
     expired_now = valid_at(chain, now) is not None
     if not has_tsa or (policy.verify_timestamp == "afterCertExpiry" and not expired_now):
         problem = valid_at(chain, now)
-        return f"now: {problem}" if problem else None
-    # The policy asks for an RFC 3161 timestamp: the signing chain must be valid over the whole
-    # time range the timestamp vouches for.
+        return (f"now: {problem}" if problem else None), None
+    return _timestamp(info, policy, store, now, source)
+
+
+def _timestamp(
+    info: SignerInfo,
+    policy: TrustPolicy,
+    store: TrustStore,
+    now: dt.datetime,
+    source: RevocationSource | None,
+) -> tuple[str | None, dt.datetime | None]:
+    """The policy asks for an RFC 3161 timestamp: the signing chain must be valid over the whole
+    time range the timestamp vouches for, whose latest edge is returned."""
+    chain = info.certificate_chain
     if info.timestamp_token is None:
-        return "the trust policy requires a timestamp countersignature and the signature has none"
+        return "the trust policy requires a timestamp countersignature and the signature has none", None
     try:
         span = verify_timestamp(
             info.timestamp_token, info.signature, store.certificates("tsa", policy.stores_of_type("tsa"))
         )
     except TimestampError as exc:
-        return str(exc)
+        return str(exc), None
     for edge in (span.earliest, span.latest):
         problem = valid_at(chain, edge)
         if problem:
-            return f"at the timestamp ({edge.isoformat()}): {problem}"
-    return None
+            return f"at the timestamp ({edge.isoformat()}): {problem}", None
+    # Spec ("Timestamp countersignature", step 5): the TSA's chain is checked for revocation too,
+    # whatever the policy says of the signing chain's revocation (as notation does).
+    problem = _revocation(span.chain, source, now, None)
+    if problem:
+        return f"timestamp authority: {problem}", None
+    return None, span.latest
 
 
 def _revocation(
-    chain: tuple[x509.Certificate, ...], source: RevocationSource | None, now: dt.datetime
+    chain: tuple[x509.Certificate, ...],
+    source: RevocationSource | None,
+    now: dt.datetime,
+    signing_time: dt.datetime | None,
 ) -> str | None:
     if source is None:
         # No way to ask: certificates without revocation endpoints pass (they cannot be revoked);
@@ -293,7 +326,7 @@ def _revocation(
             if has_revocation_endpoints(cert):
                 return f"revocation status of {describe(cert)!r} is unknown (no revocation source configured)"
         return None
-    return summarise(revocation.check_chain(chain, source, now))
+    return summarise(revocation.check_chain(chain, source, now, signing_time))
 
 
 # --- many signatures, one verdict ----------------------------------------------------------------

@@ -431,7 +431,7 @@ class _FakeRevocationSource:
     def __init__(self, chain: Chain, status: str) -> None:
         self.chain, self.status = chain, status
 
-    def ocsp(self, request: bytes, urls: Any) -> bytes | None:
+    def ocsp(self, request: bytes, url: str) -> bytes | None:
         from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
         from cryptography.x509 import ocsp  # noqa: PLC0415
 
@@ -448,7 +448,10 @@ class _FakeRevocationSource:
         ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)  # fmt: skip
         return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-    def crls(self, urls: Any, issuer: Any) -> list[bytes]:
+    def crl(self, url: str) -> bytes | None:
+        return None
+
+    def offline_crls(self, issuer: Any) -> list[bytes]:
         return []
 
 
