@@ -36,8 +36,8 @@ from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring
 from webhook.registry.layout import LayoutRepository, split_layout_reference
-from webhook.revocation_fetch import HttpRevocationSource
 from webhook.trust.files import load_trust_policy, load_trust_store
+from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify.image import verify_image
 from webhook.verify.schemes import DEFAULT_MAX_SIGNATURES, NotaryScheme, Trust
 

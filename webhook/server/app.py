@@ -26,7 +26,6 @@ from webhook.errors import RefereeError
 from webhook.metrics import exposition, metrics
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credfiles import docker_config_files
-from webhook.revocation_fetch import HttpRevocationSource
 from webhook.server import provider as provider_protocol
 from webhook.server.admission import (
     UID_PREFIX_BYTES,
@@ -45,6 +44,7 @@ from webhook.server.admission import (
 from webhook.server.clientauth import Caller, ClientCheck
 from webhook.server.pullsecrets import KubernetesReader, PodKeyring, PullSecrets
 from webhook.trust.files import TrustFiles
+from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify.decision import Decision
 from webhook.verify.gate import Gate
 from webhook.verify.policy import Policy

@@ -38,14 +38,14 @@ from tests.helpers.revocation import (
     splice_ocsp,
 )
 from tests.helpers.tsa import local_tsa
+from webhook.cli.sign import TimestampAuthority
 from webhook.notary.envelope import JWS, SCHEME_SIGNING_AUTHORITY, SCHEME_X509
 from webhook.notary.signer import SignRequest, Timestamper, sign
 from webhook.notary.trustpolicy import TrustPolicy, parse_trust_policy
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, verify_signature
 from webhook.oci import OCI_MANIFEST, Descriptor
-from webhook.revocation_fetch import HttpRevocationSource
-from webhook.sign import TimestampAuthority
+from webhook.trust.revocation import HttpRevocationSource
 
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "ab" * 32, 528)
 R = x509.ReasonFlags
