@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,10 @@ def run(
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def referee(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``referee ARGS...`` run as ``python -m webhook``, its output captured (the caller checks the exit)."""
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )

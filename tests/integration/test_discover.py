@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,17 +10,11 @@ import pytest
 from tests.conftest import NOTARY, SBOM, SignedImage
 from tests.helpers.artifacts import Notation, oras, oras_discover, push_image, referrer_tree
 from tests.helpers.registries import RunningRegistry
-from tests.helpers.tools import free_port
+from tests.helpers.tools import free_port, referee
 from webhook.deadline import Deadline
 from webhook.oci import is_notary_signature
 from webhook.reference import parse
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
-
-
-def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def client_for(registry: RunningRegistry) -> RegistryClient:

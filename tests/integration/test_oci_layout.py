@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,10 @@ import pytest
 from tests.conftest import NOTARY, SignedImage
 from tests.helpers.artifacts import Notation, oras, referrer_tree
 from tests.helpers.codesign import write_trust_policy
-from tests.helpers.tools import run, tool
+from tests.helpers.tools import referee, run, tool
 from webhook.deadline import Deadline
 from webhook.errors import ContentMismatch, InvalidReference, NotFound
 from webhook.registry.layout import LayoutRepository, split_layout_reference
-
-
-def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 @pytest.fixture()

@@ -4,8 +4,6 @@ envelope formats, for RSA and EC keys, on both registry kinds."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,16 +12,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests.helpers.artifacts import Notation, oras_discover, push_image
 from tests.helpers.codesign import Chain, LeafSpec, make_chain, write_trust_policy, write_trust_store
 from tests.helpers.registries import RunningRegistry
-from tests.helpers.tools import run, tool
+from tests.helpers.tools import referee, run, tool
 from tests.helpers.tsa import local_tsa
 
 NOTARY = "application/vnd.cncf.notary.signature"
-
-
-def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def setup(tmp: Path, chain: Chain) -> tuple[Notation, Path, Path]:

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from tests.helpers.codesign import install_notation_key, make_chain, write_trust
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.serving import referee_serve
 from tests.helpers.token_server import TokenServer, serve_tokens
-from tests.helpers.tools import free_port, run, tool
+from tests.helpers.tools import free_port, referee, run, tool
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed
 from webhook.reference import parse
@@ -117,12 +116,6 @@ def token_registry(
             yield AuthRegistry(reg, digest, sbom, tokens)
     finally:
         token_httpd.shutdown()
-
-
-def referee(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def docker_config(path: Path, key: str, user: str, password: str) -> Path:

@@ -12,7 +12,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from webhook import __version__
 from webhook.deadline import Deadline
 from webhook.errors import ConfigError, RegistryUnavailable, VerificationFailed
 from webhook.notary.algorithms import UnsupportedKey, algorithm_for
@@ -91,7 +90,7 @@ class TimestampAuthority:
         """Ask the TSA for a token over ``signature`` and check it before it goes into the envelope."""
         nonce = secrets.randbits(63)
         request = timestamp_request(signature, hash_name, nonce)
-        transport = Transport(user_agent=f"referee/{__version__}", max_redirects=0)
+        transport = Transport(max_redirects=0)
         try:
             resp = transport.open(
                 "POST", self.url, headers={"Content-Type": "application/timestamp-query"},

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit
 
-from webhook import __version__
 from webhook.deadline import Deadline
 from webhook.errors import (
     AuthenticationFailed,
@@ -69,7 +68,6 @@ from webhook.registry.transport import (
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"referee/{__version__}"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FILTERS_APPLIED_HEADER = "OCI-Filters-Applied"
 LEGACY_FILTERS_ANNOTATION = "org.opencontainers.referrers.filtersApplied"
@@ -126,7 +124,6 @@ class RegistryClient:
         self.keyring = keyring or Keyring()
         self.limits = self.settings.limits
         self._transport = Transport(
-            user_agent=USER_AGENT,
             max_redirects=self.limits.max_redirects,
             pool_size=self.limits.connections_per_host,
         )

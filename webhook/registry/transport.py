@@ -27,6 +27,7 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from webhook import __version__
 from webhook.deadline import Deadline
 
 Response = urllib3.BaseHTTPResponse
@@ -54,10 +55,13 @@ def short_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+USER_AGENT = f"referee/{__version__}"
+
+
 class Transport:
     """Pooled HTTP(S) connections, shared by every repository handle of a client."""
 
-    def __init__(self, *, user_agent: str, max_redirects: int, pool_size: int = 10) -> None:
+    def __init__(self, *, max_redirects: int, pool_size: int = 10, user_agent: str = USER_AGENT) -> None:
         self._user_agent = user_agent
         self._max_redirects = max_redirects
         self._pool_size = pool_size

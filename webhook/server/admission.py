@@ -191,7 +191,7 @@ class PullSecretNames:
     secrets: tuple[str, ...]
 
 
-MAX_PULL_SECRETS = 32  # per pod; far more than any real pod names
+MAX_SPEC_PULL_SECRETS = 32  # names read from one pod spec; far more than any real pod names
 
 
 def pull_secret_names(group: str, kind: str, obj: Mapping[str, Any] | None) -> PullSecretNames | None:
@@ -208,7 +208,7 @@ def pull_secret_names(group: str, kind: str, obj: Mapping[str, Any] | None) -> P
     if not isinstance(entries, list):
         raise AdmissionError(f"{prefix}.imagePullSecrets must be a list")
     names: list[str] = []
-    for i, entry in enumerate(entries[:MAX_PULL_SECRETS]):
+    for i, entry in enumerate(entries[:MAX_SPEC_PULL_SECRETS]):
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str):
             raise AdmissionError(f"{prefix}.imagePullSecrets[{i}].name must be a string")

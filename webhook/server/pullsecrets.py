@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")  # where the kubelet mounts it
 MAX_OBJECT_BYTES = 1 << 20  # the API server's own limit on a Secret
-MAX_PULL_SECRETS = 32  # per pod, its own and its service account's together
+MAX_SECRETS_PER_POD = 32  # Secrets read for one pod, its own and its service account's together
 API_TIMEOUT_S = 2.0  # per API call, and never past the request's deadline
 
 
@@ -142,7 +142,7 @@ class PullSecrets:
         else:
             names += [n for n in from_account if n not in names]
         keyrings: list[Keyring] = []
-        for name in names[:MAX_PULL_SECRETS]:
+        for name in names[:MAX_SECRETS_PER_POD]:
             ring = self._secret_keyring(namespace, name, deadline)
             if isinstance(ring, str):
                 notes.append(ring)
@@ -160,7 +160,7 @@ class PullSecrets:
         entries = (read.doc or {}).get("imagePullSecrets") or []
         found = tuple(
             e["name"]
-            for e in entries[:MAX_PULL_SECRETS]
+            for e in entries[:MAX_SECRETS_PER_POD]
             if isinstance(e, dict) and isinstance(e.get("name"), str)
         )
         # A missing account is the API server's business (it refuses the pod), not a credential problem.

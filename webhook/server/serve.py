@@ -20,6 +20,7 @@ from gunicorn.app.base import BaseApplication
 from webhook.config import Config, load_config
 from webhook.errors import ConfigError
 from webhook.registry.credfiles import docker_config_files
+from webhook.reloading import Reloading, file_stamp
 from webhook.server.clientauth import read_ca_file
 from webhook.server.pullsecrets import KubernetesReader
 from webhook.trust.files import TrustFiles
@@ -28,33 +29,37 @@ log = logging.getLogger(__name__)
 
 
 class TlsFiles:
-    """The serving certificate and key, re-read when they change on disk (cert-manager, a rotated
-    Secret): gunicorn's gthread workers ask for the TLS context on every new connection, and get the
-    one built from the files as they are now. A half-written pair keeps the previous context."""
+    """The serving certificate and key (and the client CAs), re-read when they change on disk
+    (cert-manager, a rotated Secret): gunicorn's gthread workers ask for the TLS context on every
+    new connection, and get the one built from the files as they are now. A half-written pair keeps
+    the previous context (``Reloading``)."""
 
     def __init__(self, client_ca_files: tuple[Path, ...] = ()) -> None:
-        self._lock = threading.Lock()
-        self._stamp: tuple[tuple[int, int], ...] | None = None
-        self._context: ssl.SSLContext | None = None
         self._client_ca_files = client_ca_files  # every group's client CA (tls.clientAuth)
+        self._lock = threading.Lock()
+        self._contexts: Reloading[ssl.SSLContext] | None = None
 
     def __call__(self, conf: Any, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        files = (conf.certfile, conf.keyfile, *self._client_ca_files)
-        stamp = tuple((s.st_mtime_ns, s.st_size) for s in (os.stat(f) for f in files))
         with self._lock:
-            if stamp != self._stamp or self._context is None:
-                try:
-                    context = factory()
-                    context.minimum_version = ssl.TLSVersion.TLSv1_2
-                    for ca_file in self._client_ca_files:
-                        context.load_verify_locations(cafile=str(ca_file))
-                    self._context, self._stamp = context, stamp
-                    log.info("TLS certificate loaded from %s", conf.certfile)
-                except (OSError, ssl.SSLError) as exc:
-                    if self._context is None:
-                        raise
-                    log.error("TLS certificate not reloaded, keeping the previous one: %s", exc)
-            return self._context
+            if self._contexts is None:
+                files = [Path(conf.certfile), Path(conf.keyfile), *self._client_ca_files]
+                self._contexts = Reloading(
+                    "TLS certificate",
+                    lambda: file_stamp(files),
+                    lambda: self._build(factory),
+                    check_every_s=0,
+                )
+        return self._contexts.current()
+
+    def _build(self, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        try:
+            context = factory()
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            for ca_file in self._client_ca_files:
+                context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS files cannot be loaded: {exc}") from None
+        return context
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

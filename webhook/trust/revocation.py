@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cryptography import x509
 
-from webhook import __version__
 from webhook.deadline import Deadline
 from webhook.errors import ConfigError, DeadlineExceeded
 from webhook.registry.transport import Transport, TransportError, opened, read_body
@@ -55,7 +54,7 @@ class HttpRevocationSource:
         self._ocsp_timeout_s = ocsp_timeout_s
         self._crl_timeout_s = crl_timeout_s
         self._clock = clock
-        self._transport = Transport(user_agent=f"referee/{__version__}", max_redirects=3)
+        self._transport = Transport(max_redirects=3)
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[bytes, dt.datetime]] = {}
         self._offline: list[tuple[x509.CertificateRevocationList, bytes]] = []
