@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,39 +71,41 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, validated; filled from ``SETTINGS`` (defaults live there, once)."""
+
     trust_policy: Path
     trust_store: Path
-    listen: str = "0.0.0.0:8443"
-    mode: str = "enforce"
-    namespace: str = ""  # Referee's own (always exempt); "" when it cannot be known
-    exempt_namespaces: tuple[str, ...] = ("kube-system",)
-    exempt_images: tuple[ImagePattern, ...] = ()
-    allowed_registries: tuple[HostPattern, ...] = ()  # empty: any registry
-    require_digest: bool = False
-    registries: Mapping[str, RegistryConfig] = field(default_factory=dict, hash=False)
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    admission_client: ClientAuth | None = None  # mutual TLS for /validate and /mutate
-    provider_client: ClientAuth | None = None  # mutual TLS for /provider and /provider/mutate
-    verdict_ttl_s: float = 300.0
-    denied_ttl_s: float = 15.0  # a denial is re-checked this soon (a user may sign the image)
-    tag_ttl_s: float = 30.0
-    cache_max_entries: int = 10_000
-    admission_timeout_s: float = 10.0  # the webhook's timeoutSeconds
-    provider_timeout_s: float = 3.0  # Gatekeeper's budget for an external-data call
-    timeout_margin_s: float = 1.0  # answered this long before the API server gives up
-    max_body_bytes: int = 3 << 20
-    max_images_per_request: int = 64
-    max_signatures: int = 10
-    revocation_offline: bool = False
-    crl_files: tuple[Path, ...] = ()
-    workers: int = 2
-    threads: int = 8
-    mutate: bool = False  # serve /mutate (digest pinning)
-    pull_secrets: bool = False  # read pods' imagePullSecrets (and their service accounts') from the API
-    kubeconfig: Path | None = None  # for the Kubernetes API; None: the in-cluster service account
-    pull_secret_ttl_s: float = 30.0
-    trust_unauthenticated_callers: bool = False  # read pull secrets for callers without a certificate
+    listen: str
+    mode: str
+    namespace: str  # Referee's own (always exempt); "" when it cannot be known
+    exempt_namespaces: tuple[str, ...]
+    exempt_images: tuple[ImagePattern, ...]
+    allowed_registries: tuple[HostPattern, ...]  # empty: any registry
+    require_digest: bool
+    registries: Mapping[str, RegistryConfig] = field(hash=False)
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+    admission_client: ClientAuth | None  # mutual TLS for /validate and /mutate
+    provider_client: ClientAuth | None  # mutual TLS for /provider and /provider/mutate
+    verdict_ttl_s: float
+    denied_ttl_s: float  # a denial is re-checked this soon (a user may sign the image)
+    tag_ttl_s: float
+    cache_max_entries: int
+    admission_timeout_s: float  # the webhook's timeoutSeconds
+    provider_timeout_s: float  # Gatekeeper's budget for an external-data call
+    timeout_margin_s: float  # answered this long before the API server gives up
+    max_body_bytes: int
+    max_images_per_request: int
+    max_signatures: int
+    revocation_offline: bool
+    crl_files: tuple[Path, ...]
+    workers: int
+    threads: int
+    mutate: bool  # serve /mutate (digest pinning)
+    pull_secrets: bool  # read pods' imagePullSecrets (and their service accounts') from the API
+    kubeconfig: Path | None  # for the Kubernetes API; None: the in-cluster service account
+    pull_secret_ttl_s: float
+    trust_unauthenticated_callers: bool  # read pull secrets for callers without a certificate
 
     @property
     def tls_client_ca_file(self) -> Path | None:
@@ -123,15 +125,134 @@ class Config:
         return host.strip("[]"), int(port)
 
 
-_TOP = {
-    "listen", "mode", "namespace", "trustPolicy", "trustStore", "exemptNamespaces", "exemptImages",
-    "allowedRegistries", "requireDigest", "registries", "tls", "cache", "timeouts", "limits",
-    "revocation", "server", "mutate", "kubernetes",
-}  # fmt: skip
+# --- one declaration per key ----------------------------------------------------------------------
+#
+# Each key of the file is declared once: where it lives, the Config field it fills, how it is read,
+# its default, its unit and what it is for. Parsing, the unknown-key check, error messages and the
+# reference table (docs/configuration.md, ``python -m webhook.config``) all follow from this list.
+
+Reader = Callable[[Any, str, Path], Any]
 
 
-def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-    value = doc.get(key) or {}
+@dataclass(frozen=True)
+class Setting:
+    key: str  # dotted path in the file
+    field: str  # the Config attribute it fills
+    read: Reader  # value as written -> value in Config; raises ConfigError naming the key
+    default: Any  # what an absent key means (REQUIRED: it must be given)
+    doc: str
+    unit: str = ""
+    env: str = ""  # an environment variable that overrides the file
+    shown: str = ""  # the default as the reference table shows it, when not the value itself
+
+
+REQUIRED = object()
+
+
+def _as_path(value: Any, key: str, base: Path) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"config: {key} must be a path")
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _as_optional_path(value: Any, key: str, base: Path) -> Path | None:
+    return None if value in (None, "") else _as_path(value, key, base)
+
+
+def _as_paths(value: Any, key: str, base: Path) -> tuple[Path, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"config: {key} must be a list of paths")
+    return tuple(_as_path(v, key, base) for v in value)
+
+
+def _as_bool(value: Any, key: str, base: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: {key} must be true or false")
+    return value
+
+
+def _as_string(value: Any, key: str, base: Path) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"config: {key} must be a string")
+    return value
+
+
+def _as_strings(value: Any, key: str, base: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config: {key} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _number(minimum: float, *, integer: bool = False, maximum: float | None = None) -> Reader:
+    def read(value: Any, key: str, base: Path) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+            raise ConfigError(f"config: {key} must be a number greater than {minimum:g}, not {value!r}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"config: {key} is at most {maximum:g}")
+        return int(value) if integer else float(value)
+
+    return read
+
+
+def _one_of(*choices: str) -> Reader:
+    def read(value: Any, key: str, base: Path) -> str:
+        if value not in choices:
+            raise ConfigError(f"config: {key} must be {' or '.join(choices)}, not {value!r}")
+        return str(value)
+
+    return read
+
+
+def _as_listen(value: Any, key: str, base: Path) -> str:
+    host, _, port = str(value).rpartition(":")
+    if not isinstance(value, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"config: {key} must be HOST:PORT, not {value!r}")
+    return value
+
+
+def _as_image_patterns(value: Any, key: str, base: Path) -> tuple[ImagePattern, ...]:
+    return parse_patterns(_as_strings(value, key, base), f"config: {key}")
+
+
+def _as_host_patterns(value: Any, key: str, base: Path) -> tuple[HostPattern, ...]:
+    return parse_hosts(_as_strings(value, key, base), f"config: {key}")
+
+
+def _as_client_auth(value: Any, key: str, base: Path) -> ClientAuth | None:
+    if value is None:
+        return None
+    section = _mapping(value, key, {"caFile", "names"})
+    if not section.get("caFile"):
+        raise ConfigError(f"config: {key}.caFile is required")
+    return ClientAuth(
+        _as_path(section["caFile"], f"{key}.caFile", base),
+        _as_strings(section.get("names", []), f"{key}.names", base),
+    )
+
+
+def _as_registries(value: Any, key: str, base: Path) -> dict[str, RegistryConfig]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: {key} must be a mapping of host -> settings")
+    registries: dict[str, RegistryConfig] = {}
+    for host_name, settings in value.items():
+        where = f"{key}.{host_name}"
+        section = _mapping(settings or {}, where, {"plainHTTP", "caFile", "dockerConfig"})
+        plain = _as_bool(section.get("plainHTTP", False), f"{where}.plainHTTP", base)
+        host = _registry_key(str(host_name), plain, where)
+        if host in registries:
+            raise ConfigError(f"config: {where} names the same registry as another entry ({host})")
+        ca_file = _as_optional_path(section.get("caFile"), f"{where}.caFile", base)
+        docker_config = _as_optional_path(section.get("dockerConfig"), f"{where}.dockerConfig", base)
+        registries[host] = RegistryConfig(
+            plain_http=plain,
+            ca_file=str(ca_file) if ca_file else None,
+            docker_config=str(docker_config) if docker_config else None,
+        )
+    return registries
+
+
+def _mapping(value: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"config: {key} must be a mapping")
     unknown = sorted(set(value) - allowed)
@@ -140,32 +261,92 @@ def _section(doc: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str
     return value
 
 
-def _number(section: Mapping[str, Any], key: str, where: str, default: float, *, minimum: float = 0) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
-        raise ConfigError(f"config: {where}.{key} must be a number greater than {minimum:g}, not {value!r}")
-    return float(value)
+SETTINGS: tuple[Setting, ...] = (
+    Setting("trustPolicy", "trust_policy", _as_path, REQUIRED, "notation's trustpolicy.json (version 1.0)"),
+    Setting("trustStore", "trust_store", _as_path, REQUIRED, "the folder that holds x509/<type>/<name>/"),
+    Setting("listen", "listen", _as_listen, "0.0.0.0:8443", "HOST:PORT to serve on", env="REFEREE_LISTEN"),
+    Setting("mode", "mode", _one_of(*MODES), "enforce", "enforce denies; audit admits and returns warnings",
+            env="REFEREE_MODE"),
+    Setting("namespace", "namespace", _as_string, "", "Referee's own namespace, never checked",
+            env="REFEREE_NAMESPACE", shown="$POD_NAMESPACE"),
+    Setting("exemptNamespaces", "exempt_namespaces", _as_strings, ("kube-system",),
+            "namespaces never checked"),
+    Setting("exemptImages", "exempt_images", _as_image_patterns, (),
+            "images admitted unread: HOST/REPOSITORY[:TAG or @DIGEST] patterns, a glob per part"),
+    Setting("allowedRegistries", "allowed_registries", _as_host_patterns, (),
+            "registry host patterns; an image elsewhere is denied unread (empty: any registry)"),
+    Setting("requireDigest", "require_digest", _as_bool, False, "deny images not pinned by digest"),
+    Setting("mutate", "mutate", _as_bool, False, "serve /mutate: pin verified images to their digests"),
+    Setting("registries", "registries", _as_registries, {},
+            "per registry host: plainHTTP, caFile (PEM), dockerConfig (config.json credentials)"),
+    Setting("tls.certFile", "tls_cert_file", _as_optional_path, None, "the serving certificate (PEM)"),
+    Setting("tls.keyFile", "tls_key_file", _as_optional_path, None, "its key (PEM)"),
+    Setting("tls.clientCAFile", "provider_client", lambda v, k, b: ClientAuth(_as_path(v, k, b)), None,
+            "shorthand of tls.clientAuth.provider.caFile"),
+    Setting("tls.clientAuth.admission", "admission_client", _as_client_auth, None,
+            "{caFile, names}: /validate and /mutate require a client certificate that CA issued"),
+    Setting("tls.clientAuth.provider", "provider_client", _as_client_auth, None,
+            "{caFile, names}: the same for /provider and /provider/mutate (Gatekeeper)"),
+    Setting("cache.verdictTTLSeconds", "verdict_ttl_s", _number(0), 300.0, "how long an allow is kept", "s"),
+    Setting("cache.deniedTTLSeconds", "denied_ttl_s", _number(0), 15.0, "how long a denial is kept", "s"),
+    Setting("cache.tagTTLSeconds", "tag_ttl_s", _number(0), 30.0, "how long a tag's digest is kept", "s"),
+    Setting("cache.maxEntries", "cache_max_entries", _number(0, integer=True), 10_000, "entries per cache"),
+    Setting("timeouts.admissionSeconds", "admission_timeout_s", _number(0, maximum=30), 10.0,
+            "the webhook's timeoutSeconds (at most 30)", "s"),
+    Setting("timeouts.marginSeconds", "timeout_margin_s", _number(-1e-9), 1.0,
+            "answered this long before the API server gives up", "s"),
+    Setting("timeouts.providerSeconds", "provider_timeout_s", _number(0), 3.0,
+            "Gatekeeper's budget for an external-data call", "s"),
+    Setting("limits.maxBodyBytes", "max_body_bytes", _number(0, integer=True), 3 << 20,
+            "the largest request read", "bytes"),
+    Setting("limits.maxImagesPerRequest", "max_images_per_request", _number(0, integer=True), 64,
+            "distinct images of one object"),
+    Setting("limits.maxSignatures", "max_signatures", _number(0, integer=True), 10,
+            "signatures tried per image"),
+    Setting("revocation.offline", "revocation_offline", _as_bool, False,
+            "never download OCSP answers or CRLs"),
+    Setting("revocation.crlFiles", "crl_files", _as_paths, (),
+            "CRL files (DER or PEM) used before downloads"),
+    Setting("server.workers", "workers", _number(0, integer=True), 2, "gunicorn worker processes"),
+    Setting("server.threads", "threads", _number(0, integer=True), 8, "threads per worker"),
+    Setting("kubernetes.pullSecrets", "pull_secrets", _as_bool, False,
+            "read pods' imagePullSecrets and their service accounts' through the API"),
+    Setting("kubernetes.trustUnauthenticatedCallers", "trust_unauthenticated_callers", _as_bool, False,
+            "read pull secrets for callers without a client certificate"),
+    Setting("kubernetes.kubeconfig", "kubeconfig", _as_optional_path, None,
+            "the API's kubeconfig (absent: the in-cluster service account)"),
+    Setting("kubernetes.cacheTTLSeconds", "pull_secret_ttl_s", _number(0), 30.0,
+            "how long pull secrets read are kept", "s"),
+)  # fmt: skip
+
+_SECTIONS = {s.key.rsplit(".", 1)[0] for s in SETTINGS if "." in s.key} | {"tls.clientAuth"}
 
 
-def _bool(section: Mapping[str, Any], key: str, where: str) -> bool:
-    value = section.get(key, False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"config: {where} must be true or false")
-    return value
+def _check_unknown(doc: Mapping[str, Any], prefix: str = "") -> None:
+    """Every key of the document is declared, or a section of declared keys."""
+    leaves = {s.key for s in SETTINGS}
+    unknown = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if path in leaves:
+            continue
+        if path in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config: {path} must be a mapping")
+            _check_unknown(value, f"{path}.")
+            continue
+        unknown.append(path)
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {', '.join(sorted(unknown))}")
 
 
-def _strings(doc: Mapping[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = doc.get(key, list(default))
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"config: {key} must be a list of non-empty strings")
-    return tuple(value)
-
-
-def _path(value: Any, key: str, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"config: {key} must be a path")
-    path = Path(value)
-    return path if path.is_absolute() else base / path
+def _lookup(doc: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = doc
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node or node[part] is None:
+            return False, None
+        node = node[part]
+    return True, node
 
 
 def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -175,144 +356,61 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError("config: the document must be a mapping of keys")
-    doc = dict(doc)
-    for key, name in (
-        ("mode", "REFEREE_MODE"),
-        ("listen", "REFEREE_LISTEN"),
-        ("namespace", "REFEREE_NAMESPACE"),
-    ):
-        if env.get(name):
-            doc[key] = env[name]
-    unknown = sorted(set(doc) - _TOP)
-    if unknown:
-        raise ConfigError(f"config: unknown key(s) {', '.join(unknown)}")
-    for required in ("trustPolicy", "trustStore"):
-        if required not in doc:
-            raise ConfigError(f"config: {required} is required")
-    mode = doc.get("mode", "enforce")
-    if mode not in MODES:
-        raise ConfigError(f"config: mode must be enforce or audit, not {mode!r}")
-    listen = doc.get("listen", "0.0.0.0:8443")
-    host, _, port = str(listen).rpartition(":")
-    if not isinstance(listen, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"config: listen must be HOST:PORT, not {listen!r}")
-    registries = _registries(doc, base)
-    tls = _section(doc, "tls", {"certFile", "keyFile", "clientCAFile", "clientAuth"})
-    admission_client, provider_client = _client_auth(tls, base)
-    cache = _section(doc, "cache", {"verdictTTLSeconds", "deniedTTLSeconds", "tagTTLSeconds", "maxEntries"})
-    timeouts = _section(doc, "timeouts", {"admissionSeconds", "marginSeconds", "providerSeconds"})
-    limits = _section(doc, "limits", {"maxBodyBytes", "maxImagesPerRequest", "maxSignatures"})
-    revocation = _section(doc, "revocation", {"offline", "crlFiles"})
-    server = _section(doc, "server", {"workers", "threads"})
-    admission = _number(timeouts, "admissionSeconds", "timeouts", 10)
-    if admission > 30:
-        raise ConfigError("config: timeouts.admissionSeconds is at most 30 (the API server's limit)")
-    mutate = _bool(doc, "mutate", "mutate")
-    kube = _section(
-        doc, "kubernetes", {"pullSecrets", "kubeconfig", "cacheTTLSeconds", "trustUnauthenticatedCallers"}
-    )
-    offline = _bool(revocation, "offline", "revocation.offline")
-    pull_secrets, trust_unauthenticated = _pull_secrets(kube, admission_client)
-    namespace = doc.get("namespace", env.get("POD_NAMESPACE", ""))
-    if not isinstance(namespace, str):
-        raise ConfigError("config: namespace must be a string")
-    return Config(
-        trust_policy=_path(doc["trustPolicy"], "trustPolicy", base),
-        trust_store=_path(doc["trustStore"], "trustStore", base),
-        listen=listen,
-        mode=mode,
-        namespace=namespace,
-        exempt_namespaces=_strings(doc, "exemptNamespaces", ("kube-system",)),
-        exempt_images=parse_patterns(_strings(doc, "exemptImages", ()), "config: exemptImages"),
-        allowed_registries=parse_hosts(_strings(doc, "allowedRegistries", ()), "config: allowedRegistries"),
-        require_digest=_bool(doc, "requireDigest", "requireDigest"),
-        registries=registries,
-        tls_cert_file=_path(tls["certFile"], "tls.certFile", base) if tls.get("certFile") else None,
-        tls_key_file=_path(tls["keyFile"], "tls.keyFile", base) if tls.get("keyFile") else None,
-        admission_client=admission_client,
-        provider_client=provider_client,
-        verdict_ttl_s=_number(cache, "verdictTTLSeconds", "cache", 300),
-        denied_ttl_s=_number(cache, "deniedTTLSeconds", "cache", 15),
-        tag_ttl_s=_number(cache, "tagTTLSeconds", "cache", 30),
-        cache_max_entries=int(_number(cache, "maxEntries", "cache", 10_000)),
-        admission_timeout_s=admission,
-        provider_timeout_s=_number(timeouts, "providerSeconds", "timeouts", 3),
-        timeout_margin_s=_number(timeouts, "marginSeconds", "timeouts", 1, minimum=-1e-9),
-        max_body_bytes=int(_number(limits, "maxBodyBytes", "limits", 3 << 20)),
-        max_images_per_request=int(_number(limits, "maxImagesPerRequest", "limits", 64)),
-        max_signatures=int(_number(limits, "maxSignatures", "limits", 10)),
-        revocation_offline=offline,
-        crl_files=tuple(_path(p, "revocation.crlFiles", base) for p in revocation.get("crlFiles") or []),
-        workers=int(_number(server, "workers", "server", 2)),
-        threads=int(_number(server, "threads", "server", 8)),
-        mutate=mutate,
-        pull_secrets=pull_secrets,
-        trust_unauthenticated_callers=trust_unauthenticated,
-        kubeconfig=_path(kube["kubeconfig"], "kubernetes.kubeconfig", base)
-        if kube.get("kubeconfig")
-        else None,
-        pull_secret_ttl_s=_number(kube, "cacheTTLSeconds", "kubernetes", 30),
-    )
+    _check_unknown(doc)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        present, raw = _lookup(doc, setting.key)
+        if setting.env and env.get(setting.env):
+            present, raw = True, env[setting.env]
+        if not present:
+            if setting.default is REQUIRED:
+                raise ConfigError(f"config: {setting.key} is required")
+            if setting.field not in values:
+                values[setting.field] = setting.default
+            continue
+        if setting.field in values and values[setting.field] is not None and setting.default is None:
+            raise ConfigError(f"config: give {setting.key} or the key it abbreviates, not both")
+        values[setting.field] = setting.read(raw, setting.key, base)
+    if not _lookup(doc, "namespace")[0] and not env.get("REFEREE_NAMESPACE"):
+        values["namespace"] = env.get("POD_NAMESPACE", "")  # the downward API, in a pod
+    config = Config(**values)
+    _check_together(config)
+    return config
 
 
-def _pull_secrets(kube: Mapping[str, Any], admission_client: ClientAuth | None) -> tuple[bool, bool]:
-    pull_secrets = _bool(kube, "pullSecrets", "kubernetes.pullSecrets")
-    trust_all = _bool(kube, "trustUnauthenticatedCallers", "kubernetes.trustUnauthenticatedCallers")
-    if pull_secrets and admission_client is None and not trust_all:
+def _check_together(config: Config) -> None:
+    """Rules between keys."""
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        raise ConfigError("config: tls.certFile and tls.keyFile go together")
+    if (config.admission_client or config.provider_client) and not config.tls_cert_file:
+        raise ConfigError("config: client authentication needs TLS (tls.certFile and tls.keyFile)")
+    if config.pull_secrets and config.admission_client is None and not config.trust_unauthenticated_callers:
         raise ConfigError(
             "config: kubernetes.pullSecrets reads Secrets for whoever calls /validate; require the API "
             "server's client certificate (tls.clientAuth.admission) or accept the risk explicitly with "
             "kubernetes.trustUnauthenticatedCallers: true"
         )
-    return pull_secrets, trust_all
 
 
-def _client_auth(tls: Mapping[str, Any], base: Path) -> tuple[ClientAuth | None, ClientAuth | None]:
-    """(admission, provider) client authentication from ``tls.clientAuth`` (and the older
-    ``tls.clientCAFile``, the provider's CA)."""
-    if bool(tls.get("certFile")) != bool(tls.get("keyFile")):
-        raise ConfigError("config: tls.certFile and tls.keyFile go together")
-    groups = _section(tls, "clientAuth", {"admission", "provider"})
-    out: dict[str, ClientAuth | None] = {}
-    for group in ("admission", "provider"):
-        where = f"tls.clientAuth.{group}"
-        section = _section(groups, group, {"caFile", "names"})
-        if group not in groups:
-            out[group] = None
-            continue
-        if not section.get("caFile"):
-            raise ConfigError(f"config: {where}.caFile is required")
-        names = _strings(section, "names", ())
-        out[group] = ClientAuth(_path(section["caFile"], f"{where}.caFile", base), names)
-    if tls.get("clientCAFile"):
-        if out["provider"] is not None:
-            raise ConfigError("config: give tls.clientCAFile or tls.clientAuth.provider, not both")
-        out["provider"] = ClientAuth(_path(tls["clientCAFile"], "tls.clientCAFile", base))
-    if (out["admission"] or out["provider"]) and not tls.get("certFile"):
-        raise ConfigError("config: client authentication needs TLS (tls.certFile and tls.keyFile)")
-    return out["admission"], out["provider"]
-
-
-def _registries(doc: Mapping[str, Any], base: Path) -> dict[str, RegistryConfig]:
-    registries: dict[str, RegistryConfig] = {}
-    raw_registries = doc.get("registries") or {}
-    if not isinstance(raw_registries, dict):
-        raise ConfigError("config: registries must be a mapping of host -> settings")
-    for host_name, settings in raw_registries.items():
-        where = f"registries.{host_name}"
-        section = _section({where: settings}, where, {"plainHTTP", "caFile", "dockerConfig"})
-        plain = _bool(section, "plainHTTP", f"{where}.plainHTTP")
-        host = _registry_key(str(host_name), plain, where)
-        if host in registries:
-            raise ConfigError(f"config: {where} names the same registry as another entry ({host})")
-        registries[host] = RegistryConfig(
-            plain_http=plain,
-            ca_file=str(_path(section["caFile"], f"{where}.caFile", base)) if "caFile" in section else None,
-            docker_config=str(_path(section["dockerConfig"], f"{where}.dockerConfig", base))
-            if "dockerConfig" in section
-            else None,
-        )
-    return registries
+def reference_table() -> str:
+    """The Markdown table of every key (docs/configuration.md holds it; a test keeps it in step)."""
+    rows = ["| key | default | unit | what it is for |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        if s.shown:
+            default = s.shown
+        elif s.default is REQUIRED:
+            default = "required"
+        elif isinstance(s.default, tuple | list):
+            default = "[" + ", ".join(s.default) + "]"
+        elif isinstance(s.default, bool):
+            default = str(s.default).lower()
+        elif s.default is None or s.default == {}:
+            default = "—"
+        else:
+            default = f"{s.default:g}" if isinstance(s.default, float) else str(s.default)
+        env = f" (env `{s.env}`)" if s.env else ""
+        rows.append(f"| `{s.key}`{env} | `{default}` | {s.unit} | {s.doc} |")
+    return "\n".join(rows) + "\n"
 
 
 def _registry_key(host: str, plain_http: bool, where: str) -> str:
@@ -343,3 +441,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         return parse_config(doc, base=path.parent, environ=env)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+if __name__ == "__main__":  # python -m webhook.config: the reference table
+    print(reference_table(), end="")
