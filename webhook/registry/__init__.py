@@ -15,6 +15,8 @@ from typing import Literal, Protocol
 
 from webhook.deadline import Deadline
 from webhook.oci import Descriptor, Manifest
+from webhook.reference import Reference
+from webhook.registry.credentials import Credential, Keyring
 
 ReferrersSource = Literal["referrers-api", "tag-schema", "oci-layout"]
 
@@ -69,4 +71,17 @@ class Repository(Protocol):
 
     def referrers(self, digest: str, deadline: Deadline, artifact_type: str | None = None) -> Referrers:
         """List the artifacts that refer to ``digest``, optionally only those of ``artifact_type``."""
+        ...
+
+
+class Registry(Protocol):
+    """Where repositories come from: the HTTP client (``RegistryClient``) or, in tests, a fake."""
+
+    @property
+    def keyring(self) -> Keyring:
+        """The configured credentials, when no credentials files are given."""
+        ...
+
+    def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> Repository:
+        """The repository ``ref`` names, read with ``credentials`` (default: the keyring's)."""
         ...

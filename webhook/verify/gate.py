@@ -22,8 +22,7 @@ from webhook.notary.revocation import RevocationSource
 from webhook.notary.verifier import Verdict
 from webhook.reference import Reference, respelled
 from webhook.reference import parse as parse_reference
-from webhook.registry import Repository
-from webhook.registry.client import RegistryClient
+from webhook.registry import Registry, Repository
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
@@ -87,7 +86,7 @@ class Gate:
 
     def __init__(
         self,
-        client: RegistryClient,
+        client: Registry,
         trust_files: TrustFiles,
         *,
         verdict_ttl_s: float,
@@ -124,7 +123,7 @@ class Gate:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
-    def client(self) -> RegistryClient:
+    def client(self) -> Registry:
         """The registry client (its ``on_response`` hook sees every registry answer)."""
         return self._client
 
