@@ -59,7 +59,7 @@ class ClientCheck:
     def check(self, der: bytes | None) -> Caller:
         """``der``: the client's certificate as the TLS layer verified it (None: it showed none)."""
         if not der:
-            return Caller(False, f"{self._what} requires a client certificate (mutual TLS)")
+            return Caller(False, f"calls to {self._what} need a client certificate (mutual TLS)")
         try:
             leaf = x509.load_der_x509_certificate(der)
         except ValueError:

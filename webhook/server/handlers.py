@@ -44,7 +44,7 @@ def admit(
         uses, unchanged = _images_to_check(review)
         pull = pull_secret_names(review.group, review.kind, review.object)
     except AdmissionError as exc:
-        return refuse(review.uid, f"{review.display}: {exc}", config), []
+        return refuse(review.uid, f"not checked: {exc}", config, review.display), []
     problems = [f"{u.path} names no image" for u in uses if not u.image and review.kind == "Pod"]
     images = [u.image for u in uses if u.image and u.image not in unchanged]
     if len(set(images)) > config.max_images_per_request:
@@ -133,11 +133,13 @@ def provide(
     return provider_protocol.response(items, "; ".join(transient))
 
 
-def refuse(uid: str, problem: str, config: Config) -> dict[str, Any]:
-    """What Referee will not check in full is not admitted (in audit mode: admitted, with a warning)."""
+def refuse(uid: str, problem: str, config: Config, display: str = "") -> dict[str, Any]:
+    """What Referee will not check in full is not admitted (in audit mode: admitted, with a warning).
+    ``display`` names the object when the review could be read."""
     if config.mode == "audit":
         return review_response(uid, allowed=True, warnings=(f"referee (audit): not checked: {problem}",))
-    return review_response(uid, allowed=False, message=f"referee: not admitted: {problem}")
+    what = f"{display} not admitted" if display else "not admitted"
+    return review_response(uid, allowed=False, message=f"referee: {what}: {problem}")
 
 
 def _decide(
