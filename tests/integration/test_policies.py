@@ -30,7 +30,7 @@ def test_opa_tests_pass(capabilities: Path) -> None:
     args = [tool("opa"), "test", "--ignore", "*.yaml", "--capabilities", str(capabilities), str(POLICIES)]
     proc = run(args, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "PASS: 13/13" in proc.stdout
+    assert "PASS: 29/29" in proc.stdout
 
 
 def test_opa_fmt_clean() -> None:
@@ -58,9 +58,14 @@ def test_template_rego_compiles_as_embedded(name: str, capabilities: Path, tmp_p
     assert code["engine"] == "Rego" and code["source"]["version"] == "v1"
     # Gatekeeper refuses templates that import rego.v1 ("bad import"); source.version v1 is enough.
     assert "import rego.v1" not in code["source"]["rego"]
-    rego = tmp_path / "embedded.rego"
-    rego.write_text(code["source"]["rego"])
-    run([tool("opa"), "check", "--strict", "--capabilities", str(capabilities), str(rego)])
+    # The shared library rides along as the template's libs, the only ones it imports.
+    assert code["source"]["libs"] == [(POLICIES / "lib" / "images.rego").read_text().expandtabs(4)]
+    files = []
+    for i, text in enumerate([code["source"]["rego"], *code["source"]["libs"]]):
+        assert "import rego.v1" not in text
+        files.append(tmp_path / f"embedded-{i}.rego")
+        files[-1].write_text(text)
+    run([tool("opa"), "check", "--strict", "--capabilities", str(capabilities), *map(str, files)])
 
 
 def test_samples_are_valid_yaml_of_the_expected_kinds() -> None:
