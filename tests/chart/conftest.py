@@ -90,10 +90,23 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
             base_values,
             {
                 "tls": {"clientCA": gatekeeper_ca.cert_path.read_text()},
+                "exemptNamespaces": ["sandbox", "kube-system"],
                 "gatekeeper": {
                     "enabled": True,
                     "constraints": {"enabled": True},
                     "pinDigests": {"enabled": True},
+                },
+            },
+        ),
+        "networkPolicySources": deep_merge(
+            base_values,
+            {
+                "gatekeeper": {"enabled": True},
+                "networkPolicy": {
+                    "apiServerCIDRs": ["10.0.0.0/28", "fd00::/64"],
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                    ],
                 },
             },
         ),

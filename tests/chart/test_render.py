@@ -37,7 +37,7 @@ KUBERNETES_VERSIONS = [f"1.{minor}" for minor in range(30, 38)]
 @pytest.mark.parametrize(
     "case",
     ["defaults", "selfSigned", "certManager", "certManagerIssuer", "secret", "mutation", "gatekeeper", "url",
-     "audit", "pullSecrets", "extras", "existingTrust", "gatekeeperCertManager"],
+     "audit", "pullSecrets", "extras", "existingTrust", "gatekeeperCertManager", "networkPolicySources"],
 )  # fmt: skip
 def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
     proc = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--values", str(value_files[case]))
@@ -54,6 +54,8 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("tls.mode=none", "mode"),
         ("replicaCount=two", "replicaCount"),
         ("webhook.url=http://127.0.0.1:8443", "url"),
+        ("networkPolicy.apiServerCIDRs={10.0.0.1}", "apiServerCIDRs"),
+        ("networkPolicy.gatekeeperNamespace=Gatekeeper", "gatekeeperNamespace"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
@@ -463,6 +465,96 @@ def test_gatekeeper_calls_over_mutual_tls_when_given_its_ca(
         given
     )
     assert "clientCAFile" not in rendered["selfSigned"].config()["tls"]
+
+
+def test_gatekeeper_excludes_the_namespaces_the_webhooks_exempt(rendered: dict[str, Rendered]) -> None:
+    """Namespace exemptions on the Gatekeeper path are the constraints' and the Assign's own
+    (Referee never takes one from a provider key), rendered from the values the webhooks' use."""
+    out = rendered["gatekeeper"]
+    [webhook] = out.one("ValidatingWebhookConfiguration")["webhooks"]
+    [names] = [
+        e
+        for e in webhook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox"}
+    matches = [o["spec"]["match"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages", "Assign")
+               for o in out.of_kind(kind)]  # fmt: skip
+    assert len(matches) == 3
+    for match in matches:
+        assert match["excludedNamespaces"] == [*names["values"], "gatekeeper-system"]
+
+
+def test_the_constraints_cover_every_kind_that_runs_pods(rendered: dict[str, Rendered]) -> None:
+    [constraint] = rendered["gatekeeper"].of_kind("RefereeVerifiedImages")
+    kinds = {(group, kind) for k in constraint["spec"]["match"]["kinds"] for group in k["apiGroups"]
+             for kind in k["kinds"]}  # fmt: skip
+    assert {("", "Pod"), ("", "PodTemplate"), ("", "ReplicationController"), ("batch", "CronJob"),
+            *admission._TEMPLATE_KINDS} <= kinds  # fmt: skip
+
+
+# --- The NetworkPolicy -------------------------------------------------------------------------------
+
+
+def ingress_rules(out: Rendered) -> list[dict[str, Any]]:
+    policy = out.one("NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == out.one("Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    rules: list[dict[str, Any]] = policy["spec"]["ingress"]
+    return rules
+
+
+def test_a_network_policy_by_default_admits_the_webhook_port_only(rendered: dict[str, Rendered]) -> None:
+    for case in ("defaults", "selfSigned", "gatekeeper"):
+        [rule] = ingress_rules(rendered[case])
+        assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+        [container] = rendered[case].one("Deployment")["spec"]["template"]["spec"]["containers"]
+        assert [p["name"] for p in container["ports"]] == ["https"]  # the one port, and the one named
+        assert "from" not in rule  # no source known: any may reach that port, and no other
+
+
+def test_network_policy_sources_are_the_api_server_gatekeeper_and_the_extra_peers(
+    rendered: dict[str, Rendered],
+) -> None:
+    [rule] = ingress_rules(rendered["networkPolicySources"])
+    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/28"}},
+        {"ipBlock": {"cidr": "fd00::/64"}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gatekeeper-system"}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE,
+                                         "app.kubernetes.io/component": "helm-test"}}},
+    ]  # fmt: skip
+    [test_pod] = [p for p in rendered["networkPolicySources"].of_kind("Pod")
+                  if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]  # fmt: skip
+    assert test_pod["metadata"]["labels"]["app.kubernetes.io/component"] == "helm-test"
+
+
+def test_gatekeepers_namespace_is_a_source_only_with_gatekeeper(
+    tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    values = cases["networkPolicySources"]
+    out = render(values_file(tmp_path, {**values, "gatekeeper": {"enabled": False}}))
+    [rule] = ingress_rules(out)
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in rule["from"] if "namespaceSelector" in p]
+    assert namespaces == [{"kubernetes.io/metadata.name": "monitoring"}]
+
+
+def test_the_network_policy_can_be_turned_off(tmp_path: Path, cases: dict[str, Any]) -> None:
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "networkPolicy": {"enabled": False}}))
+    assert not out.of_kind("NetworkPolicy")
+
+
+def test_referees_namespace_comes_from_the_downward_api(rendered: dict[str, Rendered]) -> None:
+    [container] = rendered["selfSigned"].one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
 
 
 def test_helm_is_the_real_one() -> None:

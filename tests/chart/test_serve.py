@@ -19,7 +19,16 @@ import pytest
 import urllib3
 
 from tests.helpers import pki
-from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
+from tests.helpers.chart import (
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    container_env,
+    render,
+    values_file,
+    volume_files,
+    write_atomic,
+)
 from tests.helpers.samples import SampleImages
 from tests.helpers.serving import running
 from tests.helpers.tools import free_port
@@ -79,7 +88,7 @@ def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[lis
             target.mkdir(parents=True, exist_ok=True)
         else:
             write_atomic(target, files)
-    env = {e["name"]: moved.get(e["value"], e["value"]) for e in container.get("env", [])}
+    env = {name: moved.get(value, value) for name, value in container_env(container, NAMESPACE).items()}
     return container["command"], env
 
 
