@@ -27,6 +27,9 @@ class Cluster:
     kubeconfig: Path
     server: str  # https://127.0.0.1:PORT
     ca_file: Path  # the CA that signed the API server's certificate
+    # The CA that issued the client certificate the API server presents to admission webhooks
+    # (its AdmissionConfiguration); None when the cluster's API server presents none.
+    webhook_client_ca: Path | None = None
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
@@ -108,6 +111,7 @@ def control_plane(workdir: Path) -> Iterator[Cluster]:
             kubeconfig=workdir / "admin.kubeconfig",
             server=(workdir / "server").read_text().strip(),
             ca_file=workdir / "pki" / "ca.crt",
+            webhook_client_ca=workdir / "pki" / "webhook-client-ca.crt",
         )
     finally:
         _cluster_sh("down", str(workdir))
