@@ -1,7 +1,11 @@
 """Kubernetes AdmissionReview (admission.k8s.io/v1): the request in, the images it runs, the answer out.
 
-Pure: a parsed JSON document in, frozen dataclasses out; ``AdmissionError`` (answered with HTTP 400)
-for anything that is not a well-formed review. Where images live (``specs.md`` 4.5):
+Pure: a parsed JSON document in, frozen dataclasses out; ``AdmissionError`` for anything that is
+not a well-formed review or a spec Referee will not check in full. Such a request is *denied*
+(``allowed: false``, with the request's uid whenever it can be read), never answered with an HTTP
+error: under ``failurePolicy: Ignore`` an error admits the pod unchecked.
+
+Where images live (``specs.md`` 4.5):
 
     Pod                                     spec
     ReplicationController, ReplicaSet, Deployment, StatefulSet, DaemonSet, Job, PodTemplate
@@ -14,6 +18,7 @@ and ``volumes[].image.reference`` (image volumes).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +41,25 @@ _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 
 class AdmissionError(RefereeError):
-    """The body is not a well-formed AdmissionReview; answered with HTTP 400."""
+    """The body is not a well-formed AdmissionReview, or its object cannot be checked in full."""
+
+
+_UID_RE = re.compile(rb'"uid"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
+UID_PREFIX_BYTES = 64 * 1024
+
+
+def uid_of(doc: Any) -> str:
+    """The request's uid from a document that may not be a valid review ("" when there is none)."""
+    request = doc.get("request") if isinstance(doc, dict) else None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    return uid if isinstance(uid, str) and len(uid) <= 128 else ""
+
+
+def uid_from_prefix(prefix: bytes) -> str:
+    """The uid of a body too large (or too broken) to parse, from its first bytes. The API server
+    writes ``request.uid`` before anything a pod author controls, so the first ``"uid"`` is it."""
+    match = _UID_RE.search(prefix[:UID_PREFIX_BYTES])
+    return match.group(1).decode() if match else ""
 
 
 @dataclass(frozen=True)
@@ -219,7 +242,9 @@ def _volume_images(prefix: str, spec: Mapping[str, Any]) -> list[ImageUse]:
     if not isinstance(volumes, list):
         raise AdmissionError(f"{prefix}.volumes must be a list")
     uses: list[ImageUse] = []
-    for i, volume in enumerate(volumes[: MAX_CONTAINERS * 4]):
+    # Every volume is looked at: a cut-off would let an image volume hide behind many others. The
+    # body size limit bounds the count; the distinct images are bounded by the caller.
+    for i, volume in enumerate(volumes):
         source = volume.get("image") if isinstance(volume, dict) else None
         if isinstance(source, dict):
             reference = source.get("reference")

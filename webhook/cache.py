@@ -6,10 +6,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[V]):
+    value: V
+    age_s: float
+    left_s: float
 
 
 class TTLCache(Generic[K, V]):
@@ -19,27 +27,34 @@ class TTLCache(Generic[K, V]):
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[V, float, float]] = OrderedDict()  # value, expires, stored
         self.hits = 0
         self.misses = 0
 
     def get(self, key: K) -> V | None:
+        found = self.entry(key)
+        return None if found is None else found.value
+
+    def entry(self, key: K) -> Entry[V] | None:
+        """The value with its age and the time it has left."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[1] <= self._clock():
+            now = self._clock()
+            if entry is None or entry[1] <= now:
                 if entry is not None:
                     del self._entries[key]
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry[0]
+            return Entry(entry[0], now - entry[2], entry[1] - now)
 
     def put(self, key: K, value: V, ttl_s: float) -> None:
         if ttl_s <= 0 or self._max <= 0:
             return
         with self._lock:
-            self._entries[key] = (value, self._clock() + ttl_s)
+            now = self._clock()
+            self._entries[key] = (value, now + ttl_s, now)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)

@@ -1,8 +1,12 @@
 """Gatekeeper external data (``externaldata.gatekeeper.sh/v1beta1``): ProviderRequest in, ProviderResponse
 out. Pure: the decisions come from the caller.
 
-Each key is an image reference, or ``[namespace]image`` so that namespace exemptions apply. The item
-``value`` is a small stable object a Rego author can test against::
+Each key is an image reference, or ``[namespace]image`` as Referee's templates write it (the pod's
+namespace first, so a prefix a pod author writes stays inside the image and fails to parse). The
+namespace only chooses whose pull secrets are read, and only for an authenticated Gatekeeper; it
+never makes an image exempt: namespace exemptions on the Gatekeeper path are the constraints' own
+``match``. ``/provider/mutate`` (Gatekeeper's ``Assign`` sends the raw image field) takes every key as
+an image. The item ``value`` is a small stable object a Rego author can test against::
 
     {"verified": true, "digest": "sha256:…", "signer": {"subject": "…", "issuer": "…"},
      "signingTime": "…", "signingScheme": "notary.x509", "reason": ""}
@@ -33,7 +37,8 @@ class Key:
     image: str
 
 
-def parse_request(doc: Any) -> list[Key]:
+def parse_request(doc: Any, *, namespaced: bool = True) -> list[Key]:
+    """The distinct keys; with ``namespaced`` (``/provider``), ``[namespace]image`` keys are split."""
     if not isinstance(doc, dict) or doc.get("kind") != "ProviderRequest":
         raise AdmissionError("expected a ProviderRequest")
     if doc.get("apiVersion") not in (API_VERSION, "externaldata.gatekeeper.sh/v1alpha1"):
@@ -46,7 +51,7 @@ def parse_request(doc: Any) -> list[Key]:
         raise AdmissionError(f"ProviderRequest has more than {MAX_KEYS} keys")
     out = []
     for key in dict.fromkeys(keys):
-        match = _NAMESPACED.fullmatch(key)
+        match = _NAMESPACED.fullmatch(key) if namespaced else None
         out.append(Key(key, match.group(1), match.group(3)) if match else Key(key, "", key))
     return out
 

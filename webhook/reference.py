@@ -12,6 +12,13 @@ here exactly as it does to the kubelet:
     tag       := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
     digest    := algorithm ":" hex           sha256, sha384 or sha512, lowercase hex of exact length
 
+One step goes beyond that library: the registry host is put in its canonical form (lower case, the
+HTTPS default port ``:443`` dropped, ``index.docker.io`` read as ``docker.io``), so that
+``LOCALHOST:5000/app`` and ``registry.example.com:443/app`` are the same repository as
+``localhost:5000/app`` and ``registry.example.com/app`` for every decision Referee makes (trust-policy
+scope, exemptions, allowed registries, credentials, caches). The image as written is kept by callers
+for messages. Both spellings reach the same server, so nothing the kubelet pulls changes.
+
 Pure: no I/O.
 """
 
@@ -27,6 +34,7 @@ LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
 OFFICIAL_REPO_PREFIX = "library/"
 DEFAULT_TAG = "latest"
+HTTPS_DEFAULT_PORT_SUFFIX = ":443"
 MAX_PATH_CHARS = 255
 
 _ALNUM = r"[a-z0-9]+"
@@ -130,8 +138,39 @@ class Reference:
         return name + self._suffix()
 
 
+def canonical_domain(domain: str) -> str:
+    """The one name of a registry host: lower case (DNS names and IPv6 hex are case-insensitive),
+    without the HTTPS default port, and ``docker.io`` for its legacy alias ``index.docker.io``.
+
+    A plain-HTTP registry's ``:80`` is not dropped here: whether a host speaks plain HTTP is
+    configuration, and ``host:80`` over HTTPS is another endpoint than ``host``.
+    """
+    host = domain.lower()
+    if host.endswith(HTTPS_DEFAULT_PORT_SUFFIX):
+        host = host[: -len(HTTPS_DEFAULT_PORT_SUFFIX)]
+    return DEFAULT_DOMAIN if host == LEGACY_DEFAULT_DOMAIN else host
+
+
+def canonical_repository(name: str) -> str:
+    """``host[:port]/path`` with its host in canonical form (for trust-policy scopes and patterns)."""
+    host, slash, path = name.partition("/")
+    if not slash:
+        return name
+    return f"{canonical_domain(host)}/{path}"
+
+
+def respelled(text: str, ref: Reference) -> bool:
+    """Whether ``text`` names ``ref``'s registry in another spelling than its canonical one (upper
+    case, ``:443``, ``index.docker.io``): messages then show both."""
+    first, slash, _ = text.partition("/")
+    if not slash or first == ref.domain:
+        return False
+    return canonical_domain(first) == ref.domain and first.lower() != "docker.io"
+
+
 def _split_domain(text: str) -> tuple[str, str]:
-    """Split ``text`` into (domain, remainder) the way the Docker CLI and kubelet do."""
+    """Split ``text`` into (domain, remainder) the way the Docker CLI and kubelet do, then put the
+    domain in canonical form (``canonical_domain``)."""
     first, slash, rest = text.partition("/")
     if not slash:
         return DEFAULT_DOMAIN, OFFICIAL_REPO_PREFIX + text
@@ -145,6 +184,7 @@ def _split_domain(text: str) -> tuple[str, str]:
         domain, remainder = first, rest
     else:
         domain, remainder = DEFAULT_DOMAIN, text
+    domain = canonical_domain(domain)
     if domain == DEFAULT_DOMAIN and "/" not in remainder:
         remainder = OFFICIAL_REPO_PREFIX + remainder
     return domain, remainder

@@ -17,6 +17,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from webhook.clientauth import read_ca_file
 from webhook.config import Config, load_config
 from webhook.credfiles import docker_config_files
 from webhook.errors import ConfigError
@@ -31,18 +32,22 @@ class TlsFiles:
     Secret): gunicorn's gthread workers ask for the TLS context on every new connection, and get the
     one built from the files as they are now. A half-written pair keeps the previous context."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_ca_files: tuple[Path, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._stamp: tuple[tuple[int, int], ...] | None = None
         self._context: ssl.SSLContext | None = None
+        self._client_ca_files = client_ca_files  # every group's client CA (tls.clientAuth)
 
     def __call__(self, conf: Any, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        stamp = tuple((s.st_mtime_ns, s.st_size) for s in (os.stat(conf.certfile), os.stat(conf.keyfile)))
+        files = (conf.certfile, conf.keyfile, *self._client_ca_files)
+        stamp = tuple((s.st_mtime_ns, s.st_size) for s in (os.stat(f) for f in files))
         with self._lock:
             if stamp != self._stamp or self._context is None:
                 try:
                     context = factory()
                     context.minimum_version = ssl.TLSVersion.TLSv1_2
+                    for ca_file in self._client_ca_files:
+                        context.load_verify_locations(cafile=str(ca_file))
                     self._context, self._stamp = context, stamp
                     log.info("TLS certificate loaded from %s", conf.certfile)
                 except (OSError, ssl.SSLError) as exc:
@@ -76,11 +81,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         if c.tls_cert_file and c.tls_key_file:
             settings["certfile"] = str(c.tls_cert_file)
             settings["keyfile"] = str(c.tls_key_file)
-            settings["ssl_context"] = TlsFiles()
-            if c.tls_client_ca_file:
-                # Ask every client for a certificate and verify any it shows; /provider then
-                # insists on one (the API server calling /validate need not present one).
-                settings["ca_certs"] = str(c.tls_client_ca_file)
+            client_cas = tuple(a.ca_file for a in (c.admission_client, c.provider_client) if a is not None)
+            settings["ssl_context"] = TlsFiles(client_cas)
+            if client_cas:
+                # Ask every client for a certificate and verify any it shows against every
+                # group's CA; each group of endpoints then insists on one its own CA issued.
                 settings["cert_reqs"] = ssl.CERT_OPTIONAL
         for key, value in settings.items():
             if key in self.cfg.settings:
@@ -111,6 +116,9 @@ def serve(config_path: Path) -> None:
     # Fail now, not in every worker: trust material and credentials files must be readable.
     TrustFiles(config.trust_policy, config.trust_store)
     docker_config_files([Path(r.docker_config) for r in config.registries.values() if r.docker_config])
+    for auth in (config.admission_client, config.provider_client):
+        if auth is not None:
+            read_ca_file(auth.ca_file)
     if config.pull_secrets:
         KubernetesReader(config.kubeconfig)  # the kubeconfig, or the pod's service account token
     if not (config.tls_cert_file and config.tls_key_file):
@@ -121,4 +129,21 @@ def serve(config_path: Path) -> None:
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file {path} does not exist")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _log_exemptions(config)
     _Gunicorn(config).run()
+
+
+def _log_exemptions(config: Config) -> None:
+    """Anything that weakens checks is said at start-up."""
+    if config.namespace:
+        log.info("Referee's own namespace %s is exempt", config.namespace)
+    else:
+        log.warning("Referee's own namespace is not known (set POD_NAMESPACE or namespace): none is exempt")
+    if config.exempt_namespaces:
+        log.info("exempt namespaces: %s", ", ".join(config.exempt_namespaces))
+    if config.exempt_images:
+        log.info("exempt images: %s", ", ".join(p.text for p in config.exempt_images))
+    if config.mode == "audit":
+        log.warning("mode audit: images that fail verification are admitted with a warning")
+    if config.pull_secrets and config.trust_unauthenticated_callers:
+        log.warning("pull secrets are read for callers that present no client certificate")

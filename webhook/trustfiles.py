@@ -11,6 +11,7 @@ sub-directories are refused, as notation refuses them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import stat
 from collections.abc import Hashable
@@ -23,6 +24,8 @@ from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import TrustPolicyDocument, parse_trust_policy
 from webhook.notary.truststore import TrustStore, check_store_certificates, parse_certificates
 from webhook.reloading import Reloading, file_stamp
+
+log = logging.getLogger(__name__)
 
 MAX_POLICY_BYTES = 1 << 20
 MAX_CERT_FILE_BYTES = 1 << 20
@@ -42,8 +45,14 @@ def _read_regular(path: Path, cap: int, what: str) -> bytes:
 
 
 def load_trust_policy(path: Path) -> TrustPolicyDocument:
+    return read_trust_policy(path)[0]
+
+
+def read_trust_policy(path: Path) -> tuple[TrustPolicyDocument, bytes]:
+    """The parsed policy and the very bytes it was parsed from (what its fingerprint must cover)."""
+    data = _read_regular(path, MAX_POLICY_BYTES, "trust policy")
     try:
-        return parse_trust_policy(_read_regular(path, MAX_POLICY_BYTES, "trust policy"))
+        return parse_trust_policy(data), data
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -90,6 +99,7 @@ class TrustMaterial:
     policy: TrustPolicyDocument
     store: TrustStore
     fingerprint: str  # changes whenever the policy or any trusted certificate changes
+    warnings: tuple[str, ...] = ()  # weaknesses worth an operator's look (logged, shown on /readyz)
 
 
 class TrustFiles:
@@ -104,11 +114,19 @@ class TrustFiles:
         self._files = Reloading("trust material", self._disk_stamp, self._load, check_every_s=check_every_s)
 
     def _load(self) -> TrustMaterial:
-        policy = load_trust_policy(self._policy_path)
+        # The fingerprint covers the bytes that were parsed: reading the file a second time could
+        # see the next edit and give old rules a new fingerprint (or new rules an old one).
+        policy, data = read_trust_policy(self._policy_path)
         store = load_trust_store(self._store_path, policy)
-        digest = hashlib.sha256(self._policy_path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
+        warnings = policy.weaker_global_warnings()
+        for warning in warnings:
+            log.warning("trust policy %s: %s", self._policy_path, warning)
         return TrustMaterial(
-            policy, store, hashlib.sha256(f"{digest}:{store.fingerprint()}".encode()).hexdigest()
+            policy,
+            store,
+            hashlib.sha256(f"{digest}:{store.fingerprint()}".encode()).hexdigest(),
+            warnings,
         )
 
     def _disk_stamp(self) -> Hashable:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import fnmatch
 import logging
 import threading
 import time
@@ -24,7 +23,8 @@ from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
 from webhook.oci import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
-from webhook.reference import Reference
+from webhook.policy import Policy
+from webhook.reference import Reference, respelled
 from webhook.reference import parse as parse_reference
 from webhook.registry import Repository
 from webhook.registry.client import HttpRepository, RegistryClient
@@ -152,10 +152,22 @@ class ImageDecision:
     signer_issuer: str = ""
     signing_time: str = ""  # RFC 3339
     signing_scheme: str = ""
+    canonical: str = ""  # the reference Referee decided on, when it is spelt otherwise than written
+    cache_age_s: float = 0.0  # for an answer from the cache: how old it is
+    recheck_in_s: float = 0.0  # and how soon it is checked again
 
     def describe(self) -> str:
-        where = f" ({self.digest})" if self.digest else ""
-        return f"image {self.image}{where}: {self.reason}"
+        details = [f"as {self.canonical}"] if self.canonical else []
+        if self.digest:
+            details.append(self.digest)
+        where = f" ({', '.join(details)})" if details else ""
+        text = f"image {self.image}{where}: {self.reason}"
+        if self.cached and not self.allowed:
+            text += (
+                f" (Referee's answer from {self.cache_age_s:.0f} s ago; "
+                f"it is checked again in {max(1.0, self.recheck_in_s):.0f} s)"
+            )
+        return text
 
 
 @dataclass(frozen=True)
@@ -168,19 +180,33 @@ class _Job:
     trust: TrustMaterial
     deadline: Deadline
     credentials: tuple[Credential, ...]
+    canonical: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """The verdict cache key: (repository, digest, trust fingerprint)."""
+        """The verdict cache key of a positive verdict: (repository, digest, trust fingerprint)."""
         return (self.scope, self.digest, self.trust.fingerprint)
+
+    @property
+    def who(self) -> str:
+        """Which credentials read the registry (fingerprints only)."""
+        return ",".join(c.fingerprint() for c in self.credentials)
+
+    @property
+    def denied_key(self) -> tuple[str, str, str]:
+        """A negative verdict also depends on who asked: a registry that hides an image from
+        callers without credentials answers "not found" to them only."""
+        return (self.scope, self.digest, f"{self.trust.fingerprint}|{self.who}")
 
 
 class Gate:
     """Decides images for admission: parallel, bounded by a deadline, cached, one flight per image.
 
-    Verdicts are cached by (repository, digest, trust fingerprint), so a change of trust policy or
-    trust store is a cache miss, and never longer than the signing chain or the signature is valid;
-    tag to digest resolution is cached separately and briefly; inconclusive outcomes are not cached.
+    Positive verdicts are cached by (repository, digest, trust fingerprint), so a change of trust
+    policy or trust store is a cache miss, and never longer than the signing chain or the signature
+    is valid; negative verdicts also by the credentials that read the registry, and briefly (a user
+    who signs an image after a denial is admitted on the next try); tag to digest resolution is
+    cached separately and briefly; inconclusive outcomes are not cached.
     """
 
     def __init__(
@@ -193,17 +219,19 @@ class Gate:
         max_entries: int,
         max_signatures: int,
         revocation: RevocationSource | None,
-        exempt_images: tuple[str, ...] = (),
+        policy: Policy | None = None,
+        denied_ttl_s: float = 15.0,
         workers: int = 16,
         credentials: Reloading[Keyring] | None = None,
     ) -> None:
         self._client = client
         self._trust = trust_files
         self._verdict_ttl_s = verdict_ttl_s
+        self._denied_ttl_s = denied_ttl_s
         self._tag_ttl_s = tag_ttl_s
         self._max_signatures = max_signatures
         self._revocation = revocation
-        self._exempt = exempt_images
+        self._policy = policy or Policy()
         self._credentials_files = credentials  # configured credentials; else the client's keyring
         self.verdicts: TTLCache[tuple[str, str, str], ImageDecision] = TTLCache(max_entries)
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
@@ -271,8 +299,16 @@ class Gate:
             ref = parse_reference(image)
         except InvalidReference as exc:
             return ImageDecision(image, False, str(exc))
-        if any(fnmatch.fnmatchcase(str(ref), p) or fnmatch.fnmatchcase(image, p) for p in self._exempt):
-            return ImageDecision(image, True, "exempt by configuration", ref.digest)
+        canonical = str(ref) if respelled(image, ref) else ""
+        precheck = self._policy.precheck(ref)
+        if precheck is not None:
+            return ImageDecision(image, precheck.allowed, precheck.reason, ref.digest, canonical=canonical)
+        decision = self._decide_reference(image, ref, deadline, keyring)
+        return dataclasses.replace(decision, canonical=canonical) if canonical else decision
+
+    def _decide_reference(
+        self, image: str, ref: Reference, deadline: Deadline, keyring: Keyring | None
+    ) -> ImageDecision:
         trust = self._trust.current()
         credentials = self._credentials(ref, keyring)
         repo = self._client.repository(ref, credentials)
@@ -301,10 +337,17 @@ class Gate:
         # A verdict is about the digest, whoever asked: credentials only decide whether the
         # registry could be read. A verification in flight is shared only by requests that would
         # read the registry with the same credentials (one without may fail where one with would not).
-        cached = self.verdicts.get(job.key)
-        if cached is not None:
-            return dataclasses.replace(cached, image=job.image, cached=True)
-        flight = (*job.key, ",".join(c.fingerprint() for c in job.credentials))  # as in _resolve
+        for key in (job.key, job.denied_key):
+            cached = self.verdicts.entry(key)
+            if cached is not None:
+                return dataclasses.replace(
+                    cached.value,
+                    image=job.image,
+                    cached=True,
+                    cache_age_s=cached.age_s,
+                    recheck_in_s=cached.left_s,
+                )
+        flight = (*job.key, job.who)  # as in _resolve
         try:
             shared = self._flight.do(flight, lambda: self._verify(job), max(0.0, job.deadline.remaining_s()))
             return dataclasses.replace(shared, image=job.image)
@@ -340,7 +383,7 @@ class Gate:
             result = verify_image(repo, image, digest, scope=job.scope, trust=settings, deadline=job.deadline)
         except VerificationFailed as exc:
             decision = ImageDecision(image, False, _short_reason(exc), digest)
-            self.verdicts.put(job.key, decision, self._verdict_ttl_s)
+            self.verdicts.put(job.denied_key, decision, self._denied_ttl_s)
             return decision
         except VerificationInconclusive as exc:
             return ImageDecision(
@@ -357,7 +400,10 @@ class Gate:
                 signing_time=winner.signing_time.isoformat() if winner.signing_time else "",
                 signing_scheme=winner.signing_scheme,
             )
-        self.verdicts.put(job.key, decision, self._ttl(verdict, now))
+        if decision.allowed:
+            self.verdicts.put(job.key, decision, self._ttl(verdict, now))
+        else:
+            self.verdicts.put(job.denied_key, decision, min(self._denied_ttl_s, self._ttl(verdict, now)))
         return decision
 
     def _ttl(self, verdict: Verdict, now: dt.datetime) -> float:

@@ -20,6 +20,7 @@ class FakeRegistry:
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     hits: list[tuple[str, str]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)  # Authorization header per request
+    fallback: Route | None = None  # answers every path without a route of its own
 
     def route(self, method: str, path: str, handler: Route) -> None:
         self.routes[(method, path)] = handler
@@ -58,6 +59,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         fake.hits.append((self.command, path))
         fake.authorizations.append(self.headers.get("Authorization"))
         handler = fake.routes.get((self.command, path)) or fake.routes.get((self.command, path.split("?")[0]))
+        handler = handler or fake.fallback
         if handler is None:
             self.reply(
                 404,

@@ -55,10 +55,12 @@ def distribution(
     auth_yaml: str = "",
     username: str | None = None,
     password: str | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningRegistry]:
-    """CNCF Distribution 2.8. ``tls`` is (cert, key, ca); ``auth_yaml`` an indented ``auth:`` block."""
+    """CNCF Distribution 2.8. ``tls`` is (cert, key, ca); ``auth_yaml`` an indented ``auth:`` block;
+    ``port`` a fixed port (443 lets a test spell the registry with and without the default port)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     tls_yaml = f"\n  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}" if tls else ""
     config = workdir / "config.yml"
     config.write_text(

@@ -83,6 +83,8 @@ def start_server(
     *,
     env: dict[str, str] | None = None,
     plain_hosts: tuple[str, ...] = (),
+    extra: str = "",
+    admission_ca: Path | None = None,
 ) -> Iterator[Server]:
     ca = pki.make_ca(workdir)
     cert = pki.make_server_cert(workdir, ca)
@@ -99,13 +101,18 @@ def start_server(
         "exemptImages: ['docker.io/library/pause:*']\n"
         f"registries:\n{registries}"
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
-        f"clientCAFile: {client_ca.cert_path}}}\n"
+        f"clientCAFile: {client_ca.cert_path}"
+        + (f", clientAuth: {{admission: {{caFile: {admission_ca}}}}}" if admission_ca else "")
+        + "}\n"
         "timeouts: {admissionSeconds: 5, marginSeconds: 1}\n"
         "server: {workers: 2, threads: 4}\n"
-        "mutate: true\n"
+        "mutate: true\n" + extra
     )
     url = f"https://127.0.0.1:{port}"
-    with referee_serve(config, url, ca.cert_path, env=env) as log:
+    # Referee's own namespace comes from the downward API in a pod.
+    with referee_serve(
+        config, url, ca.cert_path, env={"POD_NAMESPACE": "referee-system", **(env or {})}
+    ) as log:
         yield Server(url, ca.cert_path, log)
 
 
@@ -198,16 +205,29 @@ def test_audit_mode_admits_with_warnings(audit_server: Server, images: SampleIma
     assert any(images.unsigned in w and "no Notation signature found" in w for w in out["warnings"])
 
 
+REVIEW_HEAD = b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"big-1",'
+
+
 @pytest.mark.parametrize(
-    ("body", "phrase"),
+    ("body", "uid", "phrase"),
     [
-        (b"not json", "not JSON"),
-        (b"[]", "not a JSON object"),
-        (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(), "no request"),
-        (b"{" + b" " * (4 << 20) + b"}", "at most 3145728 bytes"),
+        (b"not json", "", "not JSON"),
+        (b"[]", "", "not a JSON object"),
+        (
+            json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(),
+            "",
+            "no request",
+        ),
+        (REVIEW_HEAD + b'"object":"' + b"x" * (4 << 20) + b'"}}', "big-1", "at most 3145728 bytes"),
+        (REVIEW_HEAD + b'"kind": 7}}', "big-1", "request.kind must be an object"),
     ],
+    ids=["not-json", "not-an-object", "no-request", "oversized", "malformed"],
 )
-def test_malformed_and_oversized_bodies_get_400(server: Server, body: bytes, phrase: str) -> None:
+def test_review_referee_cannot_check_is_denied_not_answered_with_an_error(
+    server: Server, body: bytes, uid: str, phrase: str
+) -> None:
+    """Attack: under failurePolicy Ignore (the audit start the README recommends) an HTTP 400
+    admits the pod unchecked. A review Referee will not check in full is denied, with its uid."""
     resp = requests.post(
         f"{server.url}/validate",
         data=body,
@@ -215,8 +235,10 @@ def test_malformed_and_oversized_bodies_get_400(server: Server, body: bytes, phr
         timeout=30,
         headers={"Content-Type": "application/json"},
     )
-    assert resp.status_code == 400
-    assert phrase in resp.json()["error"]
+    assert resp.status_code == 200, resp.text
+    out = resp.json()["response"]
+    assert out["allowed"] is False and out["uid"] == uid
+    assert phrase in out["status"]["message"]
     assert requests.get(f"{server.url}/healthz", verify=str(server.ca), timeout=5).status_code == 200
 
 
@@ -429,10 +451,12 @@ def test_serve_refuses_a_bad_configuration_at_once(tmp_path: Path, config: str |
     [
         ("registries: {'registry.example': {dockerConfig: missing/config.json}}\n",
          ("registry credentials", "missing/config.json")),
-        ("kubernetes: {pullSecrets: true, kubeconfig: missing.kubeconfig}\n",
+        ("kubernetes: {pullSecrets: true, trustUnauthenticatedCallers: true,\n"
+         "  kubeconfig: missing.kubeconfig}\n",
          ("kubernetes: cannot load credentials", "missing.kubeconfig")),
         # Not in a pod: no service account token is mounted for the in-cluster client.
-        ("kubernetes: {pullSecrets: true}\n", ("the in-cluster service account",)),
+        ("kubernetes: {pullSecrets: true, trustUnauthenticatedCallers: true}\n",
+         ("the in-cluster service account",)),
     ],
     ids=["docker-config", "kubeconfig", "in-cluster"],
 )  # fmt: skip
@@ -468,7 +492,7 @@ def provider_call(
 
 
 def test_provider_items(server: Server, images: SampleImages) -> None:
-    keys = [images.signed, images.unsigned, f"[sandbox]{images.unsigned}", "Not/A/Valid:Ref"]
+    keys = [images.signed, images.unsigned, f"[team-a]{images.signed}", "Not/A/Valid:Ref"]
     resp = provider_call(server, keys)
     assert resp.status_code == 200, resp.text
     doc = resp.json()
@@ -486,7 +510,7 @@ def test_provider_items(server: Server, images: SampleImages) -> None:
         "no Notation signature found" in items[images.unsigned]["error"]
         and "value" not in items[images.unsigned]
     )
-    assert items[f"[sandbox]{images.unsigned}"]["value"]["reason"] == "exempt namespace"
+    assert items[f"[team-a]{images.signed}"]["value"]["verified"] is True
     assert "must be lowercase" in items["Not/A/Valid:Ref"]["error"]
 
 
@@ -599,7 +623,7 @@ def test_gatekeeper_denies_an_unsigned_pod_with_referees_reason(
 ) -> None:
     [violation] = gatekeeper(server, k8s_pod(images.signed, images.unsigned), tmp_path)["violations"]
     assert violation["constraint"] == "signed-images-only" and violation["enforcementAction"] == "deny"
-    assert violation["msg"] == (
+    assert violation["msg"].startswith(
         f"referee: image {images.unsigned} ({images.unsigned_digest}): no Notation signature found"
     )
     print(f"\nGatekeeper's denial: [{violation['constraint']}] {violation['msg']}")

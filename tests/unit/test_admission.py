@@ -16,6 +16,8 @@ from webhook.admission import (
     pull_secret_names,
     review_response,
     runs_pods,
+    uid_from_prefix,
+    uid_of,
 )
 
 POD_SPEC: dict[str, Any] = {
@@ -218,3 +220,24 @@ def test_pull_secret_names_refuse_malformed_entries() -> None:
     with pytest.raises(AdmissionError, match=r"spec\.imagePullSecrets must be a list"):
         pull_secret_names("", "Pod", {"spec": {"imagePullSecrets": "regcred"}})
     assert pull_secret_names("", "ConfigMap", {"data": {}}) is None
+
+
+def test_image_volume_after_a_thousand_empty_dirs_is_found() -> None:
+    """Attack: 1024 emptyDir volumes, then an unsigned image volume; the volume list was cut off
+    at 1024 entries and the image was never looked at."""
+    volumes: list[dict[str, Any]] = [{"name": f"v{i}", "emptyDir": {}} for i in range(1024)]
+    volumes.append({"name": "evil", "image": {"reference": "registry.example/miner:1"}})
+    uses = images_of("", "Pod", {"spec": {"containers": [], "volumes": volumes}})
+    assert [(u.path, u.image) for u in uses] == [
+        ("spec.volumes[1024].image.reference", "registry.example/miner:1")
+    ]
+
+
+def test_uid_is_read_from_a_review_too_broken_to_parse() -> None:
+    assert uid_of({"request": {"uid": "abc-123", "kind": "nonsense"}}) == "abc-123"
+    assert uid_of({"request": {"uid": 5}}) == uid_of([]) == ""
+    body = json.dumps(
+        {"kind": "AdmissionReview", "request": {"uid": "u-1", "object": {"metadata": {"uid": "x"}}}}
+    )
+    assert uid_from_prefix(body.encode()) == "u-1"
+    assert uid_from_prefix(b"not json at all") == ""

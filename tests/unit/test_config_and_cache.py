@@ -22,11 +22,18 @@ trustPolicy: trustpolicy.json
 trustStore: /etc/referee/truststore
 exemptNamespaces: [kube-system]
 exemptImages: ["registry.k8s.io/pause:*"]
+allowedRegistries: ["registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com", "localhost:5000"]
+requireDigest: true
 registries:
   "localhost:5000": {plainHTTP: true}
   "registry.example.com": {caFile: ca.pem, dockerConfig: /etc/referee/config.json}
-tls: {certFile: tls.crt, keyFile: tls.key}
-cache: {verdictTTLSeconds: 300, tagTTLSeconds: 30, maxEntries: 10000}
+tls:
+  certFile: tls.crt
+  keyFile: tls.key
+  clientAuth:
+    admission: {caFile: apiserver-ca.crt, names: [kube-apiserver]}
+    provider: {caFile: gatekeeper-ca.crt}
+cache: {verdictTTLSeconds: 300, deniedTTLSeconds: 15, tagTTLSeconds: 30, maxEntries: 10000}
 timeouts: {admissionSeconds: 10, marginSeconds: 1}
 limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
 revocation: {offline: false, crlFiles: []}
@@ -44,8 +51,43 @@ def test_the_documented_example(tmp_path: Path) -> None:
     assert c.registries["registry.example.com"].ca_file == str(tmp_path / "ca.pem")
     assert c.host_port == ("0.0.0.0", 8443)  # noqa: S104 (the value read back, not a bind)
     assert c.deadline_s == 9
-    assert c.exempt_images == ("registry.k8s.io/pause:*",)
+    assert [p.text for p in c.exempt_images] == ["registry.k8s.io/pause:*"]
+    assert next(h.text for h in c.allowed_registries) == "registry.example.com"
+    assert c.require_digest is True and c.denied_ttl_s == 15
+    assert c.admission_client is not None and c.admission_client.names == ("kube-apiserver",)
+    assert c.admission_client.ca_file == tmp_path / "apiserver-ca.crt"
+    assert c.tls_client_ca_file == tmp_path / "gatekeeper-ca.crt"
     assert (c.pull_secrets, c.kubeconfig, c.pull_secret_ttl_s) == (True, tmp_path / "kubeconfig", 15)
+
+
+def test_pull_secrets_without_caller_authentication_refuse_to_start(tmp_path: Path) -> None:
+    """Attack: anyone who reaches the Service POSTs a forged review naming another namespace, and
+    Referee reads that namespace's pull secrets for them. Without the API server's client
+    certificate required, pull secrets are refused unless the risk is accepted by name."""
+    doc = yaml.safe_load(FULL)
+    doc["tls"].pop("clientAuth")
+    with pytest.raises(ConfigError, match=r"kubernetes\.trustUnauthenticatedCallers"):
+        parse_config(doc, base=tmp_path, environ={})
+    doc["kubernetes"]["trustUnauthenticatedCallers"] = True
+    assert parse_config(doc, base=tmp_path, environ={}).trust_unauthenticated_callers is True
+
+
+def test_own_namespace_defaults_to_the_pods_namespace(tmp_path: Path) -> None:
+    """Bug: Referee running in another namespace still exempted referee-system, a namespace anyone
+    could create; now the pod's own namespace (downward API) is the default."""
+    base = {"trustPolicy": "p.json", "trustStore": "s"}
+    assert parse_config(base, base=tmp_path, environ={"POD_NAMESPACE": "security"}).namespace == "security"
+    assert parse_config(base, base=tmp_path, environ={}).namespace == ""
+    explicit = {**base, "namespace": "referee"}
+    assert parse_config(explicit, base=tmp_path, environ={"POD_NAMESPACE": "x"}).namespace == "referee"
+
+
+def test_registry_settings_are_keyed_by_the_canonical_host(tmp_path: Path) -> None:
+    doc = {"trustPolicy": "p", "trustStore": "s", "registries": {"Registry.Example.com:443": {}}}
+    assert list(parse_config(doc, base=tmp_path, environ={}).registries) == ["registry.example.com"]
+    doc["registries"]["registry.example.com"] = {}
+    with pytest.raises(ConfigError, match="names the same registry"):
+        parse_config(doc, base=tmp_path, environ={})
 
 
 def test_pull_secrets_are_off_unless_asked_for(tmp_path: Path) -> None:
@@ -80,6 +122,14 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ({"kubernetes": {"pullSecret": True}}, "kubernetes.pullSecret"),
         ({"kubernetes": {"pullSecrets": "yes"}}, "kubernetes.pullSecrets must be true or false"),
         ({"kubernetes": {"cacheTTLSeconds": 0}}, "kubernetes.cacheTTLSeconds must be a number"),
+        ({"exemptImages": ["busybox:*"]}, "Docker Hub images are written in full"),
+        ({"exemptImages": ["ghcr.io/a**/b"]}, "'**' must be a whole path segment"),
+        ({"exemptImages": ["ghcr.io/App"]}, "each repository segment"),
+        ({"allowedRegistries": ["ghcr.io/acme"]}, "is a registry host"),
+        ({"allowedRegistries": ["registry.example.com:*"]}, "must be digits"),
+        ({"tls": {"certFile": "a", "keyFile": "b", "clientAuth": {"admission": {}}}}, "caFile is required"),
+        ({"tls": {"clientCAFile": "ca.crt"}}, "client authentication needs TLS"),
+        ({"cache": {"deniedTTLSeconds": 0}}, "cache.deniedTTLSeconds must be a number"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, change: dict[str, Any], phrase: str) -> None:

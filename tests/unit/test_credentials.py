@@ -49,6 +49,8 @@ def test_username_password_and_tokens() -> None:
         "http://registry.example.com",
         "registry.example.com/v2/",
         "https://registry.example.com/v1/",
+        "Registry.Example.com:443",
+        "https://registry.example.com:443/v2/",
     ],
 )
 def test_key_normalisation(key: str) -> None:

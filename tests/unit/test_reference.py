@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.tools import tool
 from webhook.errors import InvalidReference
-from webhook.reference import Reference, parse, validate_digest
+from webhook.reference import Reference, canonical_domain, canonical_repository, parse, validate_digest
 
 H64 = "a" * 64
 D256 = f"sha256:{'0123456789abcdef' * 4}"
@@ -41,11 +41,11 @@ VALID: list[tuple[str, tuple[str, str, str | None, str | None]]] = [
     ("127.0.0.1/app", ("127.0.0.1", "app", "latest", None)),
     ("[::1]:5000/app:v1", ("[::1]:5000", "app", "v1", None)),
     ("[fe80::1]/app", ("[fe80::1]", "app", "latest", None)),
-    (f"[2001:db8::1]:443/ns/app@{D256}", ("[2001:db8::1]:443", "ns/app", None, D256)),
-    ("Example.COM/app", ("Example.COM", "app", "latest", None)),
+    (f"[2001:db8::1]:443/ns/app@{D256}", ("[2001:db8::1]", "ns/app", None, D256)),
+    ("Example.COM/app", ("example.com", "app", "latest", None)),
     ("myregistry:5000/app", ("myregistry:5000", "app", "latest", None)),
     ("myregistry/app", (HUB, "myregistry/app", "latest", None)),
-    ("MyRegistry/app", ("MyRegistry", "app", "latest", None)),
+    ("MyRegistry/app", ("myregistry", "app", "latest", None)),
     (f"nginx@{D256}", (HUB, "library/nginx", None, D256)),
     (f"nginx:1.27@{D256}", (HUB, "library/nginx", "1.27", D256)),
     (f"ghcr.io/org/app:v1@{D256}", ("ghcr.io", "org/app", "v1", D256)),
@@ -124,7 +124,8 @@ def test_table_is_large_enough() -> None:
 
 
 def test_same_results_as_the_distribution_reference_library() -> None:
-    """Every form in the table parses (or fails) exactly as the Go library the kubelet uses."""
+    """Every form in the table parses (or fails) exactly as the Go library the kubelet uses, the
+    registry host then put in canonical form."""
     inputs = [text for text, _ in VALID] + [text for text, _ in INVALID]
     proc = subprocess.run(
         [tool("refparse")],
@@ -154,7 +155,7 @@ def test_same_results_as_the_distribution_reference_library() -> None:
             if not go["ok"]
             else {
                 "ok": True,
-                "domain": go["domain"],
+                "domain": canonical_domain(go["domain"]),
                 "path": go["path"],
                 "tag": go.get("tag", ""),
                 "digest": go.get("digest", ""),
@@ -207,3 +208,30 @@ def test_validate_digest_accepts_registered_algorithms(digest: str) -> None:
 def test_validate_digest_rejects(digest: str) -> None:
     with pytest.raises(InvalidReference):
         validate_digest(digest)
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("LOCALHOST:5000/apps/web:v1", "localhost:5000/apps/web:v1"),
+        ("Localhost:5000/apps/web:v1", "localhost:5000/apps/web:v1"),
+        ("registry.example.com:443/apps/web:v1", "registry.example.com/apps/web:v1"),
+        ("REGISTRY.Example.com:443/apps/web:v1", "registry.example.com/apps/web:v1"),
+        ("INDEX.DOCKER.IO/nginx:1", "docker.io/library/nginx:1"),
+        ("docker.io:443/library/nginx:1", "docker.io/library/nginx:1"),
+        ("[FE80::1]:443/app:v1", "[fe80::1]/app:v1"),
+    ],
+)
+def test_second_spelling_of_a_registry_is_the_same_repository(written: str, canonical: str) -> None:
+    """Attack: write the registry host in another case or with its default port so that the image
+    falls through to a weaker trust-policy statement, exemption or credential. Every decision uses
+    this one name."""
+    assert str(parse(written)) == canonical
+
+
+def test_plain_http_default_port_is_not_dropped() -> None:
+    """``host:80`` over HTTPS is another endpoint than ``host``; only configuration can say a host
+    speaks plain HTTP, so the reference keeps the port."""
+    assert parse("registry.example.com:80/app").domain == "registry.example.com:80"
+    assert canonical_domain("Registry.Example.com:8443") == "registry.example.com:8443"
+    assert canonical_repository("LOCALHOST:5000/apps/web") == "localhost:5000/apps/web"

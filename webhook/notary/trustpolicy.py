@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.errors import ConfigError
+from webhook.reference import canonical_repository
 
 SUPPORTED_VERSION = "1.0"
 LEVELS = ("strict", "permissive", "audit", "skip")
@@ -86,6 +87,9 @@ class TrustPolicy:
     def is_global(self) -> bool:
         return self.registry_scopes == ("*",)
 
+    def enforced_checks(self) -> tuple[str, ...]:
+        return tuple(check for check in CHECKS if self.actions.get(check) is Action.ENFORCE)
+
     def stores_of_type(self, store_type: str) -> tuple[str, ...]:
         return tuple(name for kind, name in self.trust_stores if kind == store_type)
 
@@ -96,14 +100,43 @@ class TrustPolicyDocument:
     policies: tuple[TrustPolicy, ...]
 
     def select(self, repository: str) -> TrustPolicy | None:
-        """The statement for ``host/path`` (exact, case-sensitive scope match), else the global one."""
+        """The statement for ``host/path``, else the global one.
+
+        Scopes and ``repository`` are compared with their registry host in canonical form (lower
+        case, no ``:443``): notation compares them as written, so ``LOCALHOST:5000/app`` would fall
+        through to ``*`` there although it is the same repository as ``localhost:5000/app``.
+        The path part is compared exactly (paths are lower case by grammar).
+        """
+        wanted = canonical_repository(repository)
         fallback = None
         for policy in self.policies:
             if policy.is_global:
                 fallback = policy
-            elif repository in policy.registry_scopes:
+            elif any(canonical_repository(scope) == wanted for scope in policy.registry_scopes):
                 return policy
         return fallback
+
+    def weaker_global_warnings(self) -> tuple[str, ...]:
+        """Where the global ``*`` statement enforces less than a scoped one: a registry that can be
+        reached under a second DNS name (or an IP address) is judged by ``*`` under that name."""
+        fallback = next((p for p in self.policies if p.is_global), None)
+        if fallback is None:
+            return ()
+        enforced_global = fallback.enforced_checks()
+        warnings = []
+        for policy in self.policies:
+            if policy.is_global:
+                continue
+            missing = [c for c in policy.enforced_checks() if c not in enforced_global]
+            if missing or LEVELS.index(fallback.level) > LEVELS.index(policy.level):
+                warnings.append(
+                    f"the '*' statement {fallback.name!r} (level {fallback.level}) enforces less than "
+                    f"{policy.name!r} (level {policy.level}"
+                    + (f"; not enforced by '*': {', '.join(missing)}" if missing else "")
+                    + f"): an image of {', '.join(policy.registry_scopes[:3])} written with another "
+                    "registry name (a DNS alias, an IP address) is judged by the weaker statement"
+                )
+        return tuple(warnings)
 
 
 def _err(message: str) -> ConfigError:
@@ -279,12 +312,14 @@ def _check_scopes(policies: list[TrustPolicy]) -> None:
         for scope in scopes:
             if scope != "*":
                 check_scope(scope)
-            if scope in owner:
+            key = canonical_repository(scope)  # one repository may be spelt two ways
+            if key in owner:
                 raise _err(
-                    f"registry scope {scope!r} appears in statements {owner[scope]!r} and {policy.name!r}; "
-                    "a scope may belong to one statement only"
+                    f"registry scope {scope!r} appears in statements {owner[key]!r} and {policy.name!r}; "
+                    "a scope may belong to one statement only (registry hosts are compared in lower "
+                    "case and without :443)"
                 )
-            owner[scope] = policy.name
+            owner[key] = policy.name
 
 
 def check_scope(scope: str) -> None:

@@ -61,9 +61,10 @@ def _normalise_key(key: str) -> str:
             key = key[len(prefix) :]
             break
     host, slash, path = key.partition("/")
+    # Lower case, and without the HTTPS default port: image references are read that way too.
+    host = host.lower().removesuffix(":443")
     if slash and (path.startswith(("v1/", "v2/")) or path in ("v1", "v2")):
-        return host.lower()
-    host = host.lower()
+        return host
     path = path.rstrip("/")
     return f"{host}/{path}" if path else host
 

@@ -47,7 +47,54 @@ def test_selection_exact_then_global_then_none() -> None:
     assert d.select("registry.example.com/team/other").name == "all"  # type: ignore[union-attr]
     only = parse_trust_policy(doc(statement()))
     assert only.select("registry.example.com/team/other") is None
-    assert only.select("Registry.example.com/team/app") is None  # case-sensitive, as notation
+    assert only.select("registry.example.com/team/App") is None  # paths are compared exactly
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "Registry.Example.com/team/app",
+        "registry.example.com:443/team/app",
+        "REGISTRY.EXAMPLE.COM:443/team/app",
+    ],
+)
+def test_respelled_registry_host_does_not_fall_through_to_the_weaker_global_statement(written: str) -> None:
+    """Attack: an image whose registry is written in upper case or with :443 reaches the same
+    registry but missed the scoped strict statement and was judged by a weaker '*'."""
+    d = parse_trust_policy(
+        doc(
+            statement(), statement(name="all", registryScopes=["*"], signatureVerification={"level": "audit"})
+        )
+    )
+    assert d.select(written).name == "prod"  # type: ignore[union-attr]
+
+
+def test_scope_written_with_host_case_or_default_port_selects_the_canonical_image() -> None:
+    d = parse_trust_policy(doc(statement(registryScopes=["LOCALHOST:5000/apps/web"])))
+    assert d.select("localhost:5000/apps/web").name == "prod"  # type: ignore[union-attr]
+
+
+def test_two_spellings_of_one_scope_in_two_statements_are_refused() -> None:
+    with pytest.raises(ConfigError, match="appears in statements 'prod' and 'other'"):
+        parse_trust_policy(
+            doc(statement(), statement(name="other", registryScopes=["registry.example.com:443/team/app"]))
+        )
+
+
+def test_global_statement_weaker_than_a_scoped_one_is_warned_about() -> None:
+    weak = statement(name="all", registryScopes=["*"], signatureVerification={"level": "permissive"})
+    warnings = parse_trust_policy(doc(statement(), weak)).weaker_global_warnings()
+    assert len(warnings) == 1
+    assert "'all' (level permissive) enforces less than 'prod' (level strict" in warnings[0]
+    assert "revocation" in warnings[0] and "registry.example.com/team/app" in warnings[0]
+    strong = statement(name="all", registryScopes=["*"])
+    assert parse_trust_policy(doc(statement(), strong)).weaker_global_warnings() == ()
+    overridden = statement(
+        name="all",
+        registryScopes=["*"],
+        signatureVerification={"level": "strict", "override": {"revocation": "log"}},
+    )
+    assert "revocation" in parse_trust_policy(doc(statement(), overridden)).weaker_global_warnings()[0]
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers.codesign import LeafSpec, make_chain, write_trust_store
+from webhook import trustfiles
 from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import parse_trust_policy
 from webhook.notary.truststore import parse_certificates
@@ -111,3 +113,42 @@ def test_trust_policy_file(tmp_path: Path) -> None:
 def test_parse_certificates_rejects_empty() -> None:
     with pytest.raises(ConfigError):
         parse_certificates(b"", "x")
+
+
+def test_policy_edited_while_it_loads_gets_the_fingerprint_of_the_rules_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Race: the policy was parsed from one read and fingerprinted from a second one. An edit that
+    landed in between gave the old rules the new rules' fingerprint, so verdicts made under the
+    old rules were served as if made under the new ones."""
+    chain = make_chain()
+    write_trust_store(tmp_path, "ca", "acme", chain.root)
+    path = tmp_path / "trustpolicy.json"
+    path.write_text(policy("ca:acme"))
+    edited = json.loads(policy("ca:acme"))
+    edited["trustPolicies"][0]["signatureVerification"] = {"level": "audit"}
+    real_load_store = trustfiles.load_trust_store
+
+    def edit_while_loading(root: Path, doc: Any) -> Any:
+        path.write_text(json.dumps(edited))  # the edit lands between the two reads
+        return real_load_store(root, doc)
+
+    monkeypatch.setattr(trustfiles, "load_trust_store", edit_while_loading)
+    during_edit = trustfiles.TrustFiles(path, tmp_path, check_every_s=3600).current()
+    monkeypatch.setattr(trustfiles, "load_trust_store", real_load_store)
+    after_edit = trustfiles.TrustFiles(path, tmp_path).current()
+    assert during_edit.policy.policies[0].level == "strict"
+    assert after_edit.policy.policies[0].level == "audit"
+    assert during_edit.fingerprint != after_edit.fingerprint
+
+
+def test_weaker_global_statement_shows_in_the_loaded_material(tmp_path: Path) -> None:
+    chain = make_chain()
+    write_trust_store(tmp_path, "ca", "acme", chain.root)
+    doc = json.loads(policy("ca:acme"))
+    scoped = dict(doc["trustPolicies"][0], name="prod", registryScopes=["registry.example.com/app"])
+    doc["trustPolicies"][0]["signatureVerification"] = {"level": "audit"}
+    doc["trustPolicies"].append(scoped)
+    (tmp_path / "trustpolicy.json").write_text(json.dumps(doc))
+    material = trustfiles.TrustFiles(tmp_path / "trustpolicy.json", tmp_path).current()
+    assert len(material.warnings) == 1 and "registry.example.com/app" in material.warnings[0]
