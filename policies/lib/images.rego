@@ -32,20 +32,22 @@ images contains volume.image.reference if {
 
 # --- exemptImages -----------------------------------------------------------------------------
 #
-# A pattern is HOST/REPOSITORY[:TAG][@DIGEST]. In the host, a glob (`*`, `?`) stands for part of
-# one DNS label and never crosses a `.`; the port, if any, is matched exactly. In the repository, a
-# glob stands for part of one path segment and never crosses a `/`; a segment `**` stands for any
-# number of segments. The tag is a glob; a digest is matched exactly. A pattern without a tag or
-# digest matches every tag and digest of its repositories. The image is read the way the kubelet
-# reads it, its host in canonical form (lower case, no `:443`, `docker.io` for `index.docker.io`,
-# `docker.io/library/` for a bare name). An image or a pattern that cannot be read this way is
-# never exempt: the image goes to Referee.
+# A pattern is HOST[/REPOSITORY[:TAG|@DIGEST]], the grammar of Referee's own exemptImages. The host
+# is always written out. In the host, a glob (`*`, `?`, `[...]`) stands for part of one DNS label
+# and never crosses a `.`; the port, if any, is matched exactly. In the repository, `*` and `?`
+# stand for part of one path segment and never cross a `/`; a segment `**` stands for any number
+# of segments. The tag is a glob, and needs a tag (an image named by digest alone has none); a
+# digest is matched exactly. A pattern without a repository matches every image of its host; one
+# without a tag or digest, every tag and digest of its repositories. The image is read the way the
+# kubelet reads it, its host in canonical form (lower case, no `:443`, `docker.io` for
+# `index.docker.io`, `docker.io/library/` for a bare name). An image or a pattern that cannot be
+# read this way is never exempt: the image goes to Referee.
 
 exempt(image, patterns) if {
 	ref := reference(image)
 	some pattern in patterns
 	is_string(pattern)
-	matches(parse(pattern), ref)
+	matches(parse_pattern(pattern), ref)
 }
 
 # The parts of an image reference; undefined when it is not one.
@@ -57,7 +59,7 @@ reference(image) := ref if {
 	regex.match(`^(|sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})$`, ref.digest)
 }
 
-# host, path, tag and digest of an image or a pattern (`@` and `:` split as the kubelet splits).
+# host, path, tag and digest of an image (`@` and `:` split as the kubelet splits).
 parse(text) := {"host": host, "path": path, "tag": tag, "digest": digest} if {
 	[rest, digest] := split_digest(text)
 	[name, tag] := split_tag(rest)
@@ -67,6 +69,7 @@ parse(text) := {"host": host, "path": path, "tag": tag, "digest": digest} if {
 split_digest(text) := [parts[0], parts[1]] if {
 	parts := split(text, "@")
 	count(parts) == 2
+	parts[1] != ""
 } else := [text, ""] if not contains(text, "@")
 
 split_tag(name) := [concat("/", array.concat(array.slice(segments, 0, last), [before])), after] if {
@@ -75,6 +78,7 @@ split_tag(name) := [concat("/", array.concat(array.slice(segments, 0, last), [be
 	parts := split(segments[last], ":")
 	count(parts) == 2
 	[before, after] := parts
+	after != ""
 } else := [name, ""] if not contains(regex.replace(name, "^.*/", ""), ":")
 
 split_domain(name) := [host, path] if {
@@ -106,8 +110,36 @@ official(host, path) := path if host != "docker.io"
 
 official("docker.io", path) := path if contains(path, "/")
 
+# host, path, tag and digest of a pattern; path null when it names only a host.
+parse_pattern(text) := {"host": canonical_host(substring(text, 0, i)), "path": path, "tag": tag, "digest": digest} if {
+	i := indexof(text, "/")
+	i > 0
+	[path, tag, digest] := split_pattern_rest(substring(text, i + 1, -1))
+} else := {"host": canonical_host(text), "path": null, "tag": "", "digest": ""} if {
+	text != ""
+	not contains(text, "/")
+}
+
+split_pattern_rest(rest) := [parts[0], "", parts[1]] if {
+	parts := split(rest, "@")
+	count(parts) == 2
+} else := [substring(rest, 0, i), substring(rest, i + 1, -1), ""] if {
+	not contains(rest, "@")
+	i := indexof(rest, ":")
+	i >= 0
+} else := [rest, "", ""] if {
+	not contains(rest, "@")
+	not contains(rest, ":")
+}
+
 matches(pattern, ref) if {
 	host_matches(pattern.host, ref.host)
+	pattern.path == null
+}
+
+matches(pattern, ref) if {
+	host_matches(pattern.host, ref.host)
+	is_string(pattern.path)
 	regex.match(path_regex(pattern.path), concat("/", ["", ref.path]))
 	tag_matches(pattern, ref)
 }
@@ -164,14 +196,6 @@ tag_matches(pattern, ref) if {
 tag_matches(pattern, ref) if {
 	pattern.digest != ""
 	pattern.digest == ref.digest
-	pattern.tag == ""
-}
-
-tag_matches(pattern, ref) if {
-	pattern.digest != ""
-	pattern.tag != ""
-	pattern.digest == ref.digest
-	glob.match(pattern.tag, null, image_tag(ref))
 }
 
 # An image without a tag or digest is pulled as `latest`.

@@ -12,7 +12,7 @@ cases := [
 	["registry.k8s.io/pause:*", "REGISTRY.K8S.IO:443/pause:3.9", true],
 	["registry.k8s.io/pause:*", "registry.k8s.io/pause", true],
 	["registry.k8s.io/pause:3.*", "registry.k8s.io/pause:latest", false],
-	["busybox:*", "busybox:1.36", true],
+	["busybox:*", "busybox:1.36", false],
 	["docker.io/library/busybox:*", "busybox:1.36", true],
 	["docker.io/library/busybox:*", "index.docker.io/busybox:1.36", true],
 	["docker.io/library/busybox:*", "docker.io/busybox:1.36", true],
@@ -42,6 +42,14 @@ cases := [
 	["[kube-system]registry.example/app", "[kube-system]registry.example/app", false],
 	["registry.example/App", "registry.example/App", false],
 	["127.0.0.1:43801/hook/unsigned:v1", "127.0.0.1:43801/hook/unsigned:v1", true],
+	["registry.example.com", "registry.example.com/a/b:1", true],
+	["REGISTRY.EXAMPLE.COM:443", sprintf("registry.example.com/a@%s", [digest]), true],
+	["registry.example.com", "registry.example.com:5000/a:1", false],
+	["*.example.com", "registry.example.com/a:1", true],
+	["*.example.com", "a.registry.example.com/a:1", false],
+	["registry.example/app:*", sprintf("registry.example/app@%s", [digest]), false],
+	["registry.example/app:*", sprintf("registry.example/app:v1@%s", [digest]), true],
+	["index.docker.io/library/*", "busybox", true],
 ]
 
 test_exempt_patterns_match_by_structure if {

@@ -209,7 +209,7 @@ test_an_image_left_unanswered_is_a_violation if {
 
 # exemptImages are matched by structure: a glob never reaches into another registry.
 test_exempt_patterns_cannot_reach_another_registry if {
-	parameters := {"exemptImages": ["busybox:*", "*.dkr.ecr.us-east-1.amazonaws.com/platform/*"]}
+	parameters := {"exemptImages": ["busybox:*", "docker.io/library/busybox:*", "*.dkr.ecr.us-east-1.amazonaws.com/platform/*"]}
 	attacks := ["busybox:443/miner:1", "evil.example/x.dkr.ecr.us-east-1.amazonaws.com/platform/miner:1"]
 	refereeverifiedimages.checked == {i | some i in attacks} with input as {"review": pod(attacks), "parameters": parameters}
 	allowed := ["busybox:1.36", "123456789012.dkr.ecr.us-east-1.amazonaws.com/platform/agent:2"]
