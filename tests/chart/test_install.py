@@ -79,6 +79,7 @@ def test_every_rendered_object_passes_server_side_dry_run(
         ("gatekeeper", ["gatekeeper.constraints.enabled=true"]),
         # The NetworkPolicy cannot name the API server until its sources are given.
         ("selfSigned", ["from any source: set\nnetworkPolicy.apiServerCIDRs"]),
+        ("pullSecretsUnauthenticated", ["WARNING: pullSecrets.trustUnauthenticatedCallers: any caller"]),
     ],
 )
 def test_notes_say_what_to_do_next(

@@ -300,15 +300,20 @@ def test_provider_uses_the_namespaces_default_service_account_pull_secrets(refer
                    "imagePullSecrets": [{"name": "ns-cred"}]})  # fmt: skip
     image = referee.auth.by_namespace_secret
 
+    cert = tuple(map(str, referee.callers.provider_client))  # as Gatekeeper calls: mutual TLS
+
+    def ask(namespace: str, **tls: Any) -> requests.Response:
+        body = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
+                "request": {"keys": [f"[{namespace}]{image}"]}}  # fmt: skip
+        return requests.post(f"{referee.enforcing.url}/provider", json=body, timeout=10,
+                             verify=str(referee.enforcing.ca_file), **tls)  # fmt: skip
+
     def item(namespace: str) -> dict[str, Any]:
-        ask = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
-               "request": {"keys": [f"[{namespace}]{image}"]}}  # fmt: skip
-        resp = requests.post(f"{referee.enforcing.url}/provider", json=ask, timeout=10,
-                             verify=str(referee.enforcing.ca_file))  # fmt: skip
-        [found] = resp.json()["response"]["items"]
+        [found] = ask(namespace, cert=cert).json()["response"]["items"]
         return dict(found)
 
     assert "could not check" in item(bare)["error"]  # asked first: a failure is never cached
+    assert ask(provided).status_code == 403  # without Gatekeeper's certificate: nothing is read
     assert item(provided)["value"]["verified"] is True
 
 
