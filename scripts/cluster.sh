@@ -8,7 +8,9 @@
 #                                 The API server presents a client certificate to every admission
 #                                 webhook it calls (DIR/pki/webhook-client.crt, issued by
 #                                 DIR/pki/webhook-client-ca.crt), as its AdmissionConfiguration
-#                                 (DIR/admission.yaml) says.
+#                                 (DIR/admission.yaml) says. Reads of Secrets and
+#                                 ServiceAccounts are recorded in DIR/audit.log (the API server's
+#                                 audit log, JSON lines), so tests can see who read which.
 #   scripts/cluster.sh down DIR   stop what 'up DIR' started (safe to repeat)
 #
 # Versions come from scripts/versions.env (KUBERNETES, ETCD).
@@ -175,6 +177,22 @@ extendedKeyUsage=clientAuth"
   ) || die "could not generate the PKI in $p"
 }
 
+# The audit policy: who read or wrote Secrets and ServiceAccounts (metadata only, never their
+# contents); nothing else is recorded.
+audit_policy() {  # DIR
+  cat > "$1/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["secrets", "serviceaccounts"]
+  - level: None
+EOF
+}
+
 # The API server's AdmissionConfiguration: both webhook plugins read DIR/webhook-client.kubeconfig,
 # whose one user, "*", matches every webhook host (the suite's webhooks listen on loopback ports
 # chosen at run time), so every webhook call presents the client certificate.
@@ -230,6 +248,7 @@ up() {
   wait_for "$dir" etcd 30 "http://127.0.0.1:$etcd_port/health"
   local p=$dir/pki
   admission_config "$dir"
+  audit_policy "$dir"
   # ServiceAccount admission stays on (as in every cluster): it gives pods the namespace's
   # "default" service account, which tests/helpers/cluster.py creates with each namespace since no
   # controller manager runs here.
@@ -244,6 +263,7 @@ up() {
     --authorization-mode RBAC --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --admission-control-config-file "$dir/admission.yaml" \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-maxbackup 1 \
     --profiling=false
   local server=https://127.0.0.1:$api_port
   wait_for "$dir" kube-apiserver 90 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$server/readyz"

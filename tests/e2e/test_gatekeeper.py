@@ -250,3 +250,22 @@ def test_assign_refuses_an_image_referee_cannot_pin(
         f"image {imgs.unsigned} ({imgs.unsigned_digest}): "
         "no Notation signature found"
     ) in proc.stderr
+
+
+def test_forged_namespace_prefix_in_an_image_is_not_exempt_through_the_assign(
+    cluster: Cluster, policies: None, gk_images: SampleImages
+) -> None:
+    """Gatekeeper's Assign sends the image field as it is to /provider/mutate. An image written
+    `[kube-system]<unsigned image>` used to be read as namespace kube-system (exempt) and answered
+    with the bare, unverified image; now the key is an image, which does not parse, and the
+    mutation itself refuses the pod."""
+    forged = f"[kube-system]{gk_images.unsigned}"
+    proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("forged", forged))
+    print(f"\n$ kubectl apply -n {NS_PINNED} -f forged.yaml   # image: {forged}\n{proc.stderr}")
+    assert proc.returncode == 1, proc.stdout
+    assert (
+        'admission webhook "mutation.gatekeeper.sh" denied the request: failed to resolve external data '
+        "placeholders: failed to retrieve external data item from provider referee-mutate: "
+        f"image {forged}: "
+    ) in proc.stderr
+    assert cluster.kubectl("get", "pod", "-n", NS_PINNED, "forged", check=False).returncode != 0
