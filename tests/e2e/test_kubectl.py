@@ -205,7 +205,11 @@ def test_registry_that_never_answers_is_refused_within_the_webhook_timeout_fake(
     stderr = refused(referee.cluster.apply(pod(name, APPS, pod_spec(referee.stalled_image)), check=False))
     elapsed = time.monotonic() - start
     assert f"image {referee.stalled_image}" in stderr
-    assert "not decided in time" in stderr or "is not answering" in stderr
+    # Which of Referee's three ways of saying so depends on where the deadline falls: the gate's,
+    # the registry client's own read, or a worker that saw the host time out just before.
+    phrases = ("not decided in time", f"out of time waiting for {referee.stalled_image.split('/')[0]}",
+               "is not answering")  # fmt: skip
+    assert any(p in stderr for p in phrases), stderr
     assert 'admission webhook "validate.referee.dev" denied the request' in stderr
     [decision] = [d for d in referee.enforcing.decisions() if d.get("object") == f"Pod {APPS}/{name}"]
     assert decision["durationMs"] < TIMEOUT_S * 1000
