@@ -5,6 +5,12 @@
 #   scripts/cluster.sh build      build kube-apiserver, kubectl and etcd into .tools/bin (idempotent)
 #   scripts/cluster.sh up DIR     generate a PKI in DIR, start etcd and kube-apiserver on free ports,
 #                                 wait until the API answers, write DIR/admin.kubeconfig
+#                                 The API server presents a client certificate to every admission
+#                                 webhook it calls (DIR/pki/webhook-client.crt, issued by
+#                                 DIR/pki/webhook-client-ca.crt), as its AdmissionConfiguration
+#                                 (DIR/admission.yaml) says. Reads of Secrets and
+#                                 ServiceAccounts are recorded in DIR/audit.log (the API server's
+#                                 audit log, JSON lines), so tests can see who read which.
 #   scripts/cluster.sh down DIR   stop what 'up DIR' started (safe to repeat)
 #
 # Versions come from scripts/versions.env (KUBERNETES, ETCD).
@@ -126,7 +132,8 @@ wait_for() {  # DIR NAME SECONDS CURL-ARGS...: until the URL answers 200, or NAM
   die "$name not ready after ${seconds}s"
 }
 
-pki() {  # DIR: CA, apiserver serving certificate, admin client certificate, service-account key
+pki() {  # DIR: CA, apiserver serving certificate, admin client certificate, service-account key,
+         # and the CA and client certificate the API server presents to webhooks
   local p=$1/pki
   rm -rf "$p" && mkdir -p "$p"
   ( cd "$p"
@@ -150,10 +157,71 @@ subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kuberne
     issue admin "/O=system:masters/CN=referee-e2e-admin" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
+    # The client certificate the API server presents to admission webhooks, from a CA of its own:
+    # a webhook that trusts this CA trusts the API server's calls, and no other client of the
+    # cluster (the admin above has a certificate of the cluster CA, not of this one).
+    ec webhook-client-ca.key
+    openssl req -x509 -new -key webhook-client-ca.key -out webhook-client-ca.crt -days 7 \
+      -subj "/CN=referee-e2e-webhook-client-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+    ec webhook-client.key
+    openssl req -new -key webhook-client.key -subj "/CN=kube-apiserver-webhook-client" -out webhook-client.csr
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth" > webhook-client.ext
+    openssl x509 -req -in webhook-client.csr -CA webhook-client-ca.crt -CAkey webhook-client-ca.key \
+      -CAcreateserial -days 7 -extfile webhook-client.ext -out webhook-client.crt 2>/dev/null
+    rm -f webhook-client.csr webhook-client.ext
     # Signs and verifies service-account tokens (the TokenRequest API: 'kubectl create token').
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     openssl pkey -in sa.key -pubout -out sa.pub
   ) || die "could not generate the PKI in $p"
+}
+
+# The audit policy: who read or wrote Secrets and ServiceAccounts (metadata only, never their
+# contents); nothing else is recorded.
+audit_policy() {  # DIR
+  cat > "$1/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["secrets", "serviceaccounts"]
+  - level: None
+EOF
+}
+
+# The API server's AdmissionConfiguration: both webhook plugins read DIR/webhook-client.kubeconfig,
+# whose one user, "*", matches every webhook host (the suite's webhooks listen on loopback ports
+# chosen at run time), so every webhook call presents the client certificate.
+admission_config() {  # DIR
+  local dir=$1 p=$1/pki
+  cat > "$dir/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+  - name: "*"
+    user:
+      client-certificate: $p/webhook-client.crt
+      client-key: $p/webhook-client.key
+EOF
+  cat > "$dir/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: $dir/webhook-client.kubeconfig
+  - name: MutatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: $dir/webhook-client.kubeconfig
+EOF
 }
 
 up() {
@@ -179,6 +247,8 @@ up() {
     --initial-cluster "e2e=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
   wait_for "$dir" etcd 30 "http://127.0.0.1:$etcd_port/health"
   local p=$dir/pki
+  admission_config "$dir"
+  audit_policy "$dir"
   # ServiceAccount admission stays on (as in every cluster): it gives pods the namespace's
   # "default" service account, which tests/helpers/cluster.py creates with each namespace since no
   # controller manager runs here.
@@ -192,6 +262,8 @@ up() {
     --service-cluster-ip-range 10.0.0.0/24 \
     --authorization-mode RBAC --endpoint-reconciler-type none \
     --enable-admission-plugins NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    --admission-control-config-file "$dir/admission.yaml" \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-maxbackup 1 \
     --profiling=false
   local server=https://127.0.0.1:$api_port
   wait_for "$dir" kube-apiserver 90 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" "$server/readyz"

@@ -28,3 +28,16 @@ test_exempt_and_workloads if {
 	deploy := {"kind": {"kind": "Deployment"}, "object": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "a:1"}]}}}}}
 	count(refereepinnedimages.violation) == 1 with input as {"review": deploy, "parameters": {}}
 }
+
+test_unpinned_image_volume_is_a_violation if {
+	spec := {"containers": [{"name": "c", "image": sprintf("registry.example/app:1@%s", [digest])}], "volumes": [{"name": "data", "image": {"reference": "registry.example/data:1"}}]}
+	violations := refereepinnedimages.violation with input as {"review": {"kind": {"kind": "Pod"}, "object": {"spec": spec}}, "parameters": {}}
+	[v] := [v | some v in violations]
+	v.details.image == "registry.example/data:1"
+	template := {"kind": {"kind": "PodTemplate"}, "object": {"template": {"spec": spec}}}
+	count(refereepinnedimages.violation) == 1 with input as {"review": template, "parameters": {}}
+}
+
+test_exempt_patterns_cannot_reach_another_registry if {
+	count(refereepinnedimages.violation) == 1 with input as {"review": pod(["busybox:443/miner:1"]), "parameters": {"exemptImages": ["busybox:*"]}}
+}

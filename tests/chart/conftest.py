@@ -69,6 +69,8 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
     (pem_dir / "gatekeeper").mkdir(exist_ok=True)
     gatekeeper_ca = pki.make_ca(pem_dir / "gatekeeper", "Gatekeeper CA")
     user_ca_pem = user_ca.cert_path.read_text()
+    (pem_dir / "apiserver").mkdir(exist_ok=True)
+    apiserver_client_ca = pki.make_ca(pem_dir / "apiserver", "API Server Client CA").cert_path.read_text()
     return {
         "defaults": {},
         "selfSigned": base_values,
@@ -90,6 +92,7 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
             base_values,
             {
                 "tls": {"clientCA": gatekeeper_ca.cert_path.read_text()},
+                "exemptNamespaces": ["sandbox", "kube-system"],
                 "gatekeeper": {
                     "enabled": True,
                     "constraints": {"enabled": True},
@@ -97,11 +100,48 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
                 },
             },
         ),
+        "networkPolicySources": deep_merge(
+            base_values,
+            {
+                "gatekeeper": {"enabled": True},
+                "networkPolicy": {
+                    "apiServerCIDRs": ["10.0.0.0/28", "fd00::/64"],
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+                    ],
+                },
+            },
+        ),
         "url": deep_merge(
             base_values, {"webhook": {"url": "https://127.0.0.1:8443"}, "mutation": {"enabled": True}}
         ),
         "audit": deep_merge(base_values, {"mode": "audit", "webhook": {"failurePolicy": "Ignore"}}),
-        "pullSecrets": deep_merge(base_values, {"pullSecrets": {"enabled": True}}),
+        "pullSecrets": deep_merge(
+            base_values,
+            {"pullSecrets": {"enabled": True}, "tls": {"admissionClientCA": apiserver_client_ca}},
+        ),
+        "pullSecretsUnauthenticated": deep_merge(
+            base_values, {"pullSecrets": {"enabled": True, "trustUnauthenticatedCallers": True}}
+        ),
+        # The README's hardened values: every check on, every caller authenticated, sources listed.
+        "hardened": deep_merge(
+            base_values,
+            {
+                "allowedRegistries": ["registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com"],
+                "requireDigest": True,
+                "exemptImages": ["registry.k8s.io/pause:*"],
+                "mutation": {"enabled": True},
+                "cache": {"deniedTTLSeconds": 10},
+                "pullSecrets": {"enabled": True},
+                "tls": {
+                    "clientCA": gatekeeper_ca.cert_path.read_text(),
+                    "admissionClientCA": apiserver_client_ca,
+                    "admissionClientNames": ["kube-apiserver-webhook-client"],
+                },
+                "gatekeeper": {"enabled": True},
+                "networkPolicy": {"apiServerCIDRs": ["10.0.0.0/28"]},
+            },
+        ),
         "extras": deep_merge(
             base_values,
             {

@@ -77,6 +77,9 @@ def test_every_rendered_object_passes_server_side_dry_run(
         ("audit", ["mode AUDIT", "helm test referee", "--set mode=enforce"]),
         # A first install has no constraints yet: their kinds do not exist until Gatekeeper makes them.
         ("gatekeeper", ["gatekeeper.constraints.enabled=true"]),
+        # The NetworkPolicy cannot name the API server until its sources are given.
+        ("selfSigned", ["from any source: set\nnetworkPolicy.apiServerCIDRs"]),
+        ("pullSecretsUnauthenticated", ["WARNING: pullSecrets.trustUnauthenticatedCallers: any caller"]),
     ],
 )
 def test_notes_say_what_to_do_next(
@@ -89,3 +92,11 @@ def test_notes_say_what_to_do_next(
     notes = out[out.index("NOTES:") :]
     for phrase in phrases:
         assert phrase in notes, notes
+
+
+def test_notes_are_quiet_about_network_policy_sources_once_given(
+    cluster: Cluster, value_files: dict[str, Path]
+) -> None:
+    out = kube_helm(cluster, "install", RELEASE, str(CHART), "--dry-run", "--values",
+                    str(value_files["networkPolicySources"]))  # fmt: skip
+    assert "networkPolicy.apiServerCIDRs" not in out[out.index("NOTES:") :]

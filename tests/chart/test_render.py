@@ -16,6 +16,7 @@ from tests.helpers.chart import (
     NAMESPACE,
     RELEASE,
     Rendered,
+    container_env,
     crd_typed,
     helm,
     render,
@@ -37,7 +38,8 @@ KUBERNETES_VERSIONS = [f"1.{minor}" for minor in range(30, 38)]
 @pytest.mark.parametrize(
     "case",
     ["defaults", "selfSigned", "certManager", "certManagerIssuer", "secret", "mutation", "gatekeeper", "url",
-     "audit", "pullSecrets", "extras", "existingTrust", "gatekeeperCertManager"],
+     "audit", "pullSecrets", "pullSecretsUnauthenticated", "hardened", "extras", "existingTrust",
+     "gatekeeperCertManager", "networkPolicySources"],
 )  # fmt: skip
 def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
     proc = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--values", str(value_files[case]))
@@ -54,6 +56,13 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("tls.mode=none", "mode"),
         ("replicaCount=two", "replicaCount"),
         ("webhook.url=http://127.0.0.1:8443", "url"),
+        ("networkPolicy.apiServerCIDRs={10.0.0.1}", "apiServerCIDRs"),
+        ("networkPolicy.gatekeeperNamespace=Gatekeeper", "gatekeeperNamespace"),
+        ("requireDigest=yes", "requireDigest"),
+        ("cache.deniedTTLSeconds=0", "deniedTTLSeconds"),
+        ("allowedRegistries={registry.example.com/apps}", "allowedRegistries"),
+        ("tls.admissionClientNames=kube-apiserver", "admissionClientNames"),
+        ("pullSecrets.trustUnauthenticatedCallers=maybe", "trustUnauthenticatedCallers"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
@@ -64,9 +73,26 @@ def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str)
 
 def test_the_rendered_configuration_is_one_referee_accepts(rendered: dict[str, Rendered]) -> None:
     for name, out in rendered.items():
-        config = parse_config(out.config(), base=Path("/etc/referee/config"), environ={})
+        [container] = out.one("Deployment")["spec"]["template"]["spec"]["containers"]
+        environ = container_env(container, NAMESPACE)
+        config = parse_config(out.config(), base=Path("/etc/referee/config"), environ=environ)
         assert str(config.trust_policy).startswith("/etc/referee/trust/"), name
-        assert config.namespace == NAMESPACE
+        assert config.namespace == NAMESPACE, name
+
+
+def test_referees_own_namespace_is_the_release_namespace_wherever_it_is_installed(
+    cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """The chart writes no namespace into config.yaml; Referee reads the pod's own from
+    POD_NAMESPACE (the downward API), so a release outside referee-system exempts its own
+    namespace and not referee-system."""
+    text = template(values_file(tmp_path, cases["selfSigned"]), "--namespace", "security").stdout
+    out = Rendered(tuple(d for d in yaml.safe_load_all(text) if d), text)
+    assert "namespace" not in out.config()
+    [container] = out.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    config = parse_config(out.config(), base=Path("/etc/referee/config"),
+                          environ=container_env(container, "security"))  # fmt: skip
+    assert config.namespace == "security"
 
 
 # --- Kubernetes schemas ---------------------------------------------------------------------------
@@ -242,7 +268,7 @@ def test_webhook_settings_and_exclusions(rendered: dict[str, Rendered]) -> None:
     }
     assert webhook["matchConditions"][0]["name"] == "not-nodes"
     config = rendered["extras"].config()
-    assert config["namespace"] == NAMESPACE and {"kube-system", "sandbox"} <= set(config["exemptNamespaces"])
+    assert "namespace" not in config and {"kube-system", "sandbox"} <= set(config["exemptNamespaces"])
     assert config["exemptImages"] == ["registry.k8s.io/pause:*"]
 
 
@@ -363,7 +389,56 @@ def test_pull_secrets_on_grants_get_on_secrets_and_serviceaccounts_only(
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
     assert out.one("Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
-    assert out.config()["kubernetes"] == {"pullSecrets": True, "cacheTTLSeconds": 30}
+    assert out.config()["kubernetes"] == {
+        "pullSecrets": True, "cacheTTLSeconds": 30, "trustUnauthenticatedCallers": False}  # fmt: skip
+
+
+def test_pull_secrets_are_read_only_for_the_authenticated_api_server(
+    rendered: dict[str, Rendered], cases: dict[str, Any]
+) -> None:
+    """With pullSecrets.enabled the API server's client CA goes into /validate's and /mutate's
+    client authentication (its PEM beside config.yaml)."""
+    out = rendered["pullSecrets"]
+    config = out.config()
+    assert config["tls"]["clientAuth"] == {
+        "admission": {"caFile": "/etc/referee/config/admission-client-ca.crt"}
+    }
+    data = out.get("ConfigMap", f"{RELEASE}-config")["data"]
+    assert certificate(data["admission-client-ca.crt"]) == certificate(
+        cases["pullSecrets"]["tls"]["admissionClientCA"]
+    )
+    assert "clientAuth" not in rendered["selfSigned"].config()["tls"]
+
+
+def test_pull_secrets_without_client_authentication_are_refused_by_the_chart(
+    base_values: dict[str, Any], tmp_path: Path
+) -> None:
+    """Referee would refuse to start; the chart says why at install time instead."""
+    proc = template(values_file(tmp_path, {**base_values, "pullSecrets": {"enabled": True}}), check=False)
+    assert proc.returncode != 0
+    assert "pullSecrets.enabled needs tls.admissionClientCA" in proc.stderr
+    assert "pullSecrets.trustUnauthenticatedCallers=true" in proc.stderr
+
+
+def test_trusting_unauthenticated_callers_is_written_out(rendered: dict[str, Rendered]) -> None:
+    config = rendered["pullSecretsUnauthenticated"].config()
+    assert config["kubernetes"]["trustUnauthenticatedCallers"] is True
+    assert "clientAuth" not in config["tls"]
+
+
+def test_hardened_values_reach_referees_configuration(rendered: dict[str, Rendered]) -> None:
+    config = rendered["hardened"].config()
+    assert config["allowedRegistries"] == ["registry.example.com", "*.dkr.ecr.us-east-1.amazonaws.com"]
+    assert config["requireDigest"] is True and config["mutate"] is True
+    assert config["cache"]["deniedTTLSeconds"] == 10
+    admission = config["tls"]["clientAuth"]["admission"]
+    assert admission["caFile"] == "/etc/referee/config/admission-client-ca.crt"
+    assert admission["names"] == ["kube-apiserver-webhook-client"]
+    assert config["tls"]["clientCAFile"] == "/etc/referee/config/client-ca.crt"
+    assert config["kubernetes"]["trustUnauthenticatedCallers"] is False
+    defaults = rendered["selfSigned"].config()
+    assert defaults["allowedRegistries"] == [] and defaults["requireDigest"] is False
+    assert defaults["cache"]["deniedTTLSeconds"] == 15
 
 
 def test_registries_and_existing_trust_material_are_mounted(rendered: dict[str, Rendered]) -> None:
@@ -463,6 +538,96 @@ def test_gatekeeper_calls_over_mutual_tls_when_given_its_ca(
         given
     )
     assert "clientCAFile" not in rendered["selfSigned"].config()["tls"]
+
+
+def test_gatekeeper_excludes_the_namespaces_the_webhooks_exempt(rendered: dict[str, Rendered]) -> None:
+    """Namespace exemptions on the Gatekeeper path are the constraints' and the Assign's own
+    (Referee never takes one from a provider key), rendered from the values the webhooks' use."""
+    out = rendered["gatekeeper"]
+    [webhook] = out.one("ValidatingWebhookConfiguration")["webhooks"]
+    [names] = [
+        e
+        for e in webhook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox"}
+    matches = [o["spec"]["match"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages", "Assign")
+               for o in out.of_kind(kind)]  # fmt: skip
+    assert len(matches) == 3
+    for match in matches:
+        assert match["excludedNamespaces"] == [*names["values"], "gatekeeper-system"]
+
+
+def test_the_constraints_cover_every_kind_that_runs_pods(rendered: dict[str, Rendered]) -> None:
+    [constraint] = rendered["gatekeeper"].of_kind("RefereeVerifiedImages")
+    kinds = {(group, kind) for k in constraint["spec"]["match"]["kinds"] for group in k["apiGroups"]
+             for kind in k["kinds"]}  # fmt: skip
+    assert {("", "Pod"), ("", "PodTemplate"), ("", "ReplicationController"), ("batch", "CronJob"),
+            *admission._TEMPLATE_KINDS} <= kinds  # fmt: skip
+
+
+# --- The NetworkPolicy -------------------------------------------------------------------------------
+
+
+def ingress_rules(out: Rendered) -> list[dict[str, Any]]:
+    policy = out.one("NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == out.one("Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    rules: list[dict[str, Any]] = policy["spec"]["ingress"]
+    return rules
+
+
+def test_a_network_policy_by_default_admits_the_webhook_port_only(rendered: dict[str, Rendered]) -> None:
+    for case in ("defaults", "selfSigned", "gatekeeper"):
+        [rule] = ingress_rules(rendered[case])
+        assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+        [container] = rendered[case].one("Deployment")["spec"]["template"]["spec"]["containers"]
+        assert [p["name"] for p in container["ports"]] == ["https"]  # the one port, and the one named
+        assert "from" not in rule  # no source known: any may reach that port, and no other
+
+
+def test_network_policy_sources_are_the_api_server_gatekeeper_and_the_extra_peers(
+    rendered: dict[str, Rendered],
+) -> None:
+    [rule] = ingress_rules(rendered["networkPolicySources"])
+    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/28"}},
+        {"ipBlock": {"cidr": "fd00::/64"}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gatekeeper-system"}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE,
+                                         "app.kubernetes.io/component": "helm-test"}}},
+    ]  # fmt: skip
+    [test_pod] = [p for p in rendered["networkPolicySources"].of_kind("Pod")
+                  if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]  # fmt: skip
+    assert test_pod["metadata"]["labels"]["app.kubernetes.io/component"] == "helm-test"
+
+
+def test_gatekeepers_namespace_is_a_source_only_with_gatekeeper(
+    tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    values = cases["networkPolicySources"]
+    out = render(values_file(tmp_path, {**values, "gatekeeper": {"enabled": False}}))
+    [rule] = ingress_rules(out)
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in rule["from"] if "namespaceSelector" in p]
+    assert namespaces == [{"kubernetes.io/metadata.name": "monitoring"}]
+
+
+def test_the_network_policy_can_be_turned_off(tmp_path: Path, cases: dict[str, Any]) -> None:
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "networkPolicy": {"enabled": False}}))
+    assert not out.of_kind("NetworkPolicy")
+
+
+def test_referees_namespace_comes_from_the_downward_api(rendered: dict[str, Rendered]) -> None:
+    [container] = rendered["selfSigned"].one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
 
 
 def test_helm_is_the_real_one() -> None:

@@ -19,7 +19,16 @@ import pytest
 import urllib3
 
 from tests.helpers import pki
-from tests.helpers.chart import NAMESPACE, RELEASE, Rendered, render, values_file, volume_files, write_atomic
+from tests.helpers.chart import (
+    NAMESPACE,
+    RELEASE,
+    Rendered,
+    container_env,
+    render,
+    values_file,
+    volume_files,
+    write_atomic,
+)
 from tests.helpers.samples import SampleImages
 from tests.helpers.serving import running
 from tests.helpers.tools import free_port
@@ -32,13 +41,14 @@ class Deployed:
     port: int
     ca_file: Path
     client_cert: tuple[str, str]  # a certificate the client CA (Gatekeeper's) issued, and its key
+    apiserver_cert: tuple[str, str]  # one tls.admissionClientCA issued: the API server's
     rendered: Rendered
     log: Path
 
     def call(
-        self, method: str, path: str, body: Any = None, *, client_cert: bool = False
+        self, method: str, path: str, body: Any = None, *, client_cert: tuple[str, str] | None = None
     ) -> urllib3.BaseHTTPResponse:
-        cert_file, key_file = self.client_cert if client_cert else (None, None)
+        cert_file, key_file = client_cert or (None, None)
         pool = urllib3.HTTPSConnectionPool(
             "127.0.0.1", self.port, ca_certs=str(self.ca_file), cert_reqs="CERT_REQUIRED",
             server_hostname=SERVICE_HOST, assert_hostname=SERVICE_HOST,
@@ -49,15 +59,19 @@ class Deployed:
             return pool.request(method, path, body=data, headers={"Content-Type": "application/json"})
 
     def review(self, path: str, *images: str) -> dict[str, Any]:
-        pod = {"metadata": {"name": "web"}, "spec": {"containers": [
-            {"name": f"c{i}", "image": image} for i, image in enumerate(images)]}}  # fmt: skip
-        body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
-            "operation": "CREATE", "userInfo": {"username": "alice"}, "object": pod}}  # fmt: skip
-        resp = self.call("POST", path, body)
+        """An AdmissionReview as the API server sends it, with the API server's certificate."""
+        resp = self.call("POST", path, review_body(*images), client_cert=self.apiserver_cert)
         assert resp.status == 200, resp.data
         out: dict[str, Any] = json.loads(resp.data)["response"]
         return out
+
+
+def review_body(*images: str) -> dict[str, Any]:
+    pod = {"metadata": {"name": "web"}, "spec": {"containers": [
+        {"name": f"c{i}", "image": image} for i, image in enumerate(images)]}}  # fmt: skip
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+        "operation": "CREATE", "userInfo": {"username": "alice"}, "object": pod}}  # fmt: skip
 
 
 def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[list[str], dict[str, str]]:
@@ -79,7 +93,7 @@ def lay_out_pod(rendered: Rendered, rootfs: Path, mount_root: Path) -> tuple[lis
             target.mkdir(parents=True, exist_ok=True)
         else:
             write_atomic(target, files)
-    env = {e["name"]: moved.get(e["value"], e["value"]) for e in container.get("env", [])}
+    env = {name: moved.get(value, value) for name, value in container_env(container, NAMESPACE).items()}
     return container["command"], env
 
 
@@ -92,11 +106,18 @@ def deployed(
     (work / "gatekeeper").mkdir()
     gatekeeper_ca = pki.make_ca(work / "gatekeeper", "Gatekeeper CA")
     client = pki.make_client_cert(work / "gatekeeper", gatekeeper_ca)
+    (work / "apiserver").mkdir()
+    apiserver_ca = pki.make_ca(work / "apiserver", "API Server Client CA")
+    apiserver = pki.make_client_cert(work / "apiserver", apiserver_ca, cn="kube-apiserver-webhook-client")
     mount_root = work / "etc" / "referee"
     values = {
         **values,
         "mountRoot": str(mount_root),
-        "tls": {"clientCA": gatekeeper_ca.cert_path.read_text()},
+        "tls": {
+            "clientCA": gatekeeper_ca.cert_path.read_text(),
+            "admissionClientCA": apiserver_ca.cert_path.read_text(),
+            "admissionClientNames": ["kube-apiserver-webhook-client"],
+        },
     }
     rendered = render(values_file(work, values))
     command, env = lay_out_pod(rendered, work / "rootfs", mount_root)
@@ -108,7 +129,8 @@ def deployed(
     # REFEREE_LISTEN is the documented override of `listen`: loopback and a free port here.
     environ = {**os.environ, **env, "REFEREE_LISTEN": f"127.0.0.1:{port}"}
     log = work / "serve.log"
-    deployed = Deployed(port, ca_file, (str(client.cert_path), str(client.key_path)), rendered, log)
+    deployed = Deployed(port, ca_file, (str(client.cert_path), str(client.key_path)),
+                        (str(apiserver.cert_path), str(apiserver.key_path)), rendered, log)  # fmt: skip
 
     def ready() -> bool:
         try:
@@ -163,10 +185,24 @@ def test_provider_answers_only_the_client_ca_of_the_values(
     body = {"apiVersion": "externaldata.gatekeeper.sh/v1beta1", "kind": "ProviderRequest",
             "request": {"keys": [images.signed]}}  # fmt: skip
     assert deployed.call("POST", "/provider", body).status == 403
-    resp = deployed.call("POST", "/provider", body, client_cert=True)
+    resp = deployed.call("POST", "/provider", body, client_cert=deployed.client_cert)
     assert resp.status == 200, resp.data
     [item] = json.loads(resp.data)["response"]["items"]
     assert item["value"]["verified"] is True and item["value"]["digest"] == images.signed_digest
+
+
+def test_a_forged_review_without_the_api_servers_certificate_is_refused(
+    deployed: Deployed, material: tuple[SampleImages, dict[str, Any]]
+) -> None:
+    """tls.admissionClientCA set: /validate and /mutate answer only the API server's certificate;
+    no certificate, or Gatekeeper's (another group's CA), gets HTTP 403 and no verdict."""
+    images, _ = material
+    for path in ("/validate", "/mutate"):
+        for cert in (None, deployed.client_cert):
+            resp = deployed.call("POST", path, review_body(images.signed), client_cert=cert)
+            assert resp.status == 403, (path, cert, resp.data)
+            assert "response" not in json.loads(resp.data)
+    assert deployed.review("/validate", images.signed)["allowed"] is True
 
 
 def test_metrics_are_shared_through_the_mounted_folder(deployed: Deployed) -> None:

@@ -28,6 +28,7 @@ NOTARY = "application/vnd.cncf.notary.signature"
 REFEREE_NAMESPACE = "referee-system"
 TIMEOUT_S = 5  # the webhooks' timeoutSeconds (Referee answers within it minus its margin)
 AUTH_USER, AUTH_PASSWORD = "puller", "pull-secret-password"
+API_SERVER_CLIENT_CN = "kube-apiserver-webhook-client"  # scripts/cluster.sh issues it
 
 # Namespaces of the suite. Namespaces carrying INSTANCE_LABEL go to the audit-mode Referee;
 # OPT_OUT_LABEL takes a namespace out of every webhook's namespaceSelector.
@@ -66,6 +67,7 @@ class AuthImages:
     by_account_secret: str
     without_secret: str
     by_namespace_secret: str  # asked about through Gatekeeper's external data, [namespace]image
+    asked_by_forgery: str  # named in forged AdmissionReviews (tests/e2e/test_callers.py)
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +85,9 @@ def auth_images(images: SampleImages, tmp_path_factory: pytest.TempPathFactory) 
         password=AUTH_PASSWORD,
     ) as reg:
         refs = []
-        for repo in ("private/pod-secret", "private/account-secret", "private/no-secret", "private/provider"):
+        repos = ("private/pod-secret", "private/account-secret", "private/no-secret", "private/provider",
+                 "private/forged")  # fmt: skip
+        for repo in repos:
             digest = push_image(reg, repo, "v1", work / repo, content=repo)
             images.notation.sign(
                 reg, f"{reg.host}/{repo}@{digest}", "--username", AUTH_USER, "--password", AUTH_PASSWORD
@@ -102,6 +106,28 @@ def stalled_registry() -> Iterator[FakeRegistry]:
         yield fake
 
 
+@dataclass(frozen=True)
+class Callers:
+    """Who may call the suite's Referee releases: the API server (its webhook client certificate,
+    issued by the cluster's webhook-client CA) on /validate and /mutate, and the holder of a
+    certificate from ``provider_ca`` (Gatekeeper's role) on /provider."""
+
+    tls_values: Mapping[str, Any]  # the chart's tls values that say so
+    provider_client: tuple[Path, Path]  # a certificate provider_ca issued, and its key
+    authenticated_api_server: bool  # False on a cluster whose API server presents no certificate
+
+
+def _callers(cluster: Cluster, work: Path) -> Callers:
+    work.mkdir(parents=True, exist_ok=True)
+    provider_ca = pki.make_ca(work, "E2E Provider Client CA")
+    client = pki.make_client_cert(work, provider_ca)
+    tls: dict[str, Any] = {"clientCA": provider_ca.cert_path.read_text()}
+    if cluster.webhook_client_ca is not None:
+        tls["admissionClientCA"] = cluster.webhook_client_ca.read_text()
+        tls["admissionClientNames"] = [API_SERVER_CLIENT_CN]
+    return Callers(tls, (client.cert_path, client.key_path), cluster.webhook_client_ca is not None)
+
+
 def _values(
     mode: str,
     url: str,
@@ -109,9 +135,14 @@ def _values(
     *,
     images: SampleImages,
     registries: Mapping[str, Mapping[str, Any]],
+    callers: Callers,
 ) -> dict[str, Any]:
-    """The chart's values for one Referee release, as a user would write them."""
+    """The chart's values for one Referee release, as a user would write them. Where the API server
+    presents no client certificate (kind), pull secrets are read for unauthenticated callers."""
     enforcing = mode == "enforce"
+    pull_secrets: dict[str, Any] = {"enabled": enforcing}
+    if enforcing and not callers.authenticated_api_server:
+        pull_secrets["trustUnauthenticatedCallers"] = True
     return {
         "mode": mode,
         "mountRoot": str(mount_root),
@@ -119,7 +150,8 @@ def _values(
         "registries": dict(registries),
         "trustPolicy": {"document": json.loads(images.policy.read_text())},
         "trustStore": {"certificates": {"ca": {"test": images.root_pem}}},
-        "pullSecrets": {"enabled": enforcing},
+        "pullSecrets": pull_secrets,
+        "tls": dict(callers.tls_values),
         "mutation": {"enabled": enforcing},
         "server": {"workers": 2, "threads": 4},
         "webhook": {"timeoutSeconds": TIMEOUT_S, "url": url, "optOutLabel": OPT_OUT_LABEL},
@@ -152,13 +184,15 @@ class Installed:
     enforcing: ref.RunningReferee
     audit: ref.RunningReferee
     registries: Mapping[str, Mapping[str, Any]]
+    callers: Callers
     work: Path
 
     def render(self, release: str, *, mode: str, instance: str | None, url: str) -> list[dict[str, Any]]:
         """The chart's objects for one more release, for the namespaces labelled for ``instance``."""
         values = _values(
-            mode, url, self.work / release / "mnt", images=self.images, registries=self.registries
-        )
+            mode, url, self.work / release / "mnt", images=self.images, registries=self.registries,
+            callers=self.callers,
+        )  # fmt: skip
         objects = ref.render(release, REFEREE_NAMESPACE, values, self.work / release)
         _route(objects, instance)
         return objects
@@ -183,6 +217,7 @@ def referee(
         stalled_registry.host: {"plainHTTP": True},
         auth_images.registry.host: {"caCert": auth_images.registry.ca_file.read_text()},
     }
+    callers = _callers(cluster, work / "callers")
     cluster.create_namespace(REFEREE_NAMESPACE)
     with contextlib.ExitStack() as stack:
         running: dict[str, ref.RunningReferee] = {}
@@ -190,8 +225,9 @@ def referee(
             port = free_port()
             listen = f"{host}:{port}"
             values = _values(
-                mode, f"https://{listen}", work / release / "mnt", images=images, registries=registries
-            )
+                mode, f"https://{listen}", work / release / "mnt", images=images, registries=registries,
+                callers=callers,
+            )  # fmt: skip
             objects = ref.render(release, REFEREE_NAMESPACE, values, work / release)
             _route(objects, "audit" if mode == "audit" else None)
             cluster.apply(*objects)
@@ -207,5 +243,6 @@ def referee(
             enforcing=running["enforce"],
             audit=running["audit"],
             registries=registries,
+            callers=callers,
             work=work,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers.chart import CHART, helm, volume_files, write_atomic
+from tests.helpers.chart import CHART, container_env, helm, volume_files, write_atomic
 from tests.helpers.cluster import Cluster
 from tests.helpers.serving import referee_serve
 
@@ -104,7 +104,7 @@ def run_locally(
     ca_file.write_bytes(base64.b64decode(validating["webhooks"][0]["clientConfig"]["caBundle"]))
     metrics = work / "metrics"
     metrics.mkdir()
-    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    env = container_env(container, namespace)
     env |= {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "REFEREE_LISTEN": listen}
     with serve(local_config, f"https://{listen}", ca_file, env=env) as running:
         yield running

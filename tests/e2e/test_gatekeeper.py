@@ -178,6 +178,29 @@ def test_unsigned_pod_is_refused_by_gatekeeper_with_referees_reason(
     assert cluster.kubectl("get", "pod", "-n", NS, "unsigned", check=False).returncode != 0
 
 
+def test_unsigned_image_only_in_an_image_volume_is_refused(
+    cluster: Cluster, policies: None, gk_images: SampleImages
+) -> None:
+    """The container is signed; the unsigned image comes in as a volume (volumes[].image), behind
+    ordinary volumes. Gatekeeper asks Referee about it too, and refuses the pod."""
+    imgs = gk_images
+    volumes: list[dict[str, Any]] = [{"name": f"scratch-{i}", "emptyDir": {}} for i in range(40)]
+    volumes.append({"name": "data", "image": {"reference": imgs.unsigned, "pullPolicy": "IfNotPresent"}})
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "volume"},
+           "spec": {"automountServiceAccountToken": False, "volumes": volumes,
+                    "containers": [{"name": "app", "image": imgs.signed,
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}}  # fmt: skip
+    proc = kubectl_apply(cluster, NS, json.dumps(pod))
+    print(f"\n$ kubectl apply -n {NS} -f image-volume.yaml\n{proc.stderr}")
+    assert proc.returncode == 1, proc.stdout
+    expected = (
+        f"{DENIED}: [{CONSTRAINT}] referee: image {imgs.unsigned} ({imgs.unsigned_digest}): "
+        "no Notation signature found"
+    )
+    assert expected in proc.stderr
+    assert cluster.kubectl("get", "pod", "-n", NS, "volume", check=False).returncode != 0
+
+
 def test_signed_pod_is_admitted(cluster: Cluster, policies: None, gk_images: SampleImages) -> None:
     imgs = gk_images
     proc = kubectl_apply(cluster, NS, pod_manifest("signed", imgs.signed))
@@ -227,3 +250,22 @@ def test_assign_refuses_an_image_referee_cannot_pin(
         f"image {imgs.unsigned} ({imgs.unsigned_digest}): "
         "no Notation signature found"
     ) in proc.stderr
+
+
+def test_forged_namespace_prefix_in_an_image_is_not_exempt_through_the_assign(
+    cluster: Cluster, policies: None, gk_images: SampleImages
+) -> None:
+    """Gatekeeper's Assign sends the image field as it is to /provider/mutate. An image written
+    `[kube-system]<unsigned image>` used to be read as namespace kube-system (exempt) and answered
+    with the bare, unverified image; now the key is an image, which does not parse, and the
+    mutation itself refuses the pod."""
+    forged = f"[kube-system]{gk_images.unsigned}"
+    proc = kubectl_apply(cluster, NS_PINNED, pod_manifest("forged", forged))
+    print(f"\n$ kubectl apply -n {NS_PINNED} -f forged.yaml   # image: {forged}\n{proc.stderr}")
+    assert proc.returncode == 1, proc.stdout
+    assert (
+        'admission webhook "mutation.gatekeeper.sh" denied the request: failed to resolve external data '
+        "placeholders: failed to retrieve external data item from provider referee-mutate: "
+        f"image {forged}: "
+    ) in proc.stderr
+    assert cluster.kubectl("get", "pod", "-n", NS_PINNED, "forged", check=False).returncode != 0

@@ -78,6 +78,20 @@ def render(values: Path | None = None, *extra: str) -> Rendered:
     return Rendered(objects, text)
 
 
+def container_env(container: Mapping[str, Any], namespace: str) -> dict[str, str]:
+    """A container's environment as the kubelet sets it: plain values, and the downward API's
+    ``metadata.namespace`` (the only reference the chart uses) resolved to ``namespace``."""
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = str(entry["value"])
+            continue
+        field = entry["valueFrom"]["fieldRef"]["fieldPath"]
+        assert field == "metadata.namespace", f"env {entry['name']}: reference not handled: {entry}"
+        env[entry["name"]] = namespace
+    return env
+
+
 # --- Volumes as the kubelet writes them -----------------------------------------------------------
 
 

@@ -27,6 +27,12 @@ class Cluster:
     kubeconfig: Path
     server: str  # https://127.0.0.1:PORT
     ca_file: Path  # the CA that signed the API server's certificate
+    # The CA that issued the client certificate the API server presents to admission webhooks
+    # (its AdmissionConfiguration); None when the cluster's API server presents none.
+    webhook_client_ca: Path | None = None
+    # The API server's audit log (JSON lines: reads of Secrets and ServiceAccounts); None when the
+    # cluster keeps none this suite can read.
+    audit_log: Path | None = None
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
@@ -66,6 +72,18 @@ class Cluster:
                 "metadata": {"name": "default", "namespace": name},
             },
         )
+
+    def secret_reads(self, username: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every Secret ``username`` has read, as the audit log has it so far."""
+        assert self.audit_log is not None, "this cluster keeps no audit log"
+        reads = []
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if (event.get("user") or {}).get("username") == username and ref.get("resource") == "secrets" \
+                    and event.get("verb") in ("get", "list", "watch"):  # fmt: skip
+                reads.append((str(ref.get("namespace", "")), str(ref.get("name", ""))))
+        return reads
 
     def token(self, service_account: str, namespace: str, *, seconds: int = 3600) -> str:
         """A token for a service account from the TokenRequest API."""
@@ -108,6 +126,8 @@ def control_plane(workdir: Path) -> Iterator[Cluster]:
             kubeconfig=workdir / "admin.kubeconfig",
             server=(workdir / "server").read_text().strip(),
             ca_file=workdir / "pki" / "ca.crt",
+            webhook_client_ca=workdir / "pki" / "webhook-client-ca.crt",
+            audit_log=workdir / "audit.log",
         )
     finally:
         _cluster_sh("down", str(workdir))
