@@ -16,7 +16,6 @@ import base64
 import binascii
 import datetime as dt
 import io
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import cbor2
 from cryptography import x509
 
+from webhook import strictjson
 from webhook.notary.algorithms import (
     BY_COSE,
     BY_NAME,
@@ -161,15 +161,6 @@ def _certificates(ders: list[bytes]) -> tuple[x509.Certificate, ...]:
     return tuple(certs)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise EnvelopeError(f"duplicate JSON member {key!r}")
-        out[key] = value
-    return out
-
-
 # --- JWS ------------------------------------------------------------------------------------------
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -194,12 +185,12 @@ def _b64std(value: Any, what: str) -> bytes:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    # RFC 7515 section 2 and RFC 8259: the envelope and its protected header are UTF-8 JSON; anything
+    # two JSON parsers could read differently is refused (webhook.strictjson).
     try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates)
-    except EnvelopeError:
-        raise
-    except (ValueError, UnicodeDecodeError):
-        raise EnvelopeError(f"{what} is not valid JSON") from None
+        doc = strictjson.loads(data)
+    except strictjson.JSONError as exc:
+        raise EnvelopeError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise EnvelopeError(f"{what} is not a JSON object")
     return doc
