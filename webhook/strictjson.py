@@ -88,18 +88,18 @@ def check_names(obj: Mapping[str, Any], defined: Collection[str], what: str) -> 
     seen: dict[str, str] = {}
     for name in obj:
         folded = fold(name)
-        other = seen.get(folded)
-        if other is not None:
-            raise JSONError(
-                f"{what} has members {other!r} and {name!r}, whose names differ only by letter case"
-            )
-        seen[folded] = name
         known = defined_by_fold.get(folded)
         if known is not None and known != name:
             raise JSONError(
                 f"{what} has a member {name!r}, which differs from {known!r} only by letter case "
                 f"(Go-based tools such as notation read it as {known!r})"
             )
+        other = seen.get(folded)
+        if other is not None:
+            raise JSONError(
+                f"{what} has members {other!r} and {name!r}, whose names differ only by letter case"
+            )
+        seen[folded] = name
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def test_member_that_differs_from_a_defined_name_only_by_case_is_refused() -> No
     check_names({"digest": 1, "other": 2}, ("digest", "size"), "the descriptor")
     with pytest.raises(JSONError, match="'Digest', which differs from 'digest' only by letter case"):
         check_names({"Digest": 1}, ("digest",), "the descriptor")
-    with pytest.raises(JSONError, match="differ only by letter case"):
+    with pytest.raises(JSONError, match="'DIGEST', which differs from 'digest'"):
         check_names({"digest": 1, "DIGEST": 2}, ("digest",), "the descriptor")
     with pytest.raises(JSONError, match="differ only by letter case"):
         check_names({"note": 1, "Note": 2}, (), "the descriptor")

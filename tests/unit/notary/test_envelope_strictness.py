@@ -93,3 +93,112 @@ def test_deeply_nested_envelope_is_an_integrity_failure_not_a_crash(chain: Chain
     )
     text = json.dumps(envelope)[:-1] + ', "x": ' + "[" * 3000 + "]" * 3000 + "}"
     refused(verify(text.encode(), JWS, chain), "nested more than 100 levels")
+
+
+# --- the payload: one target, read one way ---------------------------------------------------------------
+
+
+def _artifact(target: Descriptor) -> dict[str, object]:
+    return {"mediaType": target.media_type, "digest": target.digest, "size": target.size}
+
+
+def _both(chain: Chain, payload: str) -> list[tuple[bytes, str]]:
+    """The payload in a JWS and in a COSE envelope, each signed by ``chain``."""
+    jws = envelopes.jws_bytes(chain, envelopes.protected_json(chain, SIGNED_AT), payload)
+    cose = envelopes.cose(chain, envelopes.cose_protected_entries(chain, SIGNED_AT), payload)
+    return [(jws, JWS), (cose, COSE)]
+
+
+def test_case_folded_payload_digest_is_refused(chain: Chain) -> None:
+    """The attack: ``digest`` names this image, ``Digest`` another. Go's decoder (notation) reads the
+    last of the two case-insensitively, so the same signed bytes would bind to two images."""
+    artifact = _artifact(TARGET)
+    text = json.dumps({"targetArtifact": artifact})[:-2] + f', "Digest": "{OTHER.digest}"' + "}}"
+    for envelope, media_type in _both(chain, text):
+        refused(
+            verify(envelope, media_type, chain), "'Digest', which differs from 'digest' only by letter case"
+        )
+
+
+@pytest.mark.parametrize("member", ["TargetArtifact", "targetartifact", "TARGETARTIFACT"])
+def test_case_folded_target_artifact_is_refused(chain: Chain, member: str) -> None:
+    text = json.dumps({"targetArtifact": _artifact(TARGET), member: _artifact(OTHER)})
+    for envelope, media_type in _both(chain, text):
+        refused(verify(envelope, media_type, chain), "differs from 'targetArtifact' only by letter case")
+
+
+@pytest.mark.parametrize("member", ["Size", "\u017fize", "MediaType", "mediatype"])
+def test_case_folded_descriptor_field_is_refused(chain: Chain, member: str) -> None:
+    artifact = {**_artifact(TARGET), member: 1}
+    for envelope, media_type in _both(chain, json.dumps({"targetArtifact": artifact})):
+        refused(verify(envelope, media_type, chain), "only by letter case")
+
+
+def test_duplicate_payload_digest_is_refused(chain: Chain) -> None:
+    text = json.dumps({"targetArtifact": _artifact(TARGET)})[:-2] + f', "digest": "{OTHER.digest}"' + "}}"
+    for envelope, media_type in _both(chain, text):
+        refused(verify(envelope, media_type, chain), "duplicate member 'digest'")
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "phrase"),
+    [
+        ("annotations", {"a": 1}, "annotations is not an object of strings"),
+        ("annotations", ["a"], "annotations is not an object of strings"),
+        ("urls", "https://example.com", "urls is not an array of strings"),
+        ("urls", [1], "urls is not an array of strings"),
+        ("platform", "linux/amd64", "platform is not a JSON object"),
+        ("platform", {"architecture": 1, "os": "linux"}, "platform.architecture is not a string"),
+        ("platform", {"Architecture": 1, "os": "linux"}, "only by letter case"),
+        ("platform", {"os": "linux", "os.features": "x"}, "platform.os.features is not an array"),
+        ("data", "!!!!", "data is not standard base64"),
+        ("data", 5, "data is not a base64 string"),
+        ("artifactType", 5, "artifactType is not a string"),
+        ("mediaType", 5, "mediaType is not a string"),
+    ],
+)
+def test_descriptor_field_of_the_wrong_type_is_refused(
+    chain: Chain, member: str, value: object, phrase: str
+) -> None:
+    """notation's reader refuses these (ocispec.Descriptor types); a verifier that ignores them
+    accepts what the signer's own tools reject."""
+    artifact = {**_artifact(TARGET), member: value}
+    for envelope, media_type in _both(chain, json.dumps({"targetArtifact": artifact})):
+        refused(verify(envelope, media_type, chain), phrase)
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("annotations", {"org.example": "yes"}),
+        ("annotations", None),
+        ("urls", ["https://example.com/a"]),
+        ("platform", {"architecture": "amd64", "os": "linux", "os.features": ["a"], "variant": "v8"}),
+        ("data", "e30="),
+        ("artifactType", "application/vnd.example"),
+        ("x-unknown", {"any": ["thing", 12345678901234567890123456789]}),
+    ],
+)
+def test_well_typed_descriptor_fields_are_fine(chain: Chain, member: str, value: object) -> None:
+    artifact = {**_artifact(TARGET), member: value}
+    for envelope, media_type in _both(chain, json.dumps({"targetArtifact": artifact})):
+        assert verify(envelope, media_type, chain).verified
+
+
+def test_nan_in_payload_is_refused(chain: Chain) -> None:
+    text = json.dumps({"targetArtifact": _artifact(TARGET)})[:-1] + ', "n": NaN}'
+    for envelope, media_type in _both(chain, text):
+        refused(verify(envelope, media_type, chain), "NaN, which is not a JSON number")
+
+
+def test_deeply_nested_payload_is_an_integrity_failure_not_a_crash(chain: Chain) -> None:
+    text = json.dumps({"targetArtifact": _artifact(TARGET)})[:-1] + ', "n": ' + "[" * 5000 + "]" * 5000 + "}"
+    for envelope, media_type in _both(chain, text):
+        refused(verify(envelope, media_type, chain), "nested more than 100 levels")
+
+
+def test_very_long_number_in_payload_is_fine(chain: Chain) -> None:
+    """RFC 8259 leaves the range of numbers to implementations; an unknown member's value is unused."""
+    text = json.dumps({"targetArtifact": _artifact(TARGET)})[:-1] + ', "n": ' + "9" * 5000 + "}"
+    for envelope, media_type in _both(chain, text):
+        assert verify(envelope, media_type, chain).verified
