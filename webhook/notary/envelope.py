@@ -6,8 +6,11 @@ of the envelope specifications; ``SignerInfo.verify_signature`` checks the signa
 key and the algorithm that key implies. Every failure is an ``EnvelopeError`` whose message says
 what is wrong. Pure: bytes in, no I/O.
 
-Stricter than notation, on purpose: duplicate keys (JSON or CBOR), unknown top-level JWS members and
-padded base64url are refused, where notation's parsers take the last duplicate or ignore the rest.
+A signature must mean one thing to every verifier. What two parsers could read differently is
+refused: duplicate keys (JSON or CBOR), JSON members that differ from a defined name only by letter
+case (Go's decoder, and so notation, would read them as that name), CBOR labels that are neither
+integers nor text. docs/verification-differences.md lists every place where Referee and notation
+decide differently, with the specification that says why.
 """
 
 from __future__ import annotations
@@ -49,7 +52,6 @@ H_AUTHENTIC_TIME = "io.cncf.notary.authenticSigningTime"
 H_EXPIRY = "io.cncf.notary.expiry"
 H_TIMESTAMP = "io.cncf.notary.timestampSignature"
 H_AGENT = "io.cncf.notary.signingAgent"
-H_AGENT_ALT = "io.cncf.notary.SigningAgent"  # as notation's own mock envelopes spell it
 H_PLUGIN = "io.cncf.notary.verificationPlugin"
 H_PLUGIN_MIN = "io.cncf.notary.verificationPluginMinVersion"
 
@@ -164,8 +166,13 @@ def _certificates(ders: list[bytes]) -> tuple[x509.Certificate, ...]:
 # --- JWS ------------------------------------------------------------------------------------------
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
-_JWS_MEMBERS = {"payload", "protected", "header", "signature"}
-_JWS_KNOWN = {"alg", "cty", "crit", H_SCHEME, H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY}
+_JWS_MEMBERS = ("payload", "protected", "header", "signature")
+_JWS_KNOWN = ("alg", "cty", "crit", H_SCHEME, H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY)
+# Names the specifications define, which no other member may imitate by letter case. The signing
+# agent is not among them: notation has spelled it io.cncf.notary.SigningAgent too, and reads it
+# without regard to case (it is unsigned and informational).
+_JWS_PROTECTED_NAMES = (*_JWS_KNOWN, H_PLUGIN, H_PLUGIN_MIN)
+_JWS_UNPROTECTED_NAMES = ("x5c", H_TIMESTAMP)
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
@@ -208,10 +215,14 @@ def _rfc3339(value: Any, name: str) -> dt.datetime:
 
 def _parse_jws(data: bytes) -> SignerInfo:
     envelope = _json_object(data, "JWS envelope")
-    extra = set(envelope) - _JWS_MEMBERS
-    if extra:
+    # RFC 7515 section 7.2.2 (flattened JWS JSON serialization): "signatures" must not be present;
+    # section 7.2.1: other members that are not understood are ignored. A member that differs from
+    # payload, protected, header or signature only by letter case is refused: Go's decoder (notation)
+    # would read it as that member.
+    _names(envelope, _JWS_MEMBERS, "the JWS envelope")
+    if "signatures" in envelope:
         raise EnvelopeError(
-            f"JWS envelope has members {sorted(extra)}; only the flattened JSON serialization is allowed"
+            "the JWS envelope has a signatures member; only the flattened JSON serialization is allowed"
         )
     protected_b64 = envelope.get("protected")
     payload_b64 = envelope.get("payload")
@@ -222,6 +233,9 @@ def _parse_jws(data: bytes) -> SignerInfo:
     if not isinstance(header, dict):
         raise EnvelopeError("JWS envelope has no unprotected header")
     protected = _json_object(protected_raw, "JWS protected header")
+    # Notary JWS envelope specification, protected headers: each is read under its exact name.
+    _names(protected, _JWS_PROTECTED_NAMES, "the JWS protected header")
+    _names(header, _JWS_UNPROTECTED_NAMES, "the JWS unprotected header")
 
     alg = protected.get("alg")
     if not isinstance(alg, str) or alg not in BY_NAME:
@@ -253,12 +267,7 @@ def _parse_jws(data: bytes) -> SignerInfo:
         if not (allowed or name in extended):
             raise EnvelopeError(f"JWS crit names {name!r}, which is not a header that may be critical here")
 
-    x5c = header.get("x5c")
-    if not isinstance(x5c, list) or not x5c:
-        raise EnvelopeError("JWS unprotected header has no x5c certificate chain")
-    chain = _certificates([_b64std(c, "x5c entry") for c in x5c[: MAX_CHAIN_CERTS + 1]])
-    token = header.get(H_TIMESTAMP)
-    agent = header.get(H_AGENT, header.get(H_AGENT_ALT))
+    chain, token, agent = _jws_unsigned(header)
     return SignerInfo(
         media_type=JWS,
         payload=payload,
@@ -273,9 +282,33 @@ def _parse_jws(data: bytes) -> SignerInfo:
         critical=tuple(crit),
         extended_attributes=MappingProxyType(extended),
         certificate_chain=chain,
-        timestamp_token=_b64std(token, H_TIMESTAMP) if token is not None else None,
-        signing_agent=agent if isinstance(agent, str) else None,
+        timestamp_token=token,
+        signing_agent=agent,
     )
+
+
+_AGENT_FOLDED = strictjson.fold(H_AGENT)
+
+
+def _jws_unsigned(header: dict[str, Any]) -> tuple[tuple[x509.Certificate, ...], bytes | None, str | None]:
+    """The unprotected header: certificate chain, timestamp token and signing agent, typed as notation
+    reads them (x5c an array of standard base64 strings; the others a base64 string and a string)."""
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or not x5c:
+        raise EnvelopeError("JWS unprotected header has no x5c certificate chain")
+    chain = _certificates([_b64std(c, "x5c entry") for c in x5c[: MAX_CHAIN_CERTS + 1]])
+    token = header.get(H_TIMESTAMP)
+    agent = next((v for k, v in header.items() if strictjson.fold(k) == _AGENT_FOLDED), None)
+    if agent is not None and not isinstance(agent, str):
+        raise EnvelopeError(f"JWS header {H_AGENT} is not a string")
+    return chain, _b64std(token, H_TIMESTAMP) if token is not None else None, agent
+
+
+def _names(obj: dict[str, Any], defined: tuple[str, ...], what: str) -> None:
+    try:
+        strictjson.check_names(obj, defined, what)
+    except strictjson.JSONError as exc:
+        raise EnvelopeError(str(exc)) from None
 
 
 # --- COSE -----------------------------------------------------------------------------------------
@@ -360,7 +393,7 @@ def _parse_cose(data: bytes) -> SignerInfo:
     ):
         raise EnvelopeError("COSE x5chain (label 33) must be a non-empty array of certificates")
     token = unprotected.get(H_TIMESTAMP)
-    agent = unprotected.get(H_AGENT, unprotected.get(H_AGENT_ALT))
+    agent = unprotected.get(H_AGENT)
     sig_structure = cbor2.dumps(["Signature1", protected_raw, b"", payload])
     return SignerInfo(
         media_type=COSE,

@@ -202,3 +202,79 @@ def test_very_long_number_in_payload_is_fine(chain: Chain) -> None:
     text = json.dumps({"targetArtifact": _artifact(TARGET)})[:-1] + ', "n": ' + "9" * 5000 + "}"
     for envelope, media_type in _both(chain, text):
         assert verify(envelope, media_type, chain).verified
+
+
+# --- JWS member names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Alg", "ES384"),
+        ("ALG", "PS256"),
+        ("Cty", "application/json"),
+        ("cRit", ["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"]),
+        ("io.cncf.notary.\u017figningScheme", "notary.x509.signingAuthority"),
+        ("io.cncf.notary.SigningTime", "2001-01-01T00:00:00Z"),
+        ("io.cncf.notary.EXPIRY", "2001-01-01T00:00:00Z"),
+    ],
+)
+def test_case_folded_protected_header_name_is_refused(chain: Chain, name: str, value: object) -> None:
+    """Go's decoder reads ``Alg`` as ``alg`` (the last one wins), a reader that compares names exactly
+    sees an unknown attribute: two verifiers, two meanings. Refused."""
+    protected = envelopes.protected_json(chain, SIGNED_AT, **{name: value})
+    outcome = verify(envelopes.jws_bytes(chain, protected, envelopes.payload_json(TARGET)), JWS, chain)
+    refused(outcome, "only by letter case")
+
+
+def test_case_folded_x5c_is_refused(chain: Chain) -> None:
+    header = {"x5c": envelopes.x5c(chain), "X5C": envelopes.x5c(make_chain())}
+    envelope = envelopes.jws_bytes(chain, envelopes.protected_json(chain, SIGNED_AT),
+                                   envelopes.payload_json(TARGET), header)  # fmt: skip
+    refused(verify(envelope, JWS, chain), "'X5C', which differs from 'x5c' only by letter case")
+
+
+@pytest.mark.parametrize("name", ["Payload", "PROTECTED", "Signature", "heaDer"])
+def test_case_folded_envelope_member_is_refused(chain: Chain, name: str) -> None:
+    envelope = envelopes.jws(
+        chain, envelopes.protected_json(chain, SIGNED_AT), envelopes.payload_json(TARGET)
+    )
+    envelope[name] = envelope[name.lower()]
+    refused(verify(json.dumps(envelope).encode(), JWS, chain), "only by letter case")
+
+
+def test_unknown_top_level_jws_member_is_ignored(chain: Chain) -> None:
+    """RFC 7515 section 7.2.1: members that are not understood are ignored."""
+    envelope = envelopes.jws(
+        chain, envelopes.protected_json(chain, SIGNED_AT), envelopes.payload_json(TARGET)
+    )
+    envelope["x-note"] = {"any": "thing"}
+    assert verify(json.dumps(envelope).encode(), JWS, chain).verified
+
+
+def test_signatures_member_is_refused(chain: Chain) -> None:
+    """RFC 7515 section 7.2.2: in the flattened serialization the signatures member must not be present."""
+    envelope = envelopes.jws(
+        chain, envelopes.protected_json(chain, SIGNED_AT), envelopes.payload_json(TARGET)
+    )
+    envelope["signatures"] = [{"protected": envelope["protected"], "signature": envelope["signature"]}]
+    refused(verify(json.dumps(envelope).encode(), JWS, chain), "signatures member")
+
+
+def test_signing_agent_that_is_not_a_string_is_refused(chain: Chain) -> None:
+    """notation's reader types the signing agent as a string and refuses anything else."""
+    header = {"x5c": envelopes.x5c(chain), "io.cncf.notary.signingAgent": 5}
+    envelope = envelopes.jws_bytes(chain, envelopes.protected_json(chain, SIGNED_AT),
+                                   envelopes.payload_json(TARGET), header)  # fmt: skip
+    refused(verify(envelope, JWS, chain), "signingAgent is not a string")
+
+
+@pytest.mark.parametrize("name", ["io.cncf.notary.signingAgent", "io.cncf.notary.SigningAgent"])
+def test_signing_agent_is_read_in_either_spelling(chain: Chain, name: str) -> None:
+    header = {"x5c": envelopes.x5c(chain), name: "notation/1.0.0"}
+    envelope = envelopes.jws_bytes(chain, envelopes.protected_json(chain, SIGNED_AT),
+                                   envelopes.payload_json(TARGET), header)  # fmt: skip
+    from webhook.notary.envelope import parse_envelope  # noqa: PLC0415
+
+    assert verify(envelope, JWS, chain).verified
+    assert parse_envelope(JWS, envelope).signing_agent == "notation/1.0.0"
