@@ -19,6 +19,7 @@ import base64
 import binascii
 import datetime as dt
 import io
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -204,13 +205,25 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 def _rfc3339(value: Any, name: str) -> dt.datetime:
+    # RFC 3339 section 5.6 (lowercase t and z allowed, as its note says). Times are compared in UTC;
+    # one whose UTC instant falls outside the years 1 to 9999 cannot be represented and is refused.
     if not isinstance(value, str) or not _RFC3339_RE.fullmatch(value):
         raise EnvelopeError(f"header {name} is not an RFC 3339 time")
+    text = value.replace("z", "Z").replace("t", "T")
+    if text.startswith("0000-"):
+        raise EnvelopeError(_out_of_range(f"header {name}", value))
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        parsed = dt.datetime.fromisoformat(text)
     except ValueError:
         raise EnvelopeError(f"header {name} is not an RFC 3339 time") from None
-    return parsed.astimezone(dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise EnvelopeError(_out_of_range(f"header {name}", value)) from None
+
+
+def _out_of_range(what: str, value: object) -> str:
+    return f"{what} ({value}) is outside the years 1 to 9999 (UTC) that Referee can compare times in"
 
 
 def _parse_jws(data: bytes) -> SignerInfo:
@@ -356,10 +369,12 @@ def _epoch(value: Any, name: str) -> dt.datetime:
         or not isinstance(value.value, int | float)
     ):
         raise EnvelopeError(f"COSE header {name} is not a tag-1 epoch time")
+    if isinstance(value.value, float) and not math.isfinite(value.value):
+        raise EnvelopeError(f"COSE header {name} is not a finite time")
     try:
         return dt.datetime.fromtimestamp(value.value, dt.UTC)
     except (OverflowError, OSError, ValueError):
-        raise EnvelopeError(f"COSE header {name} is out of range") from None
+        raise EnvelopeError(_out_of_range(f"COSE header {name}", value.value)) from None
 
 
 def _parse_cose(data: bytes) -> SignerInfo:

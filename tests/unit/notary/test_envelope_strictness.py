@@ -278,3 +278,49 @@ def test_signing_agent_is_read_in_either_spelling(chain: Chain, name: str) -> No
 
     assert verify(envelope, JWS, chain).verified
     assert parse_envelope(JWS, envelope).signing_agent == "notation/1.0.0"
+
+
+# --- times Python cannot hold --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("io.cncf.notary.signingTime", "9999-12-31T23:59:59-01:00"),  # year 10000 in UTC
+        ("io.cncf.notary.signingTime", "0001-01-01T00:00:00+01:00"),  # year 0 in UTC
+        ("io.cncf.notary.signingTime", "0000-06-01T00:00:00Z"),
+        ("io.cncf.notary.expiry", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+def test_time_outside_years_1_to_9999_is_an_integrity_failure_not_a_crash(
+    chain: Chain, name: str, value: str
+) -> None:
+    protected = json.loads(envelopes.protected_json(chain, SIGNED_AT))
+    protected[name] = value
+    if name.endswith("expiry"):
+        protected["crit"].append(name)
+    text = json.dumps(protected)
+    outcome = verify(envelopes.jws_bytes(chain, text, envelopes.payload_json(TARGET)), JWS, chain)
+    refused(outcome, "outside the years 1 to 9999")
+
+
+@pytest.mark.parametrize("seconds", [253402300800, 2**40, -62135596801])
+def test_cose_time_outside_years_1_to_9999_is_an_integrity_failure(chain: Chain, seconds: int) -> None:
+    from tests.helpers import rawcbor  # noqa: PLC0415
+
+    protected = envelopes.cose_protected_entries(chain, SIGNED_AT)
+    protected[-1] = (protected[-1][0], rawcbor.tag(1, rawcbor.integer(seconds)))
+    outcome = verify(envelopes.cose(chain, protected, envelopes.payload_json(TARGET)), COSE, chain)
+    refused(outcome, "outside the years 1 to 9999")
+
+
+def test_lowercase_t_and_z_in_rfc3339_times_are_fine(chain: Chain) -> None:
+    """RFC 3339 section 5.6 allows them."""
+    protected = json.loads(envelopes.protected_json(chain, SIGNED_AT))
+    protected["io.cncf.notary.signingTime"] = (
+        protected["io.cncf.notary.signingTime"].replace("T", "t").lower()
+    )
+    outcome = verify(
+        envelopes.jws_bytes(chain, json.dumps(protected), envelopes.payload_json(TARGET)), JWS, chain
+    )
+    assert outcome.verified
