@@ -327,8 +327,11 @@ def _names(obj: dict[str, Any], defined: tuple[str, ...], what: str) -> None:
 # --- COSE -----------------------------------------------------------------------------------------
 
 COSE_SIGN1_TAG_PREFIX = b"\xd2\x84"  # tag 18, then an array of four
-L_ALG, L_CRIT, L_CTY, L_X5CHAIN = 1, 2, 3, 33
+L_ALG, L_CRIT, L_CTY, L_KID, L_IV, L_PARTIAL_IV, L_TYPE, L_X5CHAIN = 1, 2, 3, 4, 5, 6, 16, 33
+L_COUNTER_SIGNATURES = (7, 9, 11, 12)  # RFC 9052 (7, 9: deprecated) and RFC 9338 (11, 12)
 _COSE_KNOWN = {L_ALG, L_CRIT, L_CTY, H_SCHEME, H_SIGNING_TIME, H_AUTHENTIC_TIME, H_EXPIRY}
+_INT64 = range(-(1 << 63), 1 << 63)
+_MAX_CBOR_DEPTH_LEVELS = 16
 
 
 @dataclass(frozen=True)
@@ -340,17 +343,29 @@ class _OtherTime:
     pass
 
 
+class _RawTags(dict[int, Any]):
+    """cbor2 semantic decoders for every tag: none is interpreted (a bignum stays a tag, not an int;
+    shared and string references are not followed), only tag 1 and tag 0 times are marked."""
+
+    def __missing__(self, tag: int) -> Any:
+        if tag == 1:
+            return lambda value, _immutable: _EpochTime(value)
+        if tag == 0:
+            return lambda _value, _immutable: _OtherTime()
+        return lambda value, _immutable: cbor2.CBORTag(tag, value)
+
+
 def _cbor(data: bytes, what: str) -> Any:
-    """Decode exactly one CBOR item; duplicate map keys, indefinite lengths and trailing bytes are refused."""
+    """Decode exactly one CBOR item; duplicate map keys (1 and 1.0 included: they are equal as numbers),
+    indefinite lengths and trailing bytes are refused, and no tag is interpreted."""
     stream = io.BytesIO(data)
     try:
         decoder = cbor2.CBORDecoder(
             stream,
             allow_duplicate_keys=False,
             allow_indefinite=False,
-            max_depth=16,
-            # Keep date/time tags raw: Notary allows only tag 1 (epoch) times.
-            semantic_decoders={1: lambda v, _i: _EpochTime(v), 0: lambda _v, _i: _OtherTime()},
+            max_depth=_MAX_CBOR_DEPTH_LEVELS,
+            semantic_decoders=_RawTags(),
         )
         value = decoder.decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
@@ -360,15 +375,87 @@ def _cbor(data: bytes, what: str) -> Any:
     return value
 
 
+_KINDS = {
+    bool: "a boolean", float: "a floating-point number", bytes: "a byte string", int: "an integer",
+    str: "a text string", list: "an array", dict: "a map", type(None): "null",
+    _EpochTime: "a CBOR time tag", _OtherTime: "a CBOR time tag",
+}  # fmt: skip
+
+
+def _kind_of(value: Any) -> str:
+    """What a decoded CBOR value is, in a person's words (for messages)."""
+    if isinstance(value, cbor2.CBORTag):
+        return f"a CBOR tag {value.tag}" + (" (bignum)" if value.tag in (2, 3) else "")
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+def _check_labels(header: Mapping[Any, Any], where: str) -> None:
+    """RFC 9052 section 3: a header label is an integer or a text string. A float, boolean or bignum
+    label would collide with the integer one in some decoders and not in others."""
+    for label in header:
+        if type(label) is str:
+            continue
+        if type(label) is not int:
+            raise EnvelopeError(
+                f"COSE {where} header label {label!r} is {_kind_of(label)}; "
+                "labels must be integers or text strings (RFC 9052 section 3)"
+            )
+        if label not in _INT64:
+            raise EnvelopeError(f"COSE {where} header label {label} does not fit in a 64-bit integer")
+
+
+def _has_tag(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, cbor2.CBORTag | _EpochTime | _OtherTime):
+        return True
+    if depth > _MAX_CBOR_DEPTH_LEVELS:
+        return False
+    if isinstance(value, list | tuple):
+        return any(_has_tag(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return any(_has_tag(k, depth + 1) or _has_tag(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _check_parameters(protected: Mapping[Any, Any], unprotected: Mapping[Any, Any]) -> None:
+    """The common header parameters as RFC 9052 section 3.1 types them, in both buckets."""
+    _check_labels(protected, "protected")
+    _check_labels(unprotected, "unprotected")
+    if L_CRIT in unprotected:
+        raise EnvelopeError("COSE crit (label 2) must be in the protected header (RFC 9052 section 3.1)")
+    # RFC 9052 section 3: a label must not be in both buckets (readers disagree on which one counts).
+    both = [label for label in protected if label in unprotected]
+    if both:
+        raise EnvelopeError(
+            f"COSE header label {both[0]!r} is in both the protected and the unprotected header"
+        )
+    for where, header in (("protected", protected), ("unprotected", unprotected)):
+        for label, name in ((L_KID, "kid"), (L_IV, "IV"), (L_PARTIAL_IV, "Partial IV")):
+            if label in header and type(header[label]) is not bytes:
+                raise EnvelopeError(
+                    f"COSE {where} {name} (label {label}) is {_kind_of(header[label])}, not a byte string"
+                )
+        for label in L_COUNTER_SIGNATURES:
+            if label in header:
+                raise EnvelopeError(
+                    f"COSE {where} header has a counter signature (label {label}); Notary envelopes "
+                    "carry none (the RFC 3161 timestamp is their only countersignature)"
+                )
+        kind = header.get(L_TYPE)
+        if kind is not None and type(kind) is not str and not (type(kind) is int and kind >= 0):
+            raise EnvelopeError(f"COSE {where} typ (label 16) is {_kind_of(kind)} (RFC 9596: text or uint)")
+    present = {*protected, *unprotected}
+    if L_IV in present and L_PARTIAL_IV in present:
+        raise EnvelopeError("COSE header has both an IV and a Partial IV (RFC 9052 section 3.1 forbids it)")
+    if any(_has_tag(v) for v in unprotected.values()):
+        raise EnvelopeError("COSE unprotected header holds a CBOR tag; Notary's unsigned attributes never do")
+
+
 def _epoch(value: Any, name: str) -> dt.datetime:
     if isinstance(value, _OtherTime):
         raise EnvelopeError(f"COSE header {name} uses a tag-0 time; only tag 1 (epoch) times are allowed")
-    if (
-        not isinstance(value, _EpochTime)
-        or isinstance(value.value, bool)
-        or not isinstance(value.value, int | float)
-    ):
-        raise EnvelopeError(f"COSE header {name} is not a tag-1 epoch time")
+    # RFC 8949 section 3.4.2: tag 1 holds an integer or a floating-point number, nothing else (no bignum).
+    if not isinstance(value, _EpochTime) or type(value.value) not in (int, float):
+        raise EnvelopeError(f"COSE header {name} is not a tag-1 epoch time (an integer or a float)")
     if isinstance(value.value, float) and not math.isfinite(value.value):
         raise EnvelopeError(f"COSE header {name} is not a finite time")
     try:
@@ -398,6 +485,7 @@ def _parse_cose(data: bytes) -> SignerInfo:
     protected = _cbor(protected_raw, "COSE protected header")
     if not isinstance(protected, Mapping):
         raise EnvelopeError("COSE protected header is not a map")
+    _check_parameters(protected, unprotected)
 
     alg, cty, scheme, crit, signing_time, expiry, extended = _cose_protected(protected)
     chain_raw = unprotected.get(L_X5CHAIN, protected.get(L_X5CHAIN))
@@ -434,7 +522,7 @@ def _cose_protected(
 ) -> tuple[int, str, str, tuple[Any, ...], dt.datetime | None, dt.datetime | None, dict[str, Any]]:
     """The signed attributes of a COSE protected header."""
     alg = protected.get(L_ALG)
-    if isinstance(alg, bool) or not isinstance(alg, int) or alg not in BY_COSE:
+    if type(alg) is not int or alg not in BY_COSE:
         raise EnvelopeError(f"COSE alg {alg!r} is not allowed (PS256/384/512 or ES256/384/512 only)")
     cty = protected.get(L_CTY)
     if not isinstance(cty, str):
@@ -446,6 +534,10 @@ def _cose_protected(
     if not isinstance(crit, list | tuple) or not crit:
         raise EnvelopeError("COSE protected header needs a non-empty crit list")
     for label in crit:
+        if type(label) not in (int, str):
+            raise EnvelopeError(
+                f"COSE crit entry {label!r} is {_kind_of(label)}, not an integer or text label"
+            )
         if isinstance(label, int) and 0 <= label <= 8:
             raise EnvelopeError(f"COSE crit must not list the registered label {label}")
         if label not in protected:

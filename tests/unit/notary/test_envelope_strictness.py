@@ -324,3 +324,138 @@ def test_lowercase_t_and_z_in_rfc3339_times_are_fine(chain: Chain) -> None:
         envelopes.jws_bytes(chain, json.dumps(protected), envelopes.payload_json(TARGET)), JWS, chain
     )
     assert outcome.verified
+
+
+# --- COSE labels and parameters ---------------------------------------------------------------------------
+
+C = __import__("tests.helpers.rawcbor", fromlist=["rawcbor"])
+
+
+def _cose_with(chain: Chain, change: object, unprotected_change: object = None) -> bytes:
+    """A COSE envelope whose protected (and unprotected) entries ``change`` rewrites, signed again."""
+    protected = envelopes.cose_protected_entries(chain, SIGNED_AT)
+    unprotected = envelopes.cose_unprotected_entries(chain)
+    if callable(change):
+        protected = change(protected)
+    if callable(unprotected_change):
+        unprotected = unprotected_change(unprotected)
+    return envelopes.cose(chain, protected, envelopes.payload_json(TARGET), unprotected)
+
+
+def _relabel(number: int, label: bytes) -> object:
+    return lambda entries: [(label if k == C.integer(number) else k, v) for k, v in entries]
+
+
+@pytest.mark.parametrize(
+    ("number", "label", "kind"),
+    [
+        (1, C.float16(1.0), "floating-point"),
+        (1, C.float64(1.0), "floating-point"),
+        (1, C.TRUE, "boolean"),
+        (1, C.bignum(1), "bignum"),
+        (2, C.float32(2.0), "floating-point"),
+        (2, C.bignum(2), "bignum"),
+        (3, C.float32(3.0), "floating-point"),
+    ],
+)
+def test_cose_label_that_is_not_an_integer_or_text_is_refused(
+    chain: Chain, number: int, label: bytes, kind: str
+) -> None:
+    """Python's dict treats 1, 1.0 and True as one key and cbor2 reads a bignum 1 as 1: an alg, crit or
+    content type written that way would be read as the real one here and refused by go-cose."""
+    outcome = verify(_cose_with(chain, _relabel(number, label)), COSE, chain)
+    refused(outcome, f"is {'a ' if kind != 'bignum' else ''}")
+    refused(outcome, "labels must be integers or text strings")
+    assert kind in outcome.reason
+
+
+def test_cose_labels_equal_as_numbers_are_refused(chain: Chain) -> None:
+    outcome = verify(_cose_with(chain, lambda e: [*e, (C.float16(1.0), C.integer(-35))]), COSE, chain)
+    refused(outcome, "Duplicate map key")
+
+
+def test_cose_float_label_in_unprotected_header_is_refused(chain: Chain) -> None:
+    change = _relabel(33, C.float32(33.0))
+    outcome = verify(_cose_with(chain, None, change), COSE, chain)
+    refused(outcome, "unprotected header label 33.0 is a floating-point number")
+
+
+@pytest.mark.parametrize(
+    ("entry", "phrase"),
+    [(C.float16(1.0), "floating-point"), (C.TRUE, "boolean"), (C.bignum(5), "bignum")],
+)
+def test_cose_crit_entry_that_is_not_an_integer_or_text_is_refused(
+    chain: Chain, entry: bytes, phrase: str
+) -> None:
+    crit = C.array([C.tstr("io.cncf.notary.signingScheme"), entry])
+    change = lambda e: [(k, crit if k == C.integer(2) else v) for k, v in e]  # noqa: E731
+    refused(verify(_cose_with(chain, change), COSE, chain), phrase)
+
+
+def test_cose_bignum_alg_is_refused(chain: Chain) -> None:
+    from webhook.notary.algorithms import algorithm_for  # noqa: PLC0415
+
+    alg = C.bignum(algorithm_for(chain.certs[0]).cose)
+    change = lambda e: [(k, alg if k == C.integer(1) else v) for k, v in e]  # noqa: E731
+    refused(verify(_cose_with(chain, change), COSE, chain), "COSE alg")
+
+
+def test_cose_bignum_epoch_time_is_refused(chain: Chain) -> None:
+    """RFC 8949 section 3.4.2: tag 1 holds an integer or a float; a bignum inside it is invalid."""
+    when = C.tag(1, C.bignum(int(SIGNED_AT.timestamp())))
+    change = lambda e: [*e[:-1], (e[-1][0], when)]  # noqa: E731
+    refused(verify(_cose_with(chain, change), COSE, chain), "not a tag-1 epoch time")
+
+
+@pytest.mark.parametrize(
+    ("entries", "phrase"),
+    [
+        ([(C.integer(4), C.tstr("key-1"))], "kid (label 4) is a text string, not a byte string"),
+        ([(C.integer(5), C.tstr("iv"))], "IV (label 5) is a text string"),
+        ([(C.integer(6), C.integer(7))], "Partial IV (label 6) is an integer"),
+        ([(C.integer(5), C.bstr(b"iv")), (C.integer(6), C.bstr(b"piv"))], "both an IV and a Partial IV"),
+        ([(C.integer(7), C.bstr(b"sig"))], "counter signature (label 7)"),
+        ([(C.integer(16), C.bstr(b"x"))], "typ (label 16)"),
+    ],
+)
+def test_cose_protected_parameter_of_the_wrong_type_is_refused(
+    chain: Chain, entries: list[tuple[bytes, bytes]], phrase: str
+) -> None:
+    refused(verify(_cose_with(chain, lambda e: [*e, *entries]), COSE, chain), phrase)
+
+
+@pytest.mark.parametrize(
+    ("entries", "phrase"),
+    [
+        (
+            [(C.integer(2), C.array([C.tstr("io.cncf.notary.signingAgent")]))],
+            "crit (label 2) must be in the protected",
+        ),
+        ([(C.integer(4), C.tstr("key-1"))], "unprotected kid (label 4)"),
+        ([(C.integer(11), C.bstr(b"sig"))], "counter signature (label 11)"),
+        ([(C.tstr("io.example.when"), C.tag(1, C.integer(5)))], "holds a CBOR tag"),
+        ([(C.integer(1), C.integer(-7))], "in both the protected and the unprotected header"),
+    ],
+)
+def test_cose_unprotected_parameter_of_the_wrong_kind_is_refused(
+    chain: Chain, entries: list[tuple[bytes, bytes]], phrase: str
+) -> None:
+    """What the signature does not cover, and go-cose refuses: refused here too."""
+    refused(verify(_cose_with(chain, None, lambda e: [*e, *entries]), COSE, chain), phrase)
+
+
+def test_cose_x5chain_in_both_headers_is_refused(chain: Chain) -> None:
+    """RFC 9052 section 3: with a label in both buckets the protected one counts; notation reads the
+    unprotected one. One chain, one meaning: refused."""
+    x5chain = (C.integer(33), envelopes.cose_chain(chain))
+    refused(verify(_cose_with(chain, lambda e: [*e, x5chain]), COSE, chain), "label 33 is in both")
+
+
+def test_cose_x5chain_in_the_protected_header_is_fine(chain: Chain) -> None:
+    """The Notary COSE specification allows it (notation reads only the unprotected one)."""
+    x5chain = (C.integer(33), envelopes.cose_chain(chain))
+    assert verify(_cose_with(chain, lambda e: [*e, x5chain], lambda e: []), COSE, chain).verified
+
+
+def test_cose_kid_as_bytes_is_fine(chain: Chain) -> None:
+    assert verify(_cose_with(chain, lambda e: [*e, (C.integer(4), C.bstr(b"k"))]), COSE, chain).verified
