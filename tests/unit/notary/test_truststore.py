@@ -111,3 +111,24 @@ def test_trust_policy_file(tmp_path: Path) -> None:
 def test_parse_certificates_rejects_empty() -> None:
     with pytest.raises(ConfigError):
         parse_certificates(b"", "x")
+
+
+@pytest.mark.parametrize(("store_type", "digest", "name"), [("ca", "sha1", "SHA-1"), ("tsa", "sha1", "SHA-1"),
+                                                            ("ca", "md5", "MD5")])  # fmt: skip
+def test_sha1_self_signed_certificate_is_refused_saying_sha1(
+    tmp_path: Path, store_type: str, digest: str, name: str
+) -> None:
+    """The refusal was right (the specification forbids SHA-1) but said "neither a CA certificate nor
+    self-signed". The certificate is made by openssl, which still signs with SHA-1 and MD5."""
+    import subprocess  # noqa: PLC0415
+
+    folder = tmp_path / "x509" / store_type / "old"
+    folder.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", f"-{digest}", "-nodes", "-days", "30",
+         "-subj", f"/CN={name} signer", "-addext", "basicConstraints=critical,CA:FALSE",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=f"is signed with {name}, which the Notary Project specification"):
+        load_trust_store(tmp_path, parse_trust_policy(policy(f"{store_type}:old")))
