@@ -13,6 +13,7 @@ import json
 import pytest
 
 from tests.helpers import envelopes
+from tests.helpers import rawcbor as C
 from tests.helpers.codesign import Chain, make_chain
 from webhook.notary.envelope import COSE, JWS
 from webhook.notary.trustpolicy import parse_trust_policy
@@ -306,10 +307,8 @@ def test_time_outside_years_1_to_9999_is_an_integrity_failure_not_a_crash(
 
 @pytest.mark.parametrize("seconds", [253402300800, 2**40, -62135596801])
 def test_cose_time_outside_years_1_to_9999_is_an_integrity_failure(chain: Chain, seconds: int) -> None:
-    from tests.helpers import rawcbor  # noqa: PLC0415
-
     protected = envelopes.cose_protected_entries(chain, SIGNED_AT)
-    protected[-1] = (protected[-1][0], rawcbor.tag(1, rawcbor.integer(seconds)))
+    protected[-1] = (protected[-1][0], C.tag(1, C.integer(seconds)))
     outcome = verify(envelopes.cose(chain, protected, envelopes.payload_json(TARGET)), COSE, chain)
     refused(outcome, "outside the years 1 to 9999")
 
@@ -327,8 +326,6 @@ def test_lowercase_t_and_z_in_rfc3339_times_are_fine(chain: Chain) -> None:
 
 
 # --- COSE labels and parameters ---------------------------------------------------------------------------
-
-C = __import__("tests.helpers.rawcbor", fromlist=["rawcbor"])
 
 
 def _cose_with(chain: Chain, change: object, unprotected_change: object = None) -> bytes:
