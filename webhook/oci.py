@@ -7,12 +7,12 @@ JSON does not follow the OCI image specification. Nothing here trusts a registry
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from webhook import strictjson
 from webhook.errors import ContentMismatch, InvalidReference, RegistryProtocolError
 from webhook.reference import validate_digest
 
@@ -36,6 +36,17 @@ MANIFEST_ACCEPT = ", ".join(
 )
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+
+# Member names the image specification defines (manifest.md, image-index.md, descriptor.md). A member
+# that differs from one of them only by letter case is what Go-based tools (oras, notation,
+# registries) read as that member and a reader comparing exactly ignores: refused.
+MANIFEST_MEMBERS = (
+    "schemaVersion", "mediaType", "artifactType", "config", "layers", "blobs", "manifests", "subject",
+    "annotations",
+)  # fmt: skip
+DESCRIPTOR_MEMBERS = (
+    "mediaType", "digest", "size", "urls", "annotations", "data", "platform", "artifactType",
+)  # fmt: skip
 
 
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
@@ -129,9 +140,25 @@ def _annotations(value: Any, what: str) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _names(obj: dict[str, Any], defined: tuple[str, ...], what: str) -> None:
+    try:
+        strictjson.check_names(obj, defined, what)
+    except strictjson.JSONError as exc:
+        raise RegistryProtocolError(str(exc)) from None
+
+
+def load_json(raw: bytes, what: str) -> Any:
+    """Untrusted JSON (a manifest, an index, a referrers answer), read strictly (webhook.strictjson)."""
+    try:
+        return strictjson.loads(raw)
+    except strictjson.JSONError as exc:
+        raise _fail(what, f"not valid JSON: {exc}") from None
+
+
 def parse_descriptor(value: Any, what: str) -> Descriptor:
     if not isinstance(value, dict):
         raise _fail(what, "descriptor is not a JSON object")
+    _names(value, DESCRIPTOR_MEMBERS, f"{what}: the descriptor")
     media_type, digest, size = value.get("mediaType"), value.get("digest"), value.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise _fail(what, "descriptor has no mediaType")
@@ -173,12 +200,10 @@ def parse_manifest(
     ``media_type`` is what the registry's Content-Type said; a ``mediaType`` field in the body that
     differs from it is rejected, as the distribution specification asks.
     """
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _fail(what, f"manifest is not valid JSON ({exc})") from None
+    body = load_json(raw, what)
     if not isinstance(body, dict):
         raise _fail(what, "manifest is not a JSON object")
+    _names(body, MANIFEST_MEMBERS, f"{what}: the manifest")
     body_type = body.get("mediaType")
     if body_type is not None and body_type != media_type:
         raise ContentMismatch(f"{what}: Content-Type says {media_type} but the manifest says {body_type}")

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "webhook"
 # Lowest first. A module may import from its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", ("webhook", "webhook.errors", "webhook.deadline", "webhook.metrics", "webhook.reloading",
-                "webhook.registry.transport")),
+                "webhook.strictjson", "webhook.registry.transport")),
     ("pure cores", ("webhook.notary", "webhook.oci", "webhook.reference", "webhook.verify.patterns")),
     ("registry", ("webhook.registry",)),
     ("trust I/O", ("webhook.trust",)),

@@ -144,3 +144,51 @@ def test_check_digest() -> None:
     with pytest.raises(ContentMismatch):
         check_digest(b"{ }", EMPTY_DIGEST, "empty")
     assert compute_digest(b"", "sha512").startswith("sha512:cf83e135")
+
+
+# --- one meaning per manifest ------------------------------------------------------------------------------
+
+OTHER_SUBJECT = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "2" * 64, "size": 9}
+
+
+def with_member(raw: bytes, name: str, value: Any) -> bytes:
+    """``raw`` (a JSON object) with one more member appended, whatever its name."""
+    return raw[:-1] + f", {json.dumps(name)}: {json.dumps(value)}".encode() + b"}"
+
+
+def test_case_folded_manifest_subject_is_refused() -> None:
+    """oras and notation read ``Subject`` as ``subject`` (the last one wins): the signature would be
+    a referrer of another image to them."""
+    with pytest.raises(RegistryProtocolError, match="'Subject', which differs from 'subject'"):
+        parse(with_member(manifest(), "Subject", OTHER_SUBJECT))
+
+
+@pytest.mark.parametrize("name", ["Layers", "CONFIG", "mediatype", "\u017fubject"])
+def test_case_folded_manifest_member_is_refused(name: str) -> None:
+    with pytest.raises(RegistryProtocolError, match="only by letter case"):
+        parse(with_member(manifest(), name, []))
+
+
+def test_case_folded_descriptor_digest_is_refused() -> None:
+    layer = {"mediaType": "application/jose+json", "digest": D, "size": 10, "Digest": "sha256:" + "3" * 64}
+    with pytest.raises(RegistryProtocolError, match="'Digest', which differs from 'digest'"):
+        parse(manifest(layers=[layer]))
+
+
+def test_duplicate_manifest_member_is_refused() -> None:
+    raw = with_member(manifest(), "subject", OTHER_SUBJECT)
+    with pytest.raises(RegistryProtocolError, match="duplicate member 'subject'"):
+        parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "phrase"),
+    [
+        (manifest()[:-1] + b', "x": NaN}', "NaN"),
+        (manifest().decode().encode("utf-16"), "UTF-16"),
+        (b"\xef\xbb\xbf" + manifest(), "byte-order mark"),
+    ],
+)
+def test_manifest_that_is_not_json_is_refused(raw: bytes, phrase: str) -> None:
+    with pytest.raises(RegistryProtocolError, match=phrase):
+        parse(raw)

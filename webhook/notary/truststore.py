@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from webhook.errors import ConfigError
@@ -61,7 +61,7 @@ def is_self_signed(cert: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -73,6 +73,16 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def weak_signature_hash(cert: x509.Certificate) -> str | None:
+    """``"SHA-1"`` or ``"MD5"`` when the certificate is signed with a hash the Notary Project
+    specification forbids (its self-signature cannot count), else ``None``."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    return {"sha1": "SHA-1", "md5": "MD5"}.get(algorithm.name) if algorithm is not None else None
+
+
 def check_store_certificates(certs: Iterable[x509.Certificate], store_type: str, source: str) -> None:
     """notation's rules: every trusted certificate is a CA or self-signed; ``tsa`` holds only roots."""
     for cert in certs:
@@ -80,10 +90,24 @@ def check_store_certificates(certs: Iterable[x509.Certificate], store_type: str,
         if store_type == "tsa":
             if not is_self_signed(cert):
                 raise ConfigError(
-                    f"{source}: {subject!r} is not a self-signed root; a tsa store holds roots only"
+                    f"{source}: {subject!r} {_not_self_signed(cert)}; a tsa store holds roots only"
                 )
         elif not (is_ca(cert) or is_self_signed(cert)):
+            if weak_signature_hash(cert):
+                raise ConfigError(
+                    f"{source}: {subject!r} is not a CA certificate and {_not_self_signed(cert)}"
+                )
             raise ConfigError(f"{source}: {subject!r} is neither a CA certificate nor self-signed")
+
+
+def _not_self_signed(cert: x509.Certificate) -> str:
+    weak = weak_signature_hash(cert)
+    if weak:
+        return (
+            f"is signed with {weak}, which the Notary Project specification does not allow, so it cannot "
+            "count as a self-signed root"
+        )
+    return "is not a self-signed root"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ Revocation evidence (OCSP responses, CRLs) comes from the ``RevocationSource`` t
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,6 +34,7 @@ from webhook.notary.envelope import (
     SignerInfo,
     parse_envelope,
 )
+from webhook.notary.payload import PayloadError, parse_payload
 from webhook.notary.revocation import RevocationSource, has_revocation_endpoints, summarise
 from webhook.notary.timestamp import TimestampError, verify_timestamp
 from webhook.notary.trustpolicy import MANDATORY_DN_ATTRIBUTES, Action, TrustPolicy
@@ -216,18 +216,20 @@ def _integrity(media_type: str, envelope: bytes, target: Descriptor) -> tuple[Si
 
 
 def _payload_target(payload: bytes, target: Descriptor) -> str | None:
+    # Notary signature specification, "Payload": the signed descriptor must be the artifact's
+    # (media type, digest and size), as notation compares them.
     try:
-        doc = json.loads(payload)
-        artifact = doc["targetArtifact"]
-        media_type, digest, size = artifact["mediaType"], artifact["digest"], artifact["size"]
-    except (ValueError, KeyError, TypeError):
-        return 'the payload is not {"targetArtifact": <descriptor>}'
-    if isinstance(size, bool) or not isinstance(size, int):
-        return "the payload's targetArtifact.size is not an integer"
-    if (media_type, digest, size) != (target.media_type, target.digest, target.size):
+        artifact = parse_payload(payload)
+    except PayloadError as exc:
+        return str(exc)
+    if (artifact.media_type, artifact.digest, artifact.size) != (
+        target.media_type,
+        target.digest,
+        target.size,
+    ):
         return (
-            f"the signature is for {digest} ({media_type}, {size} bytes), not for this image "
-            f"{target.digest} ({target.media_type}, {target.size} bytes)"
+            f"the signature is for {artifact.digest} ({artifact.media_type}, {artifact.size} bytes), "
+            f"not for this image {target.digest} ({target.media_type}, {target.size} bytes)"
         )
     return None
 

@@ -15,13 +15,13 @@ Tokens are cached per (registry, scope, credential) until ``expires_in`` (60 s w
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from webhook import strictjson
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed, RegistryUnavailable
 from webhook.registry.credentials import Credential
@@ -150,9 +150,9 @@ class Token:
 def parse_token_response(body: bytes, realm: str) -> Token:
     """Read a token server's JSON answer: ``access_token`` preferred, then ``token``."""
     try:
-        doc = json.loads(body)
-    except ValueError:
-        raise AuthenticationFailed(f"token server {realm} answered with invalid JSON") from None
+        doc = strictjson.loads(body)
+    except strictjson.JSONError as exc:
+        raise AuthenticationFailed(f"token server {realm} answered with invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise AuthenticationFailed(f"token server {realm} answered with a non-object")
     value = doc.get("access_token") or doc.get("token")

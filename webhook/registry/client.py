@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit
 
+from webhook import strictjson
 from webhook.deadline import Deadline
 from webhook.errors import (
     AuthenticationFailed,
@@ -94,8 +95,8 @@ class ClientSettings:
 def _error_codes(body: bytes) -> list[str]:
     """The ``errors[].code`` values of an OCI error body, if it is one."""
     try:
-        doc = json.loads(body)
-    except ValueError:
+        doc = strictjson.loads(body)
+    except strictjson.JSONError:
         return []
     errors = doc.get("errors") if isinstance(doc, dict) else None
     if not isinstance(errors, list):

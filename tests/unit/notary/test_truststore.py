@@ -152,3 +152,24 @@ def test_weaker_global_statement_shows_in_the_loaded_material(tmp_path: Path) ->
     (tmp_path / "trustpolicy.json").write_text(json.dumps(doc))
     material = trustfiles.TrustFiles(tmp_path / "trustpolicy.json", tmp_path).current()
     assert len(material.warnings) == 1 and "registry.example.com/app" in material.warnings[0]
+
+
+@pytest.mark.parametrize(("store_type", "digest", "name"), [("ca", "sha1", "SHA-1"), ("tsa", "sha1", "SHA-1"),
+                                                            ("ca", "md5", "MD5")])  # fmt: skip
+def test_sha1_self_signed_certificate_is_refused_saying_sha1(
+    tmp_path: Path, store_type: str, digest: str, name: str
+) -> None:
+    """The refusal was right (the specification forbids SHA-1) but said "neither a CA certificate nor
+    self-signed". The certificate is made by openssl, which still signs with SHA-1 and MD5."""
+    import subprocess  # noqa: PLC0415
+
+    folder = tmp_path / "x509" / store_type / "old"
+    folder.mkdir(parents=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", f"-{digest}", "-nodes", "-days", "30",
+         "-subj", f"/CN={name} signer", "-addext", "basicConstraints=critical,CA:FALSE",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=f"is signed with {name}, which the Notary Project specification"):
+        load_trust_store(tmp_path, parse_trust_policy(policy(f"{store_type}:old")))

@@ -120,3 +120,16 @@ def test_registry_token_is_used_as_is_without_a_token_request() -> None:
         request_timeout_s=5,
     )
     assert token.value == "static-bearer"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"token": "a", "token": "b"}',
+        '{"token": "a"}'.encode("utf-16"),
+        b'{"token": "a", "expires_in": NaN}',
+    ],
+)
+def test_token_answer_that_is_not_strict_json_is_refused(body: bytes) -> None:
+    with pytest.raises(AuthenticationFailed, match="invalid JSON"):
+        parse_token_response(body, "realm")
