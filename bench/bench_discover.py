@@ -32,8 +32,8 @@ from tests.helpers.artifacts import attach, make_notation, push_image
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import ROOT, TOOLS_BIN, run, tool
 from webhook.deadline import Deadline
-from webhook.oci import NOTARY_SIGNATURE
-from webhook.reference import parse
+from webhook.oci.model import NOTARY_SIGNATURE
+from webhook.oci.reference import parse
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 
 

@@ -41,8 +41,8 @@ from tests.helpers.tools import ROOT, free_port
 from webhook.deadline import Deadline
 from webhook.notary.envelope import JWS
 from webhook.notary.signer import SignRequest, sign, signature_manifest
-from webhook.oci import OCI_EMPTY
-from webhook.reference import parse
+from webhook.oci.model import OCI_EMPTY
+from webhook.oci.reference import parse
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 
 TARGETS = {

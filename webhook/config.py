@@ -9,7 +9,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     trustPolicy: /etc/referee/trustpolicy.json
     trustStore: /etc/referee/truststore        # holds x509/<type>/<name>/
     exemptNamespaces: [kube-system]
-    exemptImages: ["registry.k8s.io/pause:*"]  # structured patterns (webhook.verify.patterns)
+    exemptImages: ["registry.k8s.io/pause:*"]  # structured patterns (webhook.oci.patterns)
     allowedRegistries: []              # registry host patterns; others are denied unread
     requireDigest: false               # deny images not pinned by digest
     registries:
@@ -46,8 +46,8 @@ from typing import Any
 import yaml
 
 from webhook.errors import ConfigError
-from webhook.reference import canonical_domain
-from webhook.verify.patterns import HostPattern, ImagePattern, parse_hosts, parse_patterns
+from webhook.oci.patterns import HostPattern, ImagePattern, parse_hosts, parse_patterns
+from webhook.oci.reference import canonical_domain
 
 MODES = ("enforce", "audit")
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -19,7 +19,7 @@ from tests.helpers import rawcbor
 from tests.helpers.codesign import Chain
 from webhook.notary.algorithms import algorithm_for
 from webhook.notary.signer import raw_signature
-from webhook.oci import Descriptor
+from webhook.oci.model import Descriptor
 
 PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
 SCHEME = "io.cncf.notary.signingScheme"

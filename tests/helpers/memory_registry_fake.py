@@ -1,5 +1,5 @@
 """An in-memory registry, for tests of the gate at a fixed time without a network (fake: it keeps
-manifests and blobs in dictionaries; the digest and size checks are the real ``webhook.oci`` ones)."""
+manifests and blobs in dictionaries; the digest and size checks are the real ``webhook.oci.model`` ones)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from webhook.deadline import Deadline
 from webhook.errors import NotFound
-from webhook.oci import (
+from webhook.oci.model import (
     OCI_MANIFEST,
     Descriptor,
     Manifest,
@@ -16,7 +16,7 @@ from webhook.oci import (
     compute_digest,
     parse_manifest,
 )
-from webhook.reference import Reference
+from webhook.oci.reference import Reference
 from webhook.registry import Referrers
 from webhook.registry.credentials import Credential, Keyring
 

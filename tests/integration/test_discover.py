@@ -12,8 +12,8 @@ from tests.helpers.artifacts import Notation, oras, oras_discover, push_image, r
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.tools import free_port, referee
 from webhook.deadline import Deadline
-from webhook.oci import is_notary_signature
-from webhook.reference import parse
+from webhook.oci.model import is_notary_signature
+from webhook.oci.reference import parse
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 
 

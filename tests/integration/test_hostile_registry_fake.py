@@ -20,8 +20,8 @@ from webhook.errors import (
     RegistryProtocolError,
     RegistryUnavailable,
 )
-from webhook.oci import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest
-from webhook.reference import parse
+from webhook.oci.model import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest
+from webhook.oci.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from tests.helpers.tools import ROOT, run, tool
-from webhook import reference
 from webhook.errors import ConfigError
-from webhook.verify.patterns import ImagePattern
+from webhook.oci import reference
+from webhook.oci.patterns import ImagePattern
 
 POLICIES = ROOT / "policies"
 
@@ -148,7 +148,7 @@ _IMAGES = [
 
 
 def test_templates_exempt_exactly_the_images_referee_exempts(tmp_path: Path) -> None:
-    """policies/lib/images.rego against webhook.verify.patterns over every pattern and image above: the
+    """policies/lib/images.rego against webhook.oci.patterns over every pattern and image above: the
     same answer for each pattern Referee accepts, and no exemption from one it refuses."""
     cases = []
     for pattern, image in itertools.product(_PATTERNS, _IMAGES):

@@ -28,7 +28,7 @@ from tests.helpers.token_server import TokenServer, serve_tokens
 from tests.helpers.tools import free_port, referee, run, tool
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed
-from webhook.reference import parse
+from webhook.oci.reference import parse
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
 

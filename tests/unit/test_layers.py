@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "webhook"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", ("webhook", "webhook.errors", "webhook.deadline", "webhook.metrics", "webhook.reloading",
                 "webhook.strictjson", "webhook.registry.transport")),
-    ("pure cores", ("webhook.notary", "webhook.oci", "webhook.reference", "webhook.verify.patterns")),
+    ("pure cores", ("webhook.notary", "webhook.oci")),
     ("registry", ("webhook.registry",)),
     ("trust I/O", ("webhook.trust",)),
     ("configuration", ("webhook.config",)),

@@ -11,7 +11,7 @@ from typing import Any
 
 from webhook.deadline import Deadline
 from webhook.errors import ContentTooLarge
-from webhook.oci import Descriptor, Manifest
+from webhook.oci.model import Descriptor, Manifest
 from webhook.registry import ReferrersSource, Repository
 
 MAX_DEPTH = 8

@@ -31,7 +31,7 @@ from webhook.errors import (
 )
 from webhook.notary.envelope import COSE, JWS
 from webhook.notary.truststore import parse_certificates
-from webhook.reference import parse
+from webhook.oci.reference import parse
 from webhook.registry import Repository
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credentials import Keyring

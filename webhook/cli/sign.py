@@ -20,7 +20,7 @@ from webhook.notary.envelope import SCHEME_X509
 from webhook.notary.signer import PrivateKey, SignRequest, sign, signature_manifest
 from webhook.notary.timestamp import TimestampError, timestamp_request, token_from_response
 from webhook.notary.truststore import parse_certificates
-from webhook.oci import OCI_EMPTY
+from webhook.oci.model import OCI_EMPTY
 from webhook.registry.client import HttpRepository
 from webhook.registry.transport import Transport, TransportError, opened, read_body
 

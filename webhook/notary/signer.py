@@ -40,7 +40,14 @@ from webhook.notary.envelope import (
     SCHEME_SIGNING_AUTHORITY,
     SCHEME_X509,
 )
-from webhook.oci import EMPTY_DIGEST, NOTARY_SIGNATURE, OCI_EMPTY, OCI_MANIFEST, Descriptor, compute_digest
+from webhook.oci.model import (
+    EMPTY_DIGEST,
+    NOTARY_SIGNATURE,
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Descriptor,
+    compute_digest,
+)
 
 SIGNING_AGENT = f"referee/{__version__}"
 THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"

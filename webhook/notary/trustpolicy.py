@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.errors import ConfigError
-from webhook.reference import canonical_repository
+from webhook.oci.reference import canonical_repository
 
 SUPPORTED_VERSION = "1.0"
 LEVELS = ("strict", "permissive", "audit", "skip")

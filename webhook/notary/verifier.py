@@ -39,7 +39,7 @@ from webhook.notary.revocation import RevocationSource, has_revocation_endpoints
 from webhook.notary.timestamp import TimestampError, verify_timestamp
 from webhook.notary.trustpolicy import MANDATORY_DN_ATTRIBUTES, Action, TrustPolicy
 from webhook.notary.truststore import TrustStore
-from webhook.oci import Descriptor
+from webhook.oci.model import Descriptor
 
 CHECK_ORDER = ("integrity", "authenticity", "expiry", "authenticTimestamp", "revocation")
 

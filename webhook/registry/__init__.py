@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from webhook.deadline import Deadline
-from webhook.oci import Descriptor, Manifest
-from webhook.reference import Reference
+from webhook.oci.model import Descriptor, Manifest
+from webhook.oci.reference import Reference
 from webhook.registry.credentials import Credential, Keyring
 
 ReferrersSource = Literal["referrers-api", "tag-schema", "oci-layout"]

@@ -39,7 +39,7 @@ from webhook.errors import (
     RegistryProtocolError,
     RegistryUnavailable,
 )
-from webhook.oci import (
+from webhook.oci.model import (
     INDEX_TYPES,
     MANIFEST_ACCEPT,
     MANIFEST_TYPES,
@@ -52,7 +52,7 @@ from webhook.oci import (
     compute_digest,
     parse_manifest,
 )
-from webhook.reference import Reference, validate_digest
+from webhook.oci.reference import Reference, validate_digest
 from webhook.registry import Limits, Referrers
 from webhook.registry.auth import AuthCache, Challenge, basic_authorization, fetch_token, parse_challenges
 from webhook.registry.credentials import ANONYMOUS, Credential, Keyring

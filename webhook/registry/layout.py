@@ -20,7 +20,7 @@ from typing import Any
 
 from webhook.deadline import Deadline
 from webhook.errors import ContentMismatch, ContentTooLarge, InvalidReference, NotFound, RegistryProtocolError
-from webhook.oci import (
+from webhook.oci.model import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_ARTIFACT_MANIFEST,
@@ -34,7 +34,7 @@ from webhook.oci import (
     parse_descriptor,
     parse_manifest,
 )
-from webhook.reference import validate_digest, validate_tag
+from webhook.oci.reference import validate_digest, validate_tag
 from webhook.registry import Limits, Referrers
 
 REF_NAME = "org.opencontainers.image.ref.name"

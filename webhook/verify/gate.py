@@ -20,8 +20,8 @@ from webhook.errors import InvalidReference, VerificationFailed, VerificationInc
 from webhook.metrics import metrics
 from webhook.notary.revocation import RevocationSource
 from webhook.notary.verifier import Verdict
-from webhook.reference import Reference, respelled
-from webhook.reference import parse as parse_reference
+from webhook.oci.reference import Reference, respelled
+from webhook.oci.reference import parse as parse_reference
 from webhook.registry import Registry, Repository
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from webhook.deadline import Deadline
 from webhook.errors import VerificationFailed
 from webhook.notary.verifier import SignatureOutcome, Verdict
-from webhook.oci import Descriptor
+from webhook.oci.model import Descriptor
 from webhook.registry import Repository
 from webhook.verify.schemes import NotASignature, Plan, SignatureScheme
 

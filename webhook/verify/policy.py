@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhook.config import Config
-from webhook.reference import Reference
-from webhook.verify.patterns import HostPattern, ImagePattern
+from webhook.oci.patterns import HostPattern, ImagePattern
+from webhook.oci.reference import Reference
 
 CHECKED_OPERATIONS = ("CREATE", "UPDATE")
 

@@ -18,7 +18,7 @@ from webhook.notary.revocation import RevocationSource
 from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, Verdict, decide, verify_signature
-from webhook.oci import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
+from webhook.oci.model import NOTARY_SIGNATURE, Descriptor, Manifest, is_notary_signature
 
 DEFAULT_MAX_SIGNATURES = 100  # notation's --max-signatures default
 

@@ -19,7 +19,7 @@ from webhook.notary.envelope import COSE, JWS
 from webhook.notary.trustpolicy import parse_trust_policy
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import SignatureOutcome, Status, verify_signature
-from webhook.oci import OCI_MANIFEST, Descriptor
+from webhook.oci.model import OCI_MANIFEST, Descriptor
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 SIGNED_AT = NOW - dt.timedelta(minutes=1)

@@ -44,7 +44,7 @@ from webhook.notary.signer import SignRequest, Timestamper, sign
 from webhook.notary.trustpolicy import TrustPolicy, parse_trust_policy
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import Check, SignatureOutcome, Status, verify_signature
-from webhook.oci import OCI_MANIFEST, Descriptor
+from webhook.oci.model import OCI_MANIFEST, Descriptor
 from webhook.trust.revocation import HttpRevocationSource
 
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "ab" * 32, 528)

@@ -23,7 +23,7 @@ from webhook.notary.signer import SignRequest, sign
 from webhook.notary.trustpolicy import parse_trust_policy
 from webhook.notary.truststore import TrustStore
 from webhook.notary.verifier import SignatureOutcome, Status, verify_signature
-from webhook.oci import OCI_MANIFEST, Descriptor
+from webhook.oci.model import OCI_MANIFEST, Descriptor
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 TARGET = Descriptor(OCI_MANIFEST, "sha256:" + "ab" * 32, 528)

@@ -14,10 +14,10 @@ from tests.helpers.memory_registry_fake import MemoryRegistryFake
 from webhook.deadline import Deadline
 from webhook.notary.envelope import JWS
 from webhook.notary.signer import SignRequest, sign, signature_manifest
-from webhook.oci import NOTARY_SIGNATURE, OCI_EMPTY
+from webhook.oci.model import NOTARY_SIGNATURE, OCI_EMPTY
+from webhook.oci.patterns import HostPattern, ImagePattern
 from webhook.trust.files import TrustFiles
 from webhook.verify.gate import Gate
-from webhook.verify.patterns import HostPattern, ImagePattern
 from webhook.verify.policy import Policy
 
 NOW = dt.datetime.now(dt.UTC)

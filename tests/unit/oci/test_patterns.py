@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from webhook.errors import ConfigError
-from webhook.reference import parse
-from webhook.verify.patterns import HostPattern, ImagePattern
+from webhook.oci.patterns import HostPattern, ImagePattern
+from webhook.oci.reference import parse
 from webhook.verify.policy import Policy
 
 D = "sha256:" + "ab" * 32

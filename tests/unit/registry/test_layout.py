@@ -12,7 +12,7 @@ import pytest
 
 from webhook.deadline import Deadline
 from webhook.errors import RegistryProtocolError
-from webhook.oci import NOTARY_SIGNATURE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
+from webhook.oci.model import NOTARY_SIGNATURE, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
 from webhook.registry.layout import REF_NAME, LayoutRepository
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.tools import tool
 from webhook.errors import InvalidReference
-from webhook.reference import Reference, canonical_domain, canonical_repository, parse, validate_digest
+from webhook.oci.reference import Reference, canonical_domain, canonical_repository, parse, validate_digest
 
 H64 = "a" * 64
 D256 = f"sha256:{'0123456789abcdef' * 4}"

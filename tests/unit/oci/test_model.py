@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from webhook.errors import ContentMismatch, RegistryProtocolError
-from webhook.oci import (
+from webhook.oci.model import (
     EMPTY_DIGEST,
     NOTARY_SIGNATURE,
     OCI_ARTIFACT_MANIFEST,

@@ -14,7 +14,7 @@ from typing import Any
 
 from webhook import strictjson
 from webhook.errors import ContentMismatch, InvalidReference, RegistryProtocolError
-from webhook.reference import validate_digest
+from webhook.oci.reference import validate_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

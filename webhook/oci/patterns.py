@@ -12,7 +12,7 @@ the boundary of the part it is written in, so a pattern cannot be stretched to a
     digest      := ALGORITHM:HEX                          exactly
 
 With no tag or digest part, a pattern matches the repository whatever its tag or digest. Patterns
-are matched against the canonical reference (``webhook.reference``): lower-case host, ``:443``
+are matched against the canonical reference (``webhook.oci.reference``): lower-case host, ``:443``
 dropped, Docker Hub as ``docker.io/library/...``. Examples:
 
     registry.k8s.io/pause:*                    registry.k8s.io/pause:3.9 (not .../pause/evil)
@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from webhook.errors import ConfigError
-from webhook.reference import Reference, canonical_domain, validate_digest
+from webhook.oci.reference import Reference, canonical_domain, validate_digest
 
 _HOST_LABEL = re.compile(r"[a-z0-9*?\[\]!-]+")
 _SEGMENT = re.compile(r"[a-z0-9._*?\[\]!-]+")
