@@ -456,7 +456,7 @@ def test_upload_location_on_another_origin_is_refused_fake(fake: FakeRegistry) -
         lambda h: h.reply(202, b"", {"Location": "http://169.254.169.254/x"}),
     )
     client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
-    repo_handle = client.repository(parse(f"{fake.host}/demo/app:v1"), push=True)
+    repo_handle = client.pusher(parse(f"{fake.host}/demo/app:v1"))
     with pytest.raises(RegistryProtocolError) as info:
         repo_handle.push_blob(b"{}", "application/vnd.oci.empty.v1+json", Deadline.after(5))
     assert "another origin" in str(info.value)

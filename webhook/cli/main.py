@@ -236,7 +236,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     client = RegistryClient(ClientSettings(default=host), _keyring(args))
     envelope = JWS if args.signature_format == "jws" else COSE
     signed = sign_image(
-        client.repository(ref, push=True),
+        client.repository(ref),
+        client.pusher(ref),
         ref.target,
         signing_key,
         envelope_type=envelope,

@@ -21,7 +21,7 @@ from webhook.notary.signer import PrivateKey, SignRequest, sign, signature_manif
 from webhook.notary.timestamp import TimestampError, timestamp_request, token_from_response
 from webhook.notary.truststore import parse_certificates
 from webhook.oci.model import OCI_EMPTY
-from webhook.registry.client import HttpRepository
+from webhook.registry import Pusher, Repository
 from webhook.registry.transport import Transport, TransportError, opened, read_body
 
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -109,7 +109,8 @@ class TimestampAuthority:
 
 
 def sign_image(
-    repo: HttpRepository,
+    repo: Repository,
+    pusher: Pusher,
     target: str,
     signing_key: SigningKey,
     *,
@@ -132,7 +133,7 @@ def sign_image(
     )
     envelope = sign(request, tsa.stamp if tsa else None)
     manifest = signature_manifest(envelope, envelope_type, request)
-    repo.push_blob(b"{}", OCI_EMPTY, deadline)
-    repo.push_blob(envelope, envelope_type, deadline)
-    pushed = repo.push_referrer(manifest, subject.digest, deadline)
+    pusher.push_blob(b"{}", OCI_EMPTY, deadline)
+    pusher.push_blob(envelope, envelope_type, deadline)
+    pushed = pusher.push_referrer(manifest, subject.digest, deadline)
     return Signed(subject.digest, pushed.digest)

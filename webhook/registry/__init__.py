@@ -74,6 +74,22 @@ class Repository(Protocol):
         ...
 
 
+class Pusher(Protocol):
+    """Pushing into one repository (``referee sign``): the push protocol, apart from reading."""
+
+    def push_blob(self, data: bytes, media_type: str, deadline: Deadline) -> Descriptor:
+        """Upload a blob unless the registry already has it; its descriptor."""
+        ...
+
+    def push_manifest(self, data: bytes, media_type: str, reference: str, deadline: Deadline) -> bool:
+        """PUT a manifest under a tag or digest; True when the registry indexed its subject."""
+        ...
+
+    def push_referrer(self, manifest: bytes, subject: str, deadline: Deadline) -> Descriptor:
+        """Push a manifest with a ``subject`` so that it is found as a referrer of it."""
+        ...
+
+
 class Registry(Protocol):
     """Where repositories come from: the HTTP client (``RegistryClient``) or, in tests, a fake."""
 
