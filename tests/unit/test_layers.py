@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "webhook"
 # Lowest first. A module may import from its own layer and the ones below it, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", ("webhook", "webhook.errors", "webhook.deadline", "webhook.metrics", "webhook.reloading",
-                "webhook.strictjson", "webhook.registry.transport")),
+                "webhook.strictjson", "webhook.transport")),
     ("pure cores", ("webhook.notary", "webhook.oci")),
     ("registry", ("webhook.registry",)),
     ("trust I/O", ("webhook.trust",)),
@@ -33,7 +33,7 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> int:
-    """The most specific prefix decides (``webhook.registry.transport`` is a basic)."""
+    """The most specific prefix decides (``webhook.transport`` is a basic)."""
     best, best_len = -1, -1
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:

@@ -22,7 +22,7 @@ from webhook.notary.timestamp import TimestampError, timestamp_request, token_fr
 from webhook.notary.truststore import parse_certificates
 from webhook.oci.model import OCI_EMPTY
 from webhook.registry import Pusher, Repository
-from webhook.registry.transport import Transport, TransportError, opened, read_body
+from webhook.transport import Transport, TransportError, opened, read_body
 
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 

@@ -25,7 +25,7 @@ from webhook import strictjson
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed, RegistryUnavailable
 from webhook.registry.credentials import Credential
-from webhook.registry.transport import Transport, TransportError, opened, read_body
+from webhook.transport import Transport, TransportError, opened, read_body
 
 DEFAULT_TOKEN_LIFETIME_S = 60
 # Refresh a little early so a token does not expire between our check and the registry's.

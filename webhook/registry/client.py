@@ -44,7 +44,7 @@ from webhook.registry.credentials import ANONYMOUS, Credential, Keyring
 from webhook.registry.health import HostHealth
 from webhook.registry.push import HttpPusher
 from webhook.registry.session import Session
-from webhook.registry.transport import (
+from webhook.transport import (
     Transport,
     opened,
 )

@@ -10,7 +10,7 @@ from webhook.deadline import Deadline
 from webhook.errors import NotFound, RegistryProtocolError
 from webhook.oci.model import OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest, parse_manifest
 from webhook.registry.session import Session
-from webhook.registry.transport import opened
+from webhook.transport import opened
 
 
 class HttpPusher:

@@ -22,7 +22,7 @@ from webhook.oci.model import (
 )
 from webhook.registry import Referrers
 from webhook.registry.session import Session, error_codes
-from webhook.registry.transport import content_type, next_link, opened
+from webhook.transport import content_type, next_link, opened
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from webhook.oci.model import (
 from webhook.oci.reference import validate_digest
 from webhook.registry.auth import Challenge, basic_authorization, fetch_token, parse_challenges
 from webhook.registry.credentials import Credential
-from webhook.registry.transport import (
+from webhook.transport import (
     Response,
     TransportError,
     content_type,

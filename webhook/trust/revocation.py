@@ -16,7 +16,7 @@ from cryptography import x509
 
 from webhook.deadline import Deadline
 from webhook.errors import ConfigError, DeadlineExceeded
-from webhook.registry.transport import Transport, TransportError, opened, read_body
+from webhook.transport import Transport, TransportError, opened, read_body
 
 log = logging.getLogger(__name__)
 

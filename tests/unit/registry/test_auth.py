@@ -8,7 +8,7 @@ from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed
 from webhook.registry.auth import AuthCache, fetch_token, parse_challenges, parse_token_response
 from webhook.registry.credentials import Credential
-from webhook.registry.transport import Transport
+from webhook.transport import Transport
 
 
 def test_bearer_challenge() -> None:
