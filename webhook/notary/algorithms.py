@@ -70,7 +70,7 @@ def algorithm_for(cert: Certificate) -> Algorithm:
     return BY_KEY[key_label(cert)]
 
 
-def verify_signature(cert: Certificate, algorithm: Algorithm, signature: bytes, signed: bytes) -> bool:
+def signature_matches(cert: Certificate, algorithm: Algorithm, signature: bytes, signed: bytes) -> bool:
     """True when ``signature`` over ``signed`` verifies with the certificate's key and ``algorithm``.
 
     ECDSA signatures are the fixed-length ``r || s`` of JWS and COSE, not DER.

@@ -36,7 +36,7 @@ from webhook.notary.algorithms import (
     Algorithm,
     UnsupportedKey,
     algorithm_for,
-    verify_signature,
+    signature_matches,
 )
 
 JWS = "application/jose+json"
@@ -100,7 +100,7 @@ class SignerInfo:
             raise EnvelopeError(
                 f"the envelope says {self.algorithm.name} but the signing key implies {implied.name}"
             )
-        if not verify_signature(self.leaf, self.algorithm, self.signature, self.signed_bytes):
+        if not signature_matches(self.leaf, self.algorithm, self.signature, self.signed_bytes):
             raise EnvelopeError("the signature does not verify with the signing certificate's key")
 
 

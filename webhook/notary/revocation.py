@@ -106,7 +106,7 @@ class RevocationSource(Protocol):
         ...
 
 
-class Status(Enum):
+class RevocationStatus(Enum):
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"
@@ -116,7 +116,7 @@ class Status(Enum):
 @dataclass(frozen=True)
 class CertStatus:
     cert: x509.Certificate
-    status: Status
+    status: RevocationStatus
     detail: str
 
 
@@ -242,14 +242,16 @@ def check_chain(
             out.append(check_certificate(chain[i], chain[i + 1], source, now, signing_time))
         except _EVIDENCE_ERRORS as exc:  # a last guard: evidence never fails the run
             out.append(
-                CertStatus(chain[i], Status.UNKNOWN, f"the revocation evidence cannot be used ({exc})")
+                CertStatus(
+                    chain[i], RevocationStatus.UNKNOWN, f"the revocation evidence cannot be used ({exc})"
+                )
             )
     return out
 
 
 def summarise(statuses: Sequence[CertStatus]) -> str | None:
     """``None`` when no certificate is revoked or undeterminable, else why (revoked first)."""
-    for wanted in (Status.REVOKED, Status.UNKNOWN):
+    for wanted in (RevocationStatus.REVOKED, RevocationStatus.UNKNOWN):
         for s in statuses:
             if s.status is wanted:
                 return f"certificate {describe(s.cert)!r} is {s.status.value}: {s.detail}"
@@ -266,13 +268,13 @@ def check_certificate(
     endpoints = _ocsp_endpoints(cert)
     points = tuple(_points(_extension(cert.extensions, x509.CRLDistributionPoints)))
     if not endpoints and not points:
-        return CertStatus(cert, Status.NOT_REVOCABLE, "no OCSP or CRL endpoint")
+        return CertStatus(cert, RevocationStatus.NOT_REVOCABLE, "no OCSP or CRL endpoint")
     ask = _Ask(cert, issuer, points, source, now, signing_time)
     detail = ""
     if endpoints:
         # Spec: OCSP is preferred; when it cannot determine the status, fall back to CRLs.
         status, text = _by_ocsp(ask, endpoints)
-        if status is not Status.UNKNOWN or not points:
+        if status is not RevocationStatus.UNKNOWN or not points:
             return CertStatus(cert, status, text)
         detail = f"{text}; "
     status, text = _by_crl(ask)
@@ -282,7 +284,7 @@ def check_certificate(
 # --- OCSP (RFC 6960) -------------------------------------------------------------------------------
 
 
-def _by_ocsp(ask: _Ask, endpoints: list[_Endpoint]) -> tuple[Status, str]:
+def _by_ocsp(ask: _Ask, endpoints: list[_Endpoint]) -> tuple[RevocationStatus, str]:
     request = ocsp.OCSPRequestBuilder().add_certificate(ask.cert, ask.issuer, hashes.SHA256()).build()
     der = request.public_bytes(serialization.Encoding.DER)
     problems = []
@@ -300,14 +302,14 @@ def _by_ocsp(ask: _Ask, endpoints: list[_Endpoint]) -> tuple[Status, str]:
             return _judge_ocsp(ask, raw)
         except (_Unusable, *_EVIDENCE_ERRORS) as exc:
             problems.append(f"OCSP {endpoint.url}: {_why(exc)}")
-    return Status.UNKNOWN, "; ".join(problems)
+    return RevocationStatus.UNKNOWN, "; ".join(problems)
 
 
 def _why(exc: Exception) -> str:
     return str(exc) if isinstance(exc, _Unusable) else f"the evidence cannot be read ({exc})"
 
 
-def _judge_ocsp(ask: _Ask, raw: bytes) -> tuple[Status, str]:
+def _judge_ocsp(ask: _Ask, raw: bytes) -> tuple[RevocationStatus, str]:
     now = ask.now
     try:
         response = ocsp.load_der_ocsp_response(raw)
@@ -339,15 +341,15 @@ def _judge_ocsp(ask: _Ask, raw: bytes) -> tuple[Status, str]:
     if now > single.next_update_utc:
         raise _Unusable(f"the OCSP response is out of date (nextUpdate {single.next_update_utc.isoformat()})")
     if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
-        return Status.GOOD, "OCSP: good"
+        return RevocationStatus.GOOD, "OCSP: good"
     if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
         when = single.revocation_time_utc
         invalid = _extension(extensions, x509.InvalidityDate)
         relaxed = _after_signing(invalid.invalidity_date_utc if invalid else None, ask.signing_time)
         if relaxed:
-            return Status.GOOD, f"OCSP: revoked, but {relaxed}"
-        return Status.REVOKED, f"OCSP: revoked at {when.isoformat() if when else 'an unknown time'}"
-    return Status.UNKNOWN, "OCSP: the responder does not know the certificate"
+            return RevocationStatus.GOOD, f"OCSP: revoked, but {relaxed}"
+        return RevocationStatus.REVOKED, f"OCSP: revoked at {when.isoformat() if when else 'an unknown time'}"
+    return RevocationStatus.UNKNOWN, "OCSP: the responder does not know the certificate"
 
 
 def _after_signing(invalidity: dt.datetime | None, signing_time: dt.datetime | None) -> str | None:
@@ -415,7 +417,7 @@ def _check_delegated(ask: _Ask, responder: x509.Certificate) -> None:
     if not own and not ask.points:
         raise _Unusable(f"{who} has no id-pkix-ocsp-nocheck and no CRL to check it by")
     status, detail = _by_crl(_Ask(responder, ask.issuer, own or ask.points, ask.source, ask.now, None))
-    if status is not Status.GOOD:
+    if status is not RevocationStatus.GOOD:
         raise _Unusable(f"{who} has no id-pkix-ocsp-nocheck and is {status.value}: {detail}")
 
 
@@ -524,7 +526,7 @@ def _same_point(ours: Iterable[x509.GeneralName], theirs: Iterable[x509.GeneralN
     return bool(keys(ours) & keys(theirs))
 
 
-def _by_crl(ask: _Ask) -> tuple[Status, str]:
+def _by_crl(ask: _Ask) -> tuple[RevocationStatus, str]:
     """RFC 5280 6.3.3: distribution points in order until the reasons covered are all reasons."""
     offline = list(ask.source.offline_crls(ask.issuer.subject))
     covered: frozenset[x509.ReasonFlags] = frozenset()
@@ -537,20 +539,20 @@ def _by_crl(ask: _Ask) -> tuple[Status, str]:
         except (_Unusable, *_EVIDENCE_ERRORS) as exc:
             problems.append(f"CRL at {point.describe()}: {_why(exc)}")
             continue
-        if status is Status.REVOKED:
+        if status is RevocationStatus.REVOKED:
             return status, detail
         covered |= reasons
     if covered >= ALL_REASONS:
-        return Status.GOOD, "CRL: not listed"
+        return RevocationStatus.GOOD, "CRL: not listed"
     if not problems:
         missing = ", ".join(sorted(r.name for r in ALL_REASONS - covered))
         problems.append(f"the CRLs cover only some revocation reasons (not {missing})")
-    return Status.UNKNOWN, "; ".join(problems)
+    return RevocationStatus.UNKNOWN, "; ".join(problems)
 
 
 def _by_point(
     ask: _Ask, point: _Point, offline: list[bytes]
-) -> tuple[Status, frozenset[x509.ReasonFlags], str]:
+) -> tuple[RevocationStatus, frozenset[x509.ReasonFlags], str]:
     if point.indirect:
         raise _Unusable("the distribution point names another CRL issuer (indirect CRLs are not supported)")
     if offline:
@@ -575,7 +577,7 @@ def _by_point(
 
 def _by_offline_files(
     ask: _Ask, point: _Point, offline: list[bytes]
-) -> tuple[Status, frozenset[x509.ReasonFlags], str]:
+) -> tuple[RevocationStatus, frozenset[x509.ReasonFlags], str]:
     """Among the operator's files for this issuer, the newest complete CRL in scope decides (CRL
     number, then thisUpdate), with the newest delta CRL that belongs to it merged."""
     complete: list[tuple[_Crl, frozenset[x509.ReasonFlags]]] = []
@@ -600,7 +602,7 @@ def _by_offline_files(
 
 def _decide(
     ask: _Ask, base: _Crl, reasons: frozenset[x509.ReasonFlags], offline_deltas: list[_Crl]
-) -> tuple[Status, frozenset[x509.ReasonFlags], str]:
+) -> tuple[RevocationStatus, frozenset[x509.ReasonFlags], str]:
     """The merged answer of ``base`` and its delta (RFC 5280 5.2.4, spec CRL steps 3.1-3.3)."""
     signing_time = ask.signing_time
     base_entry = base.crl.get_revoked_certificate_by_serial_number(ask.cert.serial_number)
@@ -608,7 +610,7 @@ def _decide(
     if permanent is not None:
         # Spec: a certificate listed for a reason other than certificateHold is revoked, even if
         # the CRL is out of date.
-        return Status.REVOKED, reasons, f"CRL: revoked at {permanent}"
+        return RevocationStatus.REVOKED, reasons, f"CRL: revoked at {permanent}"
     if base.expired:
         next_update = base.crl.next_update_utc
         raise _Unusable(
@@ -621,14 +623,14 @@ def _decide(
     if delta_entry is not None:
         permanent = _permanent(delta_entry, signing_time)
         if permanent is not None:
-            return Status.REVOKED, reasons, f"delta CRL: revoked at {permanent}"
+            return RevocationStatus.REVOKED, reasons, f"delta CRL: revoked at {permanent}"
         if _reason(delta_entry) is x509.ReasonFlags.remove_from_crl:
-            return Status.GOOD, reasons, "delta CRL: released from hold (removeFromCRL)"
+            return RevocationStatus.GOOD, reasons, "delta CRL: released from hold (removeFromCRL)"
         if _reason(delta_entry) is x509.ReasonFlags.certificate_hold and not _relaxed(
             delta_entry, signing_time
         ):
             return (
-                Status.REVOKED,
+                RevocationStatus.REVOKED,
                 reasons,
                 f"delta CRL: on hold since {delta_entry.revocation_date_utc.isoformat()}",
             )
@@ -637,8 +639,12 @@ def _decide(
         and _reason(base_entry) is x509.ReasonFlags.certificate_hold
         and not _relaxed(base_entry, signing_time)
     ):
-        return Status.REVOKED, reasons, f"CRL: on hold since {base_entry.revocation_date_utc.isoformat()}"
-    return Status.GOOD, reasons, "CRL: not listed"
+        return (
+            RevocationStatus.REVOKED,
+            reasons,
+            f"CRL: on hold since {base_entry.revocation_date_utc.isoformat()}",
+        )
+    return RevocationStatus.GOOD, reasons, "CRL: not listed"
 
 
 def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
