@@ -49,7 +49,8 @@ def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.Extensi
         raise ChainError(f"certificate {describe(cert)!r} has malformed extensions ({exc})") from None
 
 
-def _self_signed(cert: x509.Certificate) -> bool:
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issuer equals subject and the certificate's own key verifies its signature."""
     if cert.subject.public_bytes() != cert.issuer.public_bytes():
         return False
     try:
@@ -156,16 +157,16 @@ def _check_chain_uncached(chain: tuple[x509.Certificate, ...]) -> None:
             raise ChainError(f"certificate {describe(cert)!r} appears twice in the chain")
         seen.add(der)
     if len(chain) == 1:
-        if not _self_signed(chain[0]):
+        if not is_self_signed(chain[0]):
             raise ChainError("a single-certificate chain must be a self-signed certificate")
     else:
         for i, cert in enumerate(chain):
             last = i == len(chain) - 1
             if last:
-                if not _self_signed(cert):
+                if not is_self_signed(cert):
                     raise ChainError(f"the last certificate {describe(cert)!r} is not a self-signed root")
                 continue
-            if _self_signed(cert):
+            if is_self_signed(cert):
                 raise ChainError(
                     f"certificate {describe(cert)!r} is self-signed but is not last in the chain"
                 )

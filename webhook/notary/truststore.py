@@ -11,10 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from webhook.errors import ConfigError
+from webhook.notary.certs import is_self_signed
 
 PEM_MARKER = b"-----BEGIN"
 
@@ -54,16 +55,6 @@ def _der_length(data: bytes) -> int:
     if count == 0 or count > 4 or len(data) < 2 + count:
         raise ValueError("bad DER length")
     return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
-
-
-def is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.subject.public_bytes() != cert.issuer.public_bytes():
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 def is_ca(cert: x509.Certificate) -> bool:

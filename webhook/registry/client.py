@@ -97,7 +97,9 @@ class RegistryClient:
     def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpRepository:
         """A repository handle; credentials default to the keyring's answer for the reference."""
         creds = credentials if credentials is not None else self.keyring.lookup(ref.domain, ref.path)
-        return HttpRepository(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), display=ref.name)
+        return HttpRepository(
+            self, Session(self, ref.api_host, ref.path, tuple(creds) or (ANONYMOUS,), ref.name)
+        )
 
     def pusher(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpPusher:
         """A handle that pushes into the repository (``referee sign``), asking for push rights as
@@ -146,21 +148,14 @@ class RegistryClient:
 class HttpRepository:
     """One repository on one registry, reached over HTTP(S)."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        host: str,
-        path: str,
-        credentials: tuple[Credential, ...],
-        display: str,
-    ) -> None:
+    def __init__(self, client: RegistryClient, session: Session) -> None:
         self._client = client
-        self.host = host
-        self.path = path
-        self._display = display
+        self._session = session
+        self.host = session.host
+        self.path = session.path
+        self._display = session.display
         self._limits = client.limits
-        self._session = Session(client, host, path, credentials, display)
-        self._base = self._session.base
+        self._base = session.base
 
     @property
     def display_name(self) -> str:
