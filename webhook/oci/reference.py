@@ -24,6 +24,8 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -145,9 +147,22 @@ def canonical_domain(domain: str) -> str:
     A plain-HTTP registry's ``:80`` is not dropped here: whether a host speaks plain HTTP is
     configuration, and ``host:80`` over HTTPS is another endpoint than ``host``.
     """
-    host = domain.lower()
-    if host.endswith(HTTPS_DEFAULT_PORT_SUFFIX):
-        host = host[: -len(HTTPS_DEFAULT_PORT_SUFFIX)]
+    text = domain.lower()
+    if text.startswith("["):  # [IPv6]:port; one spelling per address ([0:0::1] is [::1])
+        end = text.find("]")
+        literal, port = text[1:end], text[end + 1 :].removeprefix(":")
+        with contextlib.suppress(ValueError):
+            literal = ipaddress.IPv6Address(literal).compressed
+        host = f"[{literal}]"
+    else:
+        host, _, port = text.partition(":")
+    if (":" in text.rsplit("]", 1)[-1]) and not port.isdigit():
+        return text  # not host:PORT; left for the grammar to refuse
+    # A port is a number: 0443 and 443 are one port, and 443 is HTTPS's own.
+    if port:
+        port = str(int(port))
+    if port and port != HTTPS_DEFAULT_PORT_SUFFIX[1:]:
+        host = f"{host}:{port}"
     return DEFAULT_DOMAIN if host == LEGACY_DEFAULT_DOMAIN else host
 
 

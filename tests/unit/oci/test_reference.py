@@ -220,6 +220,10 @@ def test_validate_digest_rejects(digest: str) -> None:
         ("INDEX.DOCKER.IO/nginx:1", "docker.io/library/nginx:1"),
         ("docker.io:443/library/nginx:1", "docker.io/library/nginx:1"),
         ("[FE80::1]:443/app:v1", "[fe80::1]/app:v1"),
+        # Attack: a port with leading zeros is the same port to every dialer.
+        ("registry.example.com:0443/apps/web:v1", "registry.example.com/apps/web:v1"),
+        ("localhost:05000/apps/web:v1", "localhost:5000/apps/web:v1"),
+        ("[0:0:0:0:0:0:0:1]:5000/app:v1", "[::1]:5000/app:v1"),
     ],
 )
 def test_second_spelling_of_a_registry_is_the_same_repository(written: str, canonical: str) -> None:
