@@ -15,12 +15,7 @@
 #
 # Versions come from scripts/versions.env (KUBERNETES, ETCD).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=versions.env
-. "$root/scripts/versions.env"
-
-log() { printf '[cluster] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # build
@@ -278,7 +273,6 @@ up() {
   trap - EXIT
   log "up: $server (kubeconfig $kc)"
 }
-
 
 stop() {  # DIR NAME: TERM, then KILL after 10 s
   local pid i

@@ -14,13 +14,8 @@
 #      listen on this host's loopback, where only a Referee on this host can reach them);
 #   5. deletes the cluster (KEEP_CLUSTER=1 keeps it). Extra arguments go to pytest.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$root"
-# shellcheck source=versions.env
-. scripts/versions.env
-
-log() { printf '[e2e-kind] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 command -v docker >/dev/null && docker info >/dev/null 2>&1 || die "Docker is not running; kind needs it"
 scripts/install-tools.sh

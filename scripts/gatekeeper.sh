@@ -10,13 +10,8 @@
 # The module has no replace directives, so a scratch module that requires it builds the manager
 # (main.go at the module root) with the module's own dependency versions.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$root"
-# shellcheck source=versions.env
-. scripts/versions.env
-
-log() { printf '[gatekeeper] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 module=${GATEKEEPER%@*}
 version=${GATEKEEPER##*@}

@@ -6,13 +6,8 @@
 # Idempotent: a tool already built at the recorded version is not rebuilt. Go's module and build
 # caches are the user's usual ones, so a second run (and CI on the same machine) reuses them.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$root"
-# shellcheck source=versions.env
-. scripts/versions.env
-
-log() { printf '[install-tools] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 install_debs() {
   local want=("docker-registry=$DOCKER_REGISTRY_DEB" "apache2-utils=$APACHE2_UTILS_DEB" "wrk=$WRK_DEB") missing=()
