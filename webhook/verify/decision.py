@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+NOT_IN_TIME = "not decided in time (the registry is too slow)"
+MAX_REASON_CHARS = 600  # what a person reads in kubectl's output
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -24,6 +27,21 @@ class Decision:
     recheck_in_s: float = 0.0  # and how soon it is checked again
     notes: tuple[str, ...] = ()  # context a person needs, e.g. pull secrets that could not be used
 
+    @classmethod
+    def refused(cls, image: str, reason: str, digest: str | None = None) -> Decision:
+        """The image (or its signature) is bad or missing: a denial that may be cached."""
+        return cls(image, False, _clip(reason), digest)
+
+    @classmethod
+    def unchecked(cls, image: str, why: str, digest: str | None = None) -> Decision:
+        """Referee could not decide (registry down, refused credentials): denied, never cached."""
+        return cls(image, False, f"could not check: {_clip(why)}", digest, inconclusive=True)
+
+    @classmethod
+    def late(cls, image: str, digest: str | None = None) -> Decision:
+        """Not decided before the request's deadline: denied, never cached."""
+        return cls(image, False, NOT_IN_TIME, digest, inconclusive=True)
+
     def describe(self) -> str:
         details = [f"as {self.canonical}"] if self.canonical else []
         if self.digest:
@@ -38,3 +56,7 @@ class Decision:
                 f"it is checked again in {max(1.0, self.recheck_in_s):.0f} s)"
             )
         return text
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."

@@ -160,12 +160,10 @@ class Gate:
                     out.append(future.result())
                 except Exception:  # a bug must deny the image, not fail the whole request
                     log.exception("internal error while deciding %s", image)
-                    out.append(Decision(image, False, "internal error while verifying", inconclusive=True))
+                    out.append(Decision.unchecked(image, "internal error while verifying"))
             else:
                 future.cancel()
-                out.append(
-                    Decision(image, False, "not decided in time (registry too slow)", inconclusive=True)
-                )
+                out.append(Decision.late(image))
         return out
 
     def _decide_one(self, image: str, request: _Request) -> Decision:
@@ -180,7 +178,7 @@ class Gate:
         try:
             ref = parse_reference(image)
         except InvalidReference as exc:
-            return Decision(image, False, str(exc))
+            return Decision.refused(image, str(exc))
         canonical = str(ref) if respelled(image, ref) else ""
         precheck = self._policy.precheck(ref)
         if precheck is not None:
@@ -197,11 +195,11 @@ class Gate:
         try:
             digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
-            return Decision(image, False, _short_reason(exc))
+            return Decision.refused(image, str(exc))
         except VerificationInconclusive as exc:
-            return Decision(image, False, f"could not check: {_short_reason(exc)}", inconclusive=True)
+            return Decision.unchecked(image, str(exc))
         except TimeoutError:
-            return Decision(image, False, "not decided in time (registry too slow)", inconclusive=True)
+            return Decision.late(image)
         job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials), request.now, self._settings)
         return self._cached_or_verified(job)
 
@@ -233,7 +231,7 @@ class Gate:
             shared = self._flight.do(flight, lambda: self._verify(job), max(0.0, job.deadline.remaining_s()))
             return dataclasses.replace(shared, image=job.image)
         except TimeoutError:
-            return Decision(job.image, False, "not decided in time", job.digest, inconclusive=True)
+            return Decision.late(job.image, job.digest)
 
     def _resolve(self, repo: Repository, ref: Reference, deadline: Deadline, who: str) -> str:
         """The digest a tag names now; concurrent requests for the same tag with the same
@@ -265,11 +263,11 @@ class Gate:
         try:
             result = verify_image(repo, image, digest, scope=job.scope, scheme=scheme, deadline=job.deadline)
         except VerificationFailed as exc:
-            decision = Decision(image, False, _short_reason(exc), digest)
+            decision = Decision.refused(image, str(exc), digest)
             self.verdicts.put(job.denied_key, decision, self._denied_ttl_s)
             return decision
         except VerificationInconclusive as exc:
-            return Decision(image, False, f"could not check: {_short_reason(exc)}", digest, inconclusive=True)
+            return Decision.unchecked(image, str(exc), digest)
         verdict = result.verdict
         decision = Decision(image, verdict.verified, verdict.reason, digest)
         winner = next((o for _, o in verdict.outcomes if o.verified), None)
@@ -295,9 +293,3 @@ class Gate:
                     if limit is not None:
                         ttl = min(ttl, (limit - now).total_seconds())
         return ttl
-
-
-def _short_reason(exc: Exception) -> str:
-    """An error's text, clipped to what a person reads in kubectl's output."""
-    text = str(exc)
-    return text if len(text) <= 600 else text[:600] + "..."
