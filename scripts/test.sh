@@ -9,7 +9,7 @@ scripts/install-tools.sh
 echo "== ruff" >&2
 .venv/bin/ruff check webhook tests bench scripts
 .venv/bin/ruff format --check --quiet webhook tests bench scripts
-echo "== mypy --strict webhook" >&2
-.venv/bin/mypy webhook
+echo "== mypy --strict webhook bench" >&2
+.venv/bin/mypy webhook bench
 echo "== pytest" >&2
 exec .venv/bin/python -m pytest "$@"
