@@ -88,3 +88,19 @@ def test_policy_prechecks_in_order() -> None:
     tag_only = policy.precheck(parse("registry.example.com/app:v1"))
     assert tag_only is not None and not tag_only.allowed and "requireDigest" in tag_only.reason
     assert policy.precheck(parse(f"registry.example.com/app@{D}")) is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "image"),
+    [
+        # Attack: a tag exemption stretched to every digest of the repository. The kubelet pulls
+        # the digest and ignores the tag, so ``app:v1@<any digest>`` runs whatever that digest is.
+        ("ghcr.io/acme/app:v1", f"ghcr.io/acme/app:v1@{D}"),
+        # The same with a tag glob: ``pause@D`` is not exempt, so neither is ``pause:3.9@D``.
+        ("registry.k8s.io/pause:*", f"registry.k8s.io/pause:3.9@{D}"),
+    ],
+)
+def test_tag_exemption_does_not_exempt_another_digest_written_behind_the_tag(
+    pattern: str, image: str
+) -> None:
+    assert not ImagePattern.parse(pattern).matches(parse(image))
