@@ -474,3 +474,39 @@ def test_revocation_by_level(level: str, answer: str, verified: bool, want: Stat
     )  # fmt: skip
     assert outcome.verified is verified
     assert status(outcome, "revocation") is want
+
+
+class _RecordingRevocationSource:
+    """Records every URL the verifier asks for; answers nothing."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def ocsp(self, request: bytes, url: str) -> bytes | None:
+        self.urls.append(url)
+        return None
+
+    def crl(self, url: str) -> bytes | None:
+        self.urls.append(url)
+        return None
+
+    def offline_crls(self, issuer: Any) -> list[bytes]:
+        return []
+
+
+@pytest.mark.parametrize("level", ["audit", "strict"])
+def test_untrusted_chain_cannot_make_referee_fetch_its_revocation_urls(level: str) -> None:
+    # Attack: anyone who can push a signature next to an image (any repository of an allowed
+    # registry) signs it with a chain of their own whose OCSP and CRL URLs name an internal host.
+    # Where authenticity is only logged (level audit), the chain is not trusted, yet its URLs were
+    # fetched: a pod spec made Referee connect to a host the operator never listed. A chain that
+    # does not reach the trust store has no revocation status worth asking anyone for.
+    attacker = make_chain(
+        LeafSpec(ocsp_url="http://169.254.169.254/ocsp", crl_url="http://10.0.0.1:8080/crl")
+    )
+    source = _RecordingRevocationSource()
+    verify_signature(
+        JWS, sign(request(attacker)), TARGET, policy=policy(level), store=store_for(make_chain()), now=NOW,
+        revocation_source=source,
+    )  # fmt: skip
+    assert source.urls == []
