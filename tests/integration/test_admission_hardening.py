@@ -333,6 +333,33 @@ def test_not_found_seen_without_credentials_is_not_served_to_a_pod_that_has_them
         gate.close()
 
 
+def test_private_tag_resolved_with_a_pull_secret_is_not_served_to_a_pod_without_it(
+    private_registry_fake: FakeRegistry, images: SampleImages, tmp_path: Path
+) -> None:
+    """Attack: a pod in a namespace without the pull secret names a private tag right after a pod
+    that has the secret did. The tag's digest, learnt with the other pod's credentials, was served
+    from the tag cache (shared by everyone), so the pod was admitted and /mutate would pin the
+    private digest into its spec; without credentials the registry answers "not found"."""
+    host = private_registry_fake.host
+    config = parse_config(
+        {"trustPolicy": str(images.policy), "trustStore": str(images.store),
+         "registries": {host: {"plainHTTP": True}}},
+        base=tmp_path, environ={},
+    )  # fmt: skip
+    gate = build_gate(config)
+    image = f"{host}/hard/signed:v1"
+    secret = base64.b64encode(b"user:pass").decode()
+    keyring = Keyring.from_docker_config({"auths": {host: {"auth": secret}}})
+    try:
+        [with_secret] = gate.decide([image], Deadline.after(10), keyring)
+        assert with_secret.allowed and with_secret.digest == images.signed_digest, with_secret
+        [without] = gate.decide([image], Deadline.after(10))
+        assert not without.allowed, without
+        assert without.digest != images.signed_digest
+    finally:
+        gate.close()
+
+
 def test_denial_is_checked_again_after_the_denied_ttl(
     server: Server, images: SampleImages, tmp_path: Path
 ) -> None:
