@@ -36,8 +36,8 @@ images contains volume.image.reference if {
 # is always written out. In the host, a glob (`*`, `?`, `[...]`) stands for part of one DNS label
 # and never crosses a `.`; the port, if any, is matched exactly. In the repository, `*` and `?`
 # stand for part of one path segment and never cross a `/`; a segment `**` stands for any number
-# of segments. The tag is a glob, and needs a tag (an image named by digest alone has none); a
-# digest is matched exactly. A pattern without a repository matches every image of its host; one
+# of segments. The tag is a glob, and needs an image named by tag alone (one that carries a digest
+# is pulled by it, whatever tag is written before it); a digest is matched exactly. A pattern without a repository matches every image of its host; one
 # without a tag or digest, every tag and digest of its repositories. The image is read the way the
 # kubelet reads it, its host in canonical form (lower case, no `:443`, `docker.io` for
 # `index.docker.io`, `docker.io/library/` for a bare name). An image or a pattern that cannot be
@@ -187,8 +187,11 @@ tag_matches(pattern, _) if {
 	pattern.digest == ""
 }
 
+# An image that carries a digest is pulled by it, whatever tag is written before it: no tag
+# pattern matches it.
 tag_matches(pattern, ref) if {
 	pattern.tag != ""
+	ref.digest == ""
 	glob.match(pattern.tag, null, image_tag(ref))
 	pattern.digest == ""
 }

@@ -34,7 +34,8 @@ cases := [
 	["localhost:5000/*", "localhost/app:v1", false],
 	["registry.example/*", "registry.example:443/app:v1", true],
 	["registry.example:*/*", "registry.example:5000/app:v1", false],
-	["registry.example/app:v1", sprintf("registry.example/app:v1@%s", [digest]), true],
+	# An image that carries a digest is pulled by it: a tag pattern never exempts it.
+	["registry.example/app:v1", sprintf("registry.example/app:v1@%s", [digest]), false],
 	[sprintf("registry.example/app@%s", [digest]), "registry.example/app:v1", false],
 	[sprintf("registry.example/app@%s", [digest]), sprintf("registry.example/app@%s", [digest]), true],
 	["registry.example/app:latest", "registry.example/app", true],
@@ -48,7 +49,8 @@ cases := [
 	["*.example.com", "registry.example.com/a:1", true],
 	["*.example.com", "a.registry.example.com/a:1", false],
 	["registry.example/app:*", sprintf("registry.example/app@%s", [digest]), false],
-	["registry.example/app:*", sprintf("registry.example/app:v1@%s", [digest]), true],
+	["registry.example/app:*", sprintf("registry.example/app:v1@%s", [digest]), false],
+	["registry.example/app", sprintf("registry.example/app:v1@%s", [digest]), true],
 	["index.docker.io/library/*", "busybox", true],
 ]
 

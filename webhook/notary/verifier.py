@@ -133,7 +133,8 @@ def verify_signature(
         run.record("integrity", problem)
         assert info is not None
         # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
-        run.record("authenticity", _authenticity(info, policy, store))
+        untrusted = _authenticity(info, policy, store)
+        run.record("authenticity", untrusted)
         # Step 3, expiry: the signature's own "best by" time.
         if info.expiry is not None and now >= info.expiry:
             run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
@@ -148,6 +149,14 @@ def verify_signature(
         # count against it.
         if policy.actions["revocation"] is Action.SKIP:
             run.skip("revocation", "the trust policy skips revocation checks")
+        elif untrusted is not None:
+            # Where authenticity is only logged (level audit), an untrusted chain's OCSP and CRL
+            # URLs are whatever its maker wrote: asking them would let anyone who can push a
+            # signature make Referee connect anywhere. Its revocation status proves nothing.
+            run.skip(
+                "revocation",
+                "not checked: the signer is not trusted, so its revocation endpoints are not asked",
+            )
         else:
             signing_time = signed_by if problem is None else None
             run.record(

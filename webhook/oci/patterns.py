@@ -7,8 +7,8 @@ the boundary of the part it is written in, so a pattern cannot be stretched to a
     host        := label ( "." label )* [ ":" port ]     a glob per DNS label; the port exact
     repository  := segment ( "/" segment )*              a glob per path segment; "**" alone
                                                         stands for any number of segments (0 or more)
-    tag         := a glob on the tag                     ("*": any tag; an image named by digest
-                                                        alone has no tag and does not match)
+    tag         := a glob on the tag                     ("*": any tag; an image that carries a
+                                                        digest, with or without a tag, does not match)
     digest      := ALGORITHM:HEX                          exactly
 
 With no tag or digest part, a pattern matches the repository whatever its tag or digest. Patterns
@@ -135,9 +135,10 @@ class ImagePattern:
         if self.digest is not None:
             return ref.digest == self.digest
         if self.tag is not None:
-            # A tag pattern needs a tag: an image named by digest alone does not match it
-            # (``name:tag@digest`` is matched by its tag, as the repository is the same).
-            return ref.tag is not None and _match(self.tag, ref.tag)
+            # A tag pattern says which tags are exempt; an image that carries a digest is pulled by
+            # its digest whatever tag is written before it, so no tag pattern matches it (else
+            # ``app:v1@<any digest of the repository>`` would be exempt, unsigned builds included).
+            return ref.tag is not None and ref.digest is None and _match(self.tag, ref.tag)
         return True
 
 

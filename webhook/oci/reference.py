@@ -150,19 +150,20 @@ def canonical_domain(domain: str) -> str:
     text = domain.lower()
     if text.startswith("["):  # [IPv6]:port; one spelling per address ([0:0::1] is [::1])
         end = text.find("]")
-        literal, port = text[1:end], text[end + 1 :].removeprefix(":")
+        literal, rest = text[1:end], text[end + 1 :]
+        if end < 0 or (rest and not rest.startswith(":")):
+            return text  # not [IPv6][:PORT]; left for the grammar to refuse
         with contextlib.suppress(ValueError):
             literal = ipaddress.IPv6Address(literal).compressed
-        host = f"[{literal}]"
+        host, has_port, port = f"[{literal}]", bool(rest), rest[1:]
     else:
-        host, _, port = text.partition(":")
-    if (":" in text.rsplit("]", 1)[-1]) and not port.isdigit():
-        return text  # not host:PORT; left for the grammar to refuse
+        host, colon, port = text.partition(":")
+        has_port = bool(colon)
+    if has_port and not port.isdigit():
+        return text  # not HOST:PORT; left for the grammar to refuse
     # A port is a number: 0443 and 443 are one port, and 443 is HTTPS's own.
-    if port:
-        port = str(int(port))
-    if port and port != HTTPS_DEFAULT_PORT_SUFFIX[1:]:
-        host = f"{host}:{port}"
+    if has_port and int(port) != 443:
+        host = f"{host}:{int(port)}"
     return DEFAULT_DOMAIN if host == LEGACY_DEFAULT_DOMAIN else host
 
 

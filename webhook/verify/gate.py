@@ -112,7 +112,8 @@ class Gate:
         self.verdicts: VerdictCache[tuple[str, str, str], Decision] = verdicts or TTLCache(max_entries)
         # Settings that change what a verification concludes belong in the verdict's key.
         self._settings = f"maxSignatures={max_signatures}"
-        self.tags: TTLCache[str, str] = TTLCache(max_entries)
+        # Tag -> digest, per credentials: a registry may show a private tag to some callers only.
+        self.tags: TTLCache[tuple[str, str], str] = TTLCache(max_entries)
         self._flight: SingleFlight[tuple[str, str, str, str], Decision] = SingleFlight()
         self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
@@ -193,7 +194,7 @@ class Gate:
         repo = self._client.repository(ref, credentials)
         who = ",".join(c.fingerprint() for c in credentials)
         try:
-            digest = ref.digest or self.tags.get(str(ref)) or self._resolve(repo, ref, deadline, who)
+            digest = ref.digest or self.tags.get((str(ref), who)) or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
             return Decision.refused(image, str(exc))
         except VerificationInconclusive as exc:
@@ -239,7 +240,7 @@ class Gate:
 
         def lookup() -> str:
             digest = repo.resolve(ref.target, deadline).descriptor.digest
-            self.tags.put(str(ref), digest, self._tag_ttl_s)
+            self.tags.put((str(ref), who), digest, self._tag_ttl_s)
             return digest
 
         return self._resolving.do((str(ref), who), lookup, max(0.0, deadline.remaining_s()))

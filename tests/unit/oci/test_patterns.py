@@ -17,7 +17,6 @@ D = "sha256:" + "ab" * 32
     [
         ("registry.k8s.io/pause:*", "registry.k8s.io/pause:3.9"),
         ("registry.k8s.io/pause:*", "REGISTRY.K8S.IO:443/pause:3.9"),
-        ("registry.k8s.io/pause:3.*", f"registry.k8s.io/pause:3.9@{D}"),
         (
             "*.dkr.ecr.us-east-1.amazonaws.com/platform/*",
             "123.dkr.ecr.us-east-1.amazonaws.com/platform/agent:1",

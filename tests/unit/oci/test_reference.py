@@ -233,6 +233,14 @@ def test_second_spelling_of_a_registry_is_the_same_repository(written: str, cano
     assert str(parse(written)) == canonical
 
 
+@pytest.mark.parametrize(
+    "text", ["[kube-system]registry.example.com", "[::1", "[::1]x", "host:", "host:12a", "a:b:c"]
+)
+def test_a_host_that_is_not_host_port_is_left_for_the_grammar_to_refuse(text: str) -> None:
+    """Bug: canonicalising ``[kube-system]registry.example.com`` raised ValueError out of parse."""
+    assert canonical_domain(text) == text.lower()
+
+
 def test_plain_http_default_port_is_not_dropped() -> None:
     """``host:80`` over HTTPS is another endpoint than ``host``; only configuration can say a host
     speaks plain HTTP, so the reference keeps the port."""
