@@ -149,18 +149,28 @@ def parse_review(doc: Any) -> AdmissionRequest:
     )
 
 
+_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "Pod"): ("spec",),
+    ("", "PodTemplate"): ("template", "spec"),
+    **{kind: ("spec", "template", "spec") for kind in _TEMPLATE_KINDS},
+    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
 def _pod_spec(group: str, kind: str, obj: Mapping[str, Any]) -> tuple[str, Any] | None:
-    """(path prefix, pod spec) of an object of a kind that runs pods; None for other kinds."""
-    if (group, kind) == ("", "Pod"):
-        return "spec", obj.get("spec")
-    if (group, kind) == ("", "PodTemplate"):
-        return "template.spec", (obj.get("template") or {}).get("spec")
-    if (group, kind) in _TEMPLATE_KINDS:
-        return "spec.template.spec", ((obj.get("spec") or {}).get("template") or {}).get("spec")
-    if (group, kind) == ("batch", "CronJob"):
-        job = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
-        return "spec.jobTemplate.spec.template.spec", (job.get("template") or {}).get("spec")
-    return None
+    """(path prefix, pod spec) of an object of a kind that runs pods; None for other kinds. A part
+    of the path that is there but not an object is malformed (``AdmissionError``)."""
+    path = _PATHS.get((group, kind))
+    if path is None:
+        return None
+    node: Any = obj
+    for i, part in enumerate(path):
+        node = node.get(part)
+        if node is None:
+            break
+        if not isinstance(node, dict):
+            raise AdmissionError(f"{'.'.join(path[: i + 1])} must be an object")
+    return ".".join(path), node
 
 
 def runs_pods(group: str, kind: str) -> bool:

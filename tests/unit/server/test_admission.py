@@ -241,3 +241,23 @@ def test_uid_is_read_from_a_review_too_broken_to_parse() -> None:
     )
     assert uid_from_prefix(body.encode()) == "u-1"
     assert uid_from_prefix(b"not json at all") == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "where"),
+    [
+        (("apps", "Deployment"), {"spec": {"template": []}}, "spec.template must be an object"),
+        (("", "PodTemplate"), {"template": "x"}, "template must be an object"),
+        (
+            ("batch", "CronJob"),
+            {"spec": {"jobTemplate": {"spec": 3}}},
+            "spec.jobTemplate.spec must be an object",
+        ),
+    ],
+)
+def test_template_that_is_not_an_object_is_malformed_not_a_crash(
+    kind: tuple[str, str], obj: dict[str, Any], where: str
+) -> None:
+    """Bug: a template that was a list or a string raised AttributeError (an HTTP 500)."""
+    with pytest.raises(AdmissionError, match=where):
+        images_of(kind[0], kind[1], obj)
