@@ -165,14 +165,17 @@ def worker_rss_mib(master: int) -> list[float]:
     return out
 
 
-def run_wrk(url: str, body: dict[str, Any], seconds: int, work: Path) -> dict[str, float]:
+def run_wrk(
+    url: str, body: dict[str, Any], seconds: int, work: Path, *, connections: int = 200
+) -> dict[str, float]:
     script = work / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = [[{json.dumps(body)}]]\n"
     )
-    out = subprocess.run(["wrk", "-t2", "-c200", f"-d{seconds}s", "--latency", "-s", str(script), url],
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(argv,
                          capture_output=True, text=True, timeout=seconds + 60, check=True).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99_match = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
