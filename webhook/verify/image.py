@@ -198,7 +198,8 @@ class _Statement:
         self.manifest, self.plan = manifest, plan
         self.subject = manifest.descriptor
         self.checks: list[ManifestCheck] = []
-        self.failures: list[str] = []
+        self.failures: list[str] = []  # requirements of the statement not met
+        self.trust_failures: list[str] = []  # the trust policy's own verdict, where it decides
         self.requirements: list[Requirement] = []
         self.artifacts: list[Artifact] = []
         self.fetched: dict[str, Manifest] = {}  # referrers read by digest
@@ -209,14 +210,16 @@ class _Statement:
         self._signature_requirements(decisive)
         for rule in statement.referrers:
             self._referrer(rule)
-        suffix = f" (Referee policy statement {statement.name!r})"
-        reason = "; ".join(self.failures) + suffix if self.failures else ""
+        reasons = list(self.trust_failures)
+        if self.failures:
+            reasons.append(f"Referee policy statement {statement.name!r}: " + "; ".join(self.failures))
+        reason = "; ".join(reasons)
         verdict = main.verdict if main is not None else _not_looked_at(self.plan, statement)
         return ImageResult(
             image=self.image,
             subject=self.subject,
             verdict=verdict,
-            allowed=not self.failures,
+            allowed=not reasons,
             reason=reason,
             statement=statement.name,
             checks=tuple(self.checks),
@@ -242,7 +245,7 @@ class _Statement:
             # A single manifest is what the kubelet pulls, whatever the mode.
             only = self._check("image index" if is_index else "image", self.subject, self.plan, rule)
             if not only.met:
-                self.failures.append(only.reason)
+                (self.failures if only.verdict.verified else self.trust_failures).append(only.reason)
             self.requirements.append(Requirement("signedManifest", only.met, self._manifest_detail(only)))
             return only, [only]
         main: ManifestCheck | None = None
@@ -268,9 +271,7 @@ class _Statement:
             problems[0] = f"image index {self.subject.digest}: {problems[0]}"
         met = not problems
         if problems:
-            self.failures.append(
-                "; ".join(problems) + f" (every {platforms} manifest must be signed, signedManifest: {mode})"
-            )
+            self.failures.append("; ".join(problems) + f" (signedManifest {mode} for {platforms})")
         self.requirements.append(
             Requirement("signedManifest", met, f"{mode} [{platforms}]: " + "; ".join(parts))
         )
