@@ -20,7 +20,13 @@ from pathlib import Path
 from webhook import __version__
 from webhook.cli.discover import discover, render_text
 from webhook.cli.report import render_verification, verification_json
-from webhook.cli.sign import TimestampAuthority, load_signing_key, parse_duration, sign_image
+from webhook.cli.sign import (
+    TimestampAuthority,
+    load_signing_key,
+    parse_duration,
+    parse_user_metadata,
+    sign_image,
+)
 from webhook.deadline import Deadline
 from webhook.errors import (
     ConfigError,
@@ -147,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--signing-scheme", choices=("notary.x509", "notary.x509.signingAuthority"), default="notary.x509",
         help="notary.x509 (default), or notary.x509.signingAuthority (the signer vouches for the time)",
     )  # fmt: skip
+    s.add_argument(
+        "--user-metadata", metavar="KEY=VALUE", action="append", default=[],
+        help="signed user metadata (payload annotations), as notation sign --user-metadata; repeatable",
+    )  # fmt: skip
     s.add_argument("--timestamp-url", metavar="URL", help="RFC 3161 timestamp authority to countersign with")
     s.add_argument(
         "--timestamp-root", metavar="CERT", help="PEM root certificate of that timestamp authority"
@@ -253,6 +263,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         deadline=Deadline.after(args.timeout),
         scheme=args.signing_scheme,
         tsa=tsa,
+        user_metadata=parse_user_metadata(args.user_metadata),
     )
     print(f"Signed {ref.name}@{signed.subject}")
     print(f"  signature {signed.signature} ({envelope})")

@@ -139,8 +139,9 @@ class _Pipeline:
 
     def signatures(
         self, subject: Descriptor, plan: Plan, rule: SignerRule
-    ) -> tuple[Verdict, list[tuple[str, SignatureOutcome]]]:
-        """The signatures of ``subject``, tried until ``rule`` is met or the plan's cap is reached."""
+    ) -> tuple[Verdict, list[tuple[str, SignatureOutcome]], int]:
+        """The signatures of ``subject``, tried until ``rule`` is met or the plan's cap is reached,
+        and how many there are."""
         found = self.repo.referrers(subject.digest, self.deadline, self.scheme.artifact_type)
         limit = plan.max_signatures
         outcomes: list[tuple[str, SignatureOutcome]] = []
@@ -149,7 +150,8 @@ class _Pipeline:
             outcomes.append((descriptor.digest, outcome))
             if outcome.verified and rule.judge(outcomes).met:
                 break
-        return plan.decide(outcomes, len(found.descriptors) <= limit), outcomes
+        total = len(found.descriptors)
+        return plan.decide(outcomes, total <= limit), outcomes, total
 
     def check(self, label: str, subject: Descriptor, plan: Plan, rule: SignerRule) -> ManifestCheck:
         skipped = plan.skipped()
@@ -164,11 +166,16 @@ class _Pipeline:
                 )
             )
             return ManifestCheck(label, subject, skipped, Judgement(met, met, met, reason, ()), met, reason)
-        verdict, outcomes = self.signatures(subject, plan, rule)
+        verdict, outcomes, total = self.signatures(subject, plan, rule)
         judgement = rule.judge(outcomes)
         if not verdict.verified:
             return ManifestCheck(label, subject, verdict, judgement, False, verdict.reason)
-        return ManifestCheck(label, subject, verdict, judgement, judgement.met, judgement.reason)
+        reason = judgement.reason
+        if not judgement.met and total > len(outcomes):
+            reason += (
+                f" (only the first {len(outcomes)} of its {total} signatures are tried: limits.maxSignatures)"
+            )
+        return ManifestCheck(label, subject, verdict, judgement, judgement.met, reason)
 
     def _verify_one(self, descriptor: Descriptor, subject: Descriptor, plan: Plan) -> SignatureOutcome:
         """One referrer. A referrer that is not a signature, or whose bytes do not match their
