@@ -93,6 +93,10 @@ class ImageResult:
         return next((o for _, o in self.verdict.outcomes if o.verified), None)
 
     def signers(self) -> tuple[tuple[str, str], ...]:
+        """(subject, issuer) of every signer counted: the one that verified, without a statement."""
+        if not self.decisive:
+            winner = self.winner()
+            return ((winner.signer.subject, winner.signer.issuer),) if winner and winner.signer else ()
         seen: dict[tuple[str, str], None] = {}
         for check in self.decisive:
             for s in check.judgement.signers:
