@@ -157,10 +157,20 @@ class _Pipeline:
         total = len(found.descriptors)
         return plan.decide(outcomes, total <= limit), outcomes, total
 
-    def check(self, label: str, subject: Descriptor, plan: Plan, rule: SignerRule) -> ManifestCheck:
+    def check(
+        self,
+        label: str,
+        subject: Descriptor,
+        plan: Plan,
+        rule: SignerRule,
+        *,
+        signature_required: bool = False,
+    ) -> ManifestCheck:
+        """``signature_required``: a level-skip statement does not stand for a signature (a signed
+        artifact the policy asks for must not pass because nothing was checked)."""
         skipped = plan.skipped()
         if skipped is not None:
-            met = rule.is_default
+            met = rule.is_default and not signature_required
             reason = (
                 ""
                 if met
@@ -239,8 +249,16 @@ class _Statement:
             artifacts=tuple(self.artifacts),
         )
 
-    def _check(self, label: str, subject: Descriptor, plan: Plan, rule: SignerRule) -> ManifestCheck:
-        check = self.pipeline.check(label, subject, plan, rule)
+    def _check(
+        self,
+        label: str,
+        subject: Descriptor,
+        plan: Plan,
+        rule: SignerRule,
+        *,
+        signature_required: bool = False,
+    ) -> ManifestCheck:
+        check = self.pipeline.check(label, subject, plan, rule, signature_required=signature_required)
         self.checks.append(check)
         return check
 
@@ -362,7 +380,7 @@ class _Statement:
                 accepted = f"{label} {descriptor.digest}"
                 break
             artifact = self._artifact_descriptor(descriptor)
-            check = self._check(label, artifact, plan, DEFAULT_RULE)
+            check = self._check(label, artifact, plan, DEFAULT_RULE, signature_required=True)
             winner = check.winner()
             self.artifacts.append(
                 Artifact(
