@@ -121,7 +121,8 @@ def test_provider_items_carry_what_was_found(server: Server, images: Images) -> 
     assert (
         artifact["artifactType"] == SBOM and artifact["digest"] == images.sbom and artifact["signed"] is True
     )
-    assert items[samples.signed]["error"] == sbom_denial(samples.signed, samples.signed_digest)
+    # (the denial may come from the cache, which adds how old it is)
+    assert items[samples.signed]["error"].startswith(sbom_denial(samples.signed, samples.signed_digest))
 
 
 def test_mutate_pins_only_images_the_statements_admit(server: Server, images: Images) -> None:
