@@ -46,6 +46,14 @@ TEMPLATES: dict[str, dict[str, Any]] = {
                 "description": "With allowedSigners: also accept images Referee admits without checking a "
                 "signature (trust-policy level skip, exempt images). Default false.",
             },
+            "requiredArtifactTypes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Artifact types (e.g. application/spdx+json) every image must have: Referee "
+                "must have found an artifact of each referring to the image, its signature not failed. "
+                "Referee looks for the types its policy statement for the repository lists under "
+                "referrers (required: false to only report them).",
+            },
         },
     },
     "referee-pinned-images": {

@@ -8,6 +8,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     namespace: referee-system          # Referee's own namespace, always exempt; default $POD_NAMESPACE
     trustPolicy: /etc/referee/trustpolicy.json
     trustStore: /etc/referee/truststore        # holds x509/<type>/<name>/
+    policy: /etc/referee/policy.yaml   # optional: Referee's policy document (docs/policy.md)
     exemptNamespaces: [kube-system]
     exemptImages: ["registry.k8s.io/pause:*"]  # structured patterns (webhook.oci.patterns)
     allowedRegistries: []              # registry host patterns; others are denied unread
@@ -75,6 +76,7 @@ class Config:
 
     trust_policy: Path
     trust_store: Path
+    policy: Path | None  # Referee's policy document; None: the trust policy alone decides
     listen: str
     mode: str
     namespace: str  # Referee's own (always exempt); "" when it cannot be known
@@ -264,6 +266,8 @@ def _mapping(value: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
 SETTINGS: tuple[Setting, ...] = (
     Setting("trustPolicy", "trust_policy", _as_path, REQUIRED, "notation's trustpolicy.json (version 1.0)"),
     Setting("trustStore", "trust_store", _as_path, REQUIRED, "the folder that holds x509/<type>/<name>/"),
+    Setting("policy", "policy", _as_optional_path, None,
+            "Referee's policy document (YAML): what must hold beyond a valid signature (docs/policy.md)"),
     Setting("listen", "listen", _as_listen, "0.0.0.0:8443", "HOST:PORT to serve on", env="REFEREE_LISTEN"),
     Setting("mode", "mode", _one_of(*MODES), "enforce", "enforce denies; audit admits and returns warnings",
             env="REFEREE_MODE"),

@@ -3,7 +3,8 @@
 # provider, a violation per image it did not verify (with Referee's reason), one when the call
 # itself failed, and, when the constraint lists `allowedSigners`, one per image whose signer is not
 # among them, including an image Referee admitted without a signer (trust-policy level `skip`, an
-# exempt image) unless `allowUnsignedWhenSkipped` is true.
+# exempt image) unless `allowUnsignedWhenSkipped` is true; and, when it lists
+# `requiredArtifactTypes`, one per image and type for which Referee found no such artifact.
 package refereeverifiedimages
 
 import data.lib.refereeimages
@@ -104,4 +105,27 @@ why(reason) := reason if {
 signer_allowed(subject) if {
 	some allowed in signers
 	glob.match(allowed, null, subject)
+}
+
+# --- requiredArtifactTypes ----------------------------------------------------------------------
+#
+# Referee reports the artifacts it looked for under its policy document (a statement's `referrers`,
+# `required: false` for those only reported): each with its type, digest and `signed` (true, false
+# when a required signature failed, null when none was asked for). An image counts as having a type
+# when Referee found an artifact of it whose signature did not fail.
+
+required_artifact_types := object.get(input.parameters, "requiredArtifactTypes", [])
+
+violation contains {"msg": msg, "details": {"image": image_named(key), "reason": "missing_artifact", "artifactType": wanted}} if {
+	count(checked) > 0
+	some [key, value] in response.responses
+	some wanted in required_artifact_types
+	not has_artifact(value, wanted)
+	msg := sprintf("referee: image %s has no %s artifact that Referee found (Referee looks only for the artifact types its policy statement for the repository lists under referrers)", [image_named(key), wanted])
+}
+
+has_artifact(value, wanted) if {
+	some artifact in object.get(value, "artifacts", [])
+	artifact.artifactType == wanted
+	not artifact.signed == false
 }

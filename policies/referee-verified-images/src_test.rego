@@ -215,3 +215,45 @@ test_exempt_patterns_cannot_reach_another_registry if {
 	allowed := ["busybox:1.36", "123456789012.dkr.ecr.us-east-1.amazonaws.com/platform/agent:2"]
 	refereeverifiedimages.checked == set() with input as {"review": pod(allowed), "parameters": parameters}
 }
+
+# --- requiredArtifactTypes ----------------------------------------------------------------------
+
+sbom := "application/spdx+json"
+
+with_artifacts(artifacts) := {"responses": [[sprintf("[team-a]%s", [signed]), object.union(verified_value, {"artifacts": artifacts})]], "errors": [], "system_error": "", "status_code": 200}
+
+mock_signed_sbom(_) := with_artifacts([{"artifactType": sbom, "digest": "sha256:cccc", "signed": true, "signer": "CN=build"}])
+
+mock_unchecked_sbom(_) := with_artifacts([{"artifactType": sbom, "digest": "sha256:cccc", "signed": null, "signer": null}])
+
+mock_failed_sbom(_) := with_artifacts([{"artifactType": sbom, "digest": "sha256:cccc", "signed": false, "signer": null}])
+
+mock_no_artifacts(_) := with_artifacts([])
+
+required_sbom := {"review": pod([signed]), "parameters": {"requiredArtifactTypes": [sbom]}}
+
+test_an_image_with_the_required_artifact_passes if {
+	count(refereeverifiedimages.violation) == 0 with input as required_sbom with external_data as mock_signed_sbom
+	count(refereeverifiedimages.violation) == 0 with input as required_sbom with external_data as mock_unchecked_sbom
+}
+
+test_an_image_without_the_required_artifact_is_a_violation if {
+	violations := refereeverifiedimages.violation with input as required_sbom with external_data as mock_no_artifacts
+	count(violations) == 1
+	some v in violations
+	v.details == {"image": signed, "reason": "missing_artifact", "artifactType": sbom}
+	startswith(v.msg, "referee: image registry.example/app:1 has no application/spdx+json artifact that Referee found")
+}
+
+test_an_artifact_whose_signature_failed_does_not_count if {
+	count(refereeverifiedimages.violation) == 1 with input as required_sbom with external_data as mock_failed_sbom
+}
+
+test_an_answer_without_artifacts_does_not_count if {
+	count(refereeverifiedimages.violation) == 1 with input as required_sbom with external_data as mock_ok
+}
+
+test_no_required_artifact_types_asks_for_none if {
+	count(refereeverifiedimages.violation) == 0 with input as {"review": pod([signed]), "parameters": {}}
+		with external_data as mock_no_artifacts
+}

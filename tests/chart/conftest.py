@@ -32,6 +32,19 @@ TRUST_POLICY_DOC: dict[str, Any] = {
     ],
 }
 
+# Referee's own policy document, as a user writes it in values.
+POLICY_DOC: dict[str, Any] = {
+    "version": "1.0",
+    "statements": [
+        {
+            "name": "release",
+            "registryScopes": ["registry.example.com/team/app"],
+            "minSigners": 2,
+            "referrers": [{"artifactType": "application/spdx+json", "signed": True}],
+        }
+    ],
+}
+
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -140,6 +153,7 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
                 },
                 "gatekeeper": {"enabled": True},
                 "networkPolicy": {"apiServerCIDRs": ["10.0.0.0/28"]},
+                "policy": {"document": POLICY_DOC},
             },
         ),
         "extras": deep_merge(

@@ -26,6 +26,7 @@ from tests.helpers.chart import (
 from tests.helpers.tools import ROOT, run, tool
 from webhook.config import parse_config
 from webhook.server import admission
+from webhook.verify.policy import parse_policy_document
 
 # The Kubernetes versions the chart claims (charts/referee/README.md); kubernetes-validate carries
 # their schemas offline.
@@ -439,6 +440,15 @@ def test_hardened_values_reach_referees_configuration(rendered: dict[str, Render
     defaults = rendered["selfSigned"].config()
     assert defaults["allowedRegistries"] == [] and defaults["requireDigest"] is False
     assert defaults["cache"]["deniedTTLSeconds"] == 15
+
+
+def test_the_policy_document_reaches_referee_as_a_file_it_accepts(rendered: dict[str, Rendered]) -> None:
+    config = rendered["hardened"].config()
+    assert config["policy"] == "/etc/referee/config/policy.yaml"  # the config ConfigMap's mount
+    data = rendered["hardened"].get("ConfigMap", f"{RELEASE}-config")["data"]["policy.yaml"]
+    [release] = parse_policy_document(data.encode()).statements
+    assert release.signers.min_signers == 2 and release.referrers[0].signed
+    assert "policy" not in rendered["selfSigned"].config()
 
 
 def test_registries_and_existing_trust_material_are_mounted(rendered: dict[str, Rendered]) -> None:

@@ -18,6 +18,7 @@ import yaml
 
 from tests.helpers import gatekeeper as gk
 from tests.helpers import pki
+from tests.helpers.artifacts import attach, push_image
 from tests.helpers.cluster import Cluster
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.samples import SampleImages, sample_images
@@ -29,7 +30,10 @@ VERIFIED = POLICIES / "referee-verified-images"
 PINNED = POLICIES / "referee-pinned-images"
 NS = "gk-verified"  # the constraint applies here
 NS_PINNED = "gk-pinned"  # and here the Assign pins images to their digests first
+NS_SBOM = "gk-sbom"  # and here images must have an SBOM (requiredArtifactTypes)
 CONSTRAINT = "signed-images-only"
+SBOM_CONSTRAINT = "images-with-sbom"
+SBOM = "application/spdx+json"
 DENIED = 'admission webhook "validation.gatekeeper.sh" denied the request'
 # Referee's own webhooks (the rest of the suite registers them) skip namespaces with this label, so
 # every decision in these namespaces is Gatekeeper's.
@@ -52,11 +56,26 @@ def gk_images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
+def gk_sbom_image(
+    olareg: RunningRegistry, gk_images: SampleImages, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A signed image with an SPDX SBOM attached by oras and signed by notation."""
+    work = tmp_path_factory.mktemp("gk-sbom")
+    digest = push_image(olareg, "gk/sbom", "v1", work, content="gk sbom")
+    gk_images.notation.sign(olareg, f"{olareg.host}/gk/sbom@{digest}")
+    sbom = attach(olareg, f"{olareg.host}/gk/sbom@{digest}", SBOM, work, name="sbom.spdx.json",
+                  content='{"spdxVersion":"SPDX-2.3"}')  # fmt: skip
+    gk_images.notation.sign(olareg, f"{olareg.host}/gk/sbom@{sbom}")
+    return f"{olareg.host}/gk/sbom:v1"
+
+
+@pytest.fixture(scope="module")
 def gatekeeper(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[gk.Gatekeeper]:
     work = tmp_path_factory.mktemp("gatekeeper")
     for ns in (NS, NS_PINNED):
         cluster.create_namespace(ns, REFEREE_OPT_OUT)
-    with gk.installed_crds(cluster), gk.running_manager(cluster, work, [NS, NS_PINNED]) as manager:
+    cluster.create_namespace(NS_SBOM, {**REFEREE_OPT_OUT, "sbom": "required"})
+    with gk.installed_crds(cluster), gk.running_manager(cluster, work, [NS, NS_PINNED, NS_SBOM]) as manager:
         yield manager
 
 
@@ -74,10 +93,16 @@ def provider_referee(
     ca = pki.make_ca(work)
     cert = pki.make_server_cert(work, ca)
     port = free_port()
+    # Referee's policy document reports SBOMs (required: false); the constraints decide where they must be.
+    statements = work / "policy.yaml"
+    statements.write_text(
+        'version: "1.0"\nstatements:\n  - name: all\n    registryScopes: ["*"]\n'
+        f"    referrers: [{{artifactType: {SBOM}, signed: true, required: false}}]\n"
+    )
     config = work / "config.yaml"
     config.write_text(
         f"listen: 127.0.0.1:{port}\n"
-        f"trustPolicy: {policy}\ntrustStore: {store}\n"
+        f"trustPolicy: {policy}\ntrustStore: {store}\npolicy: {statements}\n"
         f"registries: {{'{olareg.host}': {{plainHTTP: true}}}}\n"
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
         f"clientCAFile: {gatekeeper.ca.cert_path}}}\n"
@@ -120,6 +145,7 @@ def policies(
     mutate_provider, assign = load(PINNED / "samples" / "assign-pin-digests.yaml")
     assign["spec"]["match"]["namespaces"] = [NS_PINNED]
     constraint = VERIFIED / "samples" / "constraint.yaml"
+    sbom_constraint = VERIFIED / "samples" / "constraint-required-sbom.yaml"
     template = VERIFIED / "template.yaml"
     gk.apply(cluster, provider(verified_provider, provider_referee, "/provider"),
              provider(mutate_provider, provider_referee, "/provider/mutate"))  # fmt: skip
@@ -128,9 +154,11 @@ def policies(
         for name in ("referee", "referee-mutate"):
             gk.wait_for(f"provider {name} active", partial(gk.active, cluster, "provider", name), 60, logs)
         gk.wait_for("template created", partial(gk.created, cluster, "refereeverifiedimages"), 60, logs)
-        cluster.kubectl("apply", "-f", str(constraint))
+        cluster.kubectl("apply", "-f", str(constraint), "-f", str(sbom_constraint))
         in_force = partial(gk.enforced, cluster, "refereeverifiedimages", CONSTRAINT)
         gk.wait_for("constraint enforced", in_force, 60, logs)
+        sbom_in_force = partial(gk.enforced, cluster, "refereeverifiedimages", SBOM_CONSTRAINT)
+        gk.wait_for("SBOM constraint enforced", sbom_in_force, 60, logs)
         gk.apply(cluster, assign)
         gk.wait_for(
             "assign enforced", partial(gk.enforced, cluster, "assign", assign["metadata"]["name"]), 60, logs
@@ -147,7 +175,8 @@ def policies(
         gk.wait_for("gatekeeper refusing unsigned pods", refusing, 60, logs)
         yield
     finally:
-        for args in (["-f", str(constraint)], ["assign", assign["metadata"]["name"]], ["-f", str(template)],
+        for args in (["-f", str(constraint)], ["-f", str(sbom_constraint)],
+                     ["assign", assign["metadata"]["name"]], ["-f", str(template)],
                      ["provider", "referee", "referee-mutate"]):  # fmt: skip
             cluster.kubectl("delete", "--ignore-not-found", "--wait=false", *args, check=False)
 
@@ -269,3 +298,22 @@ def test_forged_namespace_prefix_in_an_image_is_not_exempt_through_the_assign(
         f"image {forged}: "
     ) in proc.stderr
     assert cluster.kubectl("get", "pod", "-n", NS_PINNED, "forged", check=False).returncode != 0
+
+
+def test_an_image_without_a_required_sbom_is_refused_and_one_with_it_admitted(
+    cluster: Cluster, policies: None, gk_images: SampleImages, gk_sbom_image: str
+) -> None:
+    """requiredArtifactTypes: Referee reports the SBOMs its policy document looks for; the constraint
+    refuses a signed image without one in the namespaces it selects."""
+    proc = kubectl_apply(cluster, NS_SBOM, pod_manifest("no-sbom", gk_images.signed))
+    print(f"\n$ kubectl apply -n {NS_SBOM} -f no-sbom.yaml\n{proc.stderr}")
+    assert proc.returncode == 1, proc.stdout
+    assert (
+        f"{DENIED}: [{SBOM_CONSTRAINT}] referee: image {gk_images.signed} has no {SBOM} artifact that "
+        "Referee found (Referee looks only for the artifact types its policy statement for the repository "
+        "lists under referrers)"
+    ) in proc.stderr
+    assert f"[{CONSTRAINT}]" not in proc.stderr  # the image itself is signed
+    proc = kubectl_apply(cluster, NS_SBOM, pod_manifest("with-sbom", gk_sbom_image))
+    assert proc.returncode == 0, proc.stderr
+    print(f"$ kubectl apply -n {NS_SBOM} -f with-sbom.yaml\n{proc.stdout}")

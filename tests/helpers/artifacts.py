@@ -113,3 +113,38 @@ def referrer_tree(node: dict[str, object]) -> set[tuple[str, str, str]]:
 
     walk(str(node["digest"]), node.get("referrers") or [])
     return edges
+
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def manifest_descriptor(registry: RunningRegistry, reference: str) -> dict[str, object]:
+    """The descriptor (mediaType, digest, size) of a manifest, as oras resolves it."""
+    return dict(json.loads(oras("manifest", "fetch", "--descriptor", *registry.oras_flags(), reference)))
+
+
+def push_index(
+    registry: RunningRegistry, repo: str, tag: str, platforms: list[str], workdir: Path
+) -> tuple[str, dict[str, str]]:
+    """A multi-platform image: one small image per platform (``os/arch[/variant]``, each with its own
+    content), and an OCI image index of them pushed with ``oras manifest push`` under ``tag``.
+    Returns the index's digest and each platform's manifest digest."""
+    entries: list[dict[str, object]] = []
+    children: dict[str, str] = {}
+    for platform in platforms:
+        os_name, architecture, *variant = platform.split("/")
+        label = platform.replace("/", "-")
+        digest = push_image(registry, repo, f"{tag}-{label}", workdir / label, content=f"{repo} {platform}")
+        descriptor = manifest_descriptor(registry, f"{registry.host}/{repo}@{digest}")
+        spec: dict[str, str] = {"os": os_name, "architecture": architecture}
+        if variant:
+            spec["variant"] = variant[0]
+        entries.append({**descriptor, "platform": spec})
+        children[platform] = digest
+    index = workdir / f"{tag}-index.json"
+    index.write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+    out = oras(
+        "manifest", "push", *registry.oras_flags(), "--media-type", OCI_INDEX, "--descriptor",
+        f"{registry.host}/{repo}:{tag}", str(index),
+    )  # fmt: skip
+    return str(json.loads(out)["digest"]), children

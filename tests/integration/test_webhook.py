@@ -502,7 +502,9 @@ def test_provider_items(server: Server, images: SampleImages) -> None:
     items = {item["key"]: item for item in out["items"]}
     assert list(items) == keys
     signed = items[images.signed]["value"]
-    assert set(signed) == {"verified", "digest", "signer", "signingTime", "signingScheme", "reason"}
+    assert set(signed) == {"verified", "digest", "signer", "signers", "signingTime", "signingScheme",
+                           "reason", "statement", "artifacts"}  # fmt: skip
+    assert signed["signers"] == [signed["signer"]] and signed["statement"] == "" and signed["artifacts"] == []
     assert signed["verified"] is True and signed["digest"] == images.signed_digest
     assert "CN=signer" in signed["signer"]["subject"] and signed["signingScheme"] == "notary.x509"
     assert "error" not in items[images.signed]

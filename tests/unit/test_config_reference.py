@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART: dict[str, str | None] = {
     "trustPolicy": "trustPolicy",
     "trustStore": "trustStore",
+    "policy": "policy.document",  # written to the config ConfigMap as policy.yaml
     "listen": "service.port",
     "mode": "mode",
     "namespace": None,  # the release namespace, through the downward API (POD_NAMESPACE)

@@ -1,4 +1,5 @@
-"""Discovery: an image's digest and the tree of artifacts that refer to it (like ``oras discover``).
+"""Discovery: an image's digest and the tree of artifacts that refer to it (like ``oras discover``);
+for an image index, also each of its manifests (with its platform) and the tree of each.
 
 Works on any ``Repository`` (registry or OCI layout). The walk is bounded in depth and in nodes,
 and never visits a digest twice, whatever a registry claims.
@@ -16,6 +17,7 @@ from webhook.registry import ReferrersSource, Repository
 
 MAX_DEPTH = 8
 MAX_NODES = 1000
+MAX_INDEX_MANIFESTS = 64  # an index's manifests whose referrers are listed
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,45 @@ class ReferrerNode:
 
 
 @dataclass(frozen=True)
+class ManifestNode:
+    """One manifest of an image index, with the tree of what refers to it."""
+
+    descriptor: Descriptor
+    referrers: tuple[ReferrerNode, ...]
+
+    @property
+    def platform(self) -> str:
+        return str(self.descriptor.platform) if self.descriptor.platform else ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.descriptor
+        return {
+            "digest": d.digest,
+            "mediaType": d.media_type,
+            "platform": self.platform,
+            "size": d.size,
+            "referrers": [child.to_json() for child in self.referrers],
+        }
+
+
+@dataclass(frozen=True)
 class Discovery:
     image: str  # the normalised reference as given
     subject: Manifest
     referrers: tuple[ReferrerNode, ...]
     source: ReferrersSource | None  # how the first level was listed
+    manifests: tuple[ManifestNode, ...] = ()  # of an image index
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "image": self.image,
             "digest": self.subject.descriptor.digest,
             "mediaType": self.subject.media_type,
             "referrers": [node.to_json() for node in self.referrers],
         }
+        if self.subject.is_index:
+            out["manifests"] = [node.to_json() for node in self.manifests]
+        return out
 
 
 def discover(
@@ -84,7 +112,24 @@ def discover(
         return tuple(nodes)
 
     tree = walk(subject.descriptor.digest, 1, artifact_type)
-    return Discovery(image=image, subject=subject, referrers=tree, source=source[0] if source else None)
+    children = []
+    if subject.is_index:
+        if len(subject.manifests) > MAX_INDEX_MANIFESTS:
+            raise ContentTooLarge(
+                f"{repo.display_name}: the index {image} has more than {MAX_INDEX_MANIFESTS} manifests"
+            )
+        for entry in subject.manifests:
+            if entry.digest in visited:
+                continue
+            visited.add(entry.digest)
+            children.append(ManifestNode(entry, walk(entry.digest, 1, artifact_type)))
+    return Discovery(
+        image=image,
+        subject=subject,
+        referrers=tree,
+        source=source[0] if source else None,
+        manifests=tuple(children),
+    )
 
 
 def render_text(result: Discovery) -> str:
@@ -92,9 +137,6 @@ def render_text(result: Discovery) -> str:
     lines = [f"{result.image}", f"  digest: {result.subject.descriptor.digest} ({result.subject.media_type})"]
     if result.source is not None:
         lines.append(f"  referrers found through: {result.source}")
-    if not result.referrers:
-        lines.append("  no referrers")
-        return "\n".join(lines)
 
     def emit(nodes: tuple[ReferrerNode, ...], prefix: str) -> None:
         for i, node in enumerate(nodes):
@@ -105,5 +147,17 @@ def render_text(result: Discovery) -> str:
             lines.append(f"{inner}{d.digest}  {d.size} bytes")
             emit(node.referrers, inner)
 
-    emit(result.referrers, "")
+    if result.referrers:
+        emit(result.referrers, "")
+    else:
+        lines.append("  no referrers")
+    if result.subject.is_index:
+        lines.append(f"  manifests of the index: {len(result.manifests)}")
+    for child in result.manifests:
+        d = child.descriptor
+        lines.append(f"{child.platform or '(no platform)'}  {d.digest}  {d.size} bytes")
+        if child.referrers:
+            emit(child.referrers, "    ")
+        else:
+            lines.append("    no referrers")
     return "\n".join(lines)

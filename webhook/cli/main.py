@@ -20,7 +20,13 @@ from pathlib import Path
 from webhook import __version__
 from webhook.cli.discover import discover, render_text
 from webhook.cli.report import render_verification, verification_json
-from webhook.cli.sign import TimestampAuthority, load_signing_key, parse_duration, sign_image
+from webhook.cli.sign import (
+    TimestampAuthority,
+    load_signing_key,
+    parse_duration,
+    parse_user_metadata,
+    sign_image,
+)
 from webhook.deadline import Deadline
 from webhook.errors import (
     ConfigError,
@@ -39,6 +45,7 @@ from webhook.registry.layout import LayoutRepository, split_layout_reference
 from webhook.trust.files import load_trust_policy, load_trust_store
 from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify.image import verify_image
+from webhook.verify.policy import PolicyDocument, read_policy_document
 from webhook.verify.schemes import DEFAULT_MAX_SIGNATURES, NotaryScheme, Trust
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -113,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--max-signatures", metavar="N", type=int, default=DEFAULT_MAX_SIGNATURES)
     v.add_argument(
+        "--policy", metavar="FILE",
+        help="Referee's policy document (YAML): the statement for the image's repository applies",
+    )  # fmt: skip
+    v.add_argument(
         "--crl-file", metavar="FILE", action="append", default=[],
         help="a CRL (DER or PEM) to use instead of downloading one; repeatable",
     )  # fmt: skip
@@ -141,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--signing-scheme", choices=("notary.x509", "notary.x509.signingAuthority"), default="notary.x509",
         help="notary.x509 (default), or notary.x509.signingAuthority (the signer vouches for the time)",
+    )  # fmt: skip
+    s.add_argument(
+        "--user-metadata", metavar="KEY=VALUE", action="append", default=[],
+        help="signed user metadata (payload annotations), as notation sign --user-metadata; repeatable",
     )  # fmt: skip
     s.add_argument("--timestamp-url", metavar="URL", help="RFC 3161 timestamp authority to countersign with")
     s.add_argument(
@@ -197,6 +212,7 @@ def _open(args: argparse.Namespace) -> tuple[Repository, str, str]:
 def _cmd_verify(args: argparse.Namespace) -> int:
     policy = load_trust_policy(Path(args.trust_policy))
     store = load_trust_store(Path(args.trust_store), policy)
+    statements = read_policy_document(Path(args.policy)) if args.policy else PolicyDocument()
     if args.max_signatures <= 0:
         raise ConfigError("--max-signatures must be positive")
     repo, image, target = _open(args)
@@ -209,13 +225,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     source = HttpRevocationSource(network=not args.offline, crl_files=[Path(f) for f in args.crl_file])
     scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source))
     result = verify_image(
-        repo, image, target, scope=scope, scheme=scheme, deadline=Deadline.after(args.timeout)
-    )
+        repo, image, target, scope=scope, scheme=scheme, deadline=Deadline.after(args.timeout),
+        statement=statements.select(scope),
+    )  # fmt: skip
     if args.output == "json":
         print(json.dumps(verification_json(result), indent=2))
     else:
         print(render_verification(result))
-    return EXIT_OK if result.verdict.verified else EXIT_FAILED
+    return EXIT_OK if result.verified else EXIT_FAILED
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
@@ -246,6 +263,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         deadline=Deadline.after(args.timeout),
         scheme=args.signing_scheme,
         tsa=tsa,
+        user_metadata=parse_user_metadata(args.user_metadata),
     )
     print(f"Signed {ref.name}@{signed.subject}")
     print(f"  signature {signed.signature} ({envelope})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,26 @@ from webhook.notary.truststore import parse_certificates
 from webhook.oci.model import OCI_EMPTY
 from webhook.registry import Pusher, Repository
 from webhook.transport import Transport, TransportError, opened, read_body
+from webhook.verify.policy import RESERVED_METADATA_PREFIX
 
 _DURATION_RE = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_user_metadata(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs, as ``notation sign --user-metadata`` takes them."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--user-metadata {pair!r} is not KEY=VALUE")
+        if key.startswith(RESERVED_METADATA_PREFIX):
+            raise ConfigError(
+                f"--user-metadata key {key!r} is reserved for notation ({RESERVED_METADATA_PREFIX}.*)"
+            )
+        if key in out:
+            raise ConfigError(f"--user-metadata gives {key!r} twice")
+        out[key] = value
+    return out
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -120,6 +139,7 @@ def sign_image(
     deadline: Deadline,
     scheme: str = SCHEME_X509,
     tsa: TimestampAuthority | None = None,
+    user_metadata: Mapping[str, str] | None = None,
 ) -> Signed:
     subject = repo.resolve(target, deadline).descriptor
     request = SignRequest(
@@ -130,6 +150,7 @@ def sign_image(
         expiry=now + expiry if expiry else None,
         envelope=envelope_type,
         scheme=scheme,
+        user_metadata=dict(user_metadata or {}),
     )
     envelope = sign(request, tsa.stamp if tsa else None)
     manifest = signature_manifest(envelope, envelope_type, request)

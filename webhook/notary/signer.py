@@ -68,12 +68,15 @@ class SignRequest:
     # Extra signed attributes; names listed in ``critical`` are marked critical.
     extra_attributes: Mapping[str, Any] = field(default_factory=dict, hash=False)
     critical: tuple[str, ...] = ()
+    # User metadata: annotations of the payload's targetArtifact (notation sign --user-metadata).
+    user_metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
-def payload_bytes(target: Descriptor) -> bytes:
+def payload_bytes(target: Descriptor, user_metadata: Mapping[str, str] | None = None) -> bytes:
     artifact: dict[str, Any] = {"mediaType": target.media_type, "digest": target.digest, "size": target.size}
-    if target.annotations:
-        artifact["annotations"] = dict(target.annotations)
+    annotations = {**target.annotations, **(user_metadata or {})}
+    if annotations:
+        artifact["annotations"] = annotations
     return json.dumps({"targetArtifact": artifact}, separators=(",", ":")).encode()
 
 
@@ -126,7 +129,7 @@ def sign_jws(request: SignRequest, timestamper: Timestamper | None = None) -> by
         protected[name] = when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     protected.update(request.extra_attributes)
     protected_b64 = _b64url(json.dumps(protected, separators=(",", ":")).encode())
-    payload_b64 = _b64url(payload_bytes(request.target))
+    payload_b64 = _b64url(payload_bytes(request.target, request.user_metadata))
     signature = raw_signature(request.key, algorithm, f"{protected_b64}.{payload_b64}".encode("ascii"))
     header: dict[str, Any] = {
         "x5c": [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in request.chain],
@@ -155,7 +158,7 @@ def sign_cose(request: SignRequest, timestamper: Timestamper | None = None) -> b
         protected[name] = cbor2.CBORTag(1, int(when.timestamp()))
     protected.update(request.extra_attributes)
     protected_raw = cbor2.dumps(protected)
-    payload = payload_bytes(request.target)
+    payload = payload_bytes(request.target, request.user_metadata)
     signature = raw_signature(
         request.key, algorithm, cbor2.dumps(["Signature1", protected_raw, b"", payload])
     )

@@ -116,6 +116,10 @@ class TrustPolicyDocument:
                 return policy
         return fallback
 
+    def named(self, name: str) -> TrustPolicy | None:
+        """The statement called ``name`` (names are unique)."""
+        return next((p for p in self.policies if p.name == name), None)
+
     def weaker_global_warnings(self) -> tuple[str, ...]:
         """Where the global ``*`` statement enforces less than a scoped one: a registry that can be
         reached under a second DNS name (or an IP address) is judged by ``*`` under that name."""
@@ -324,11 +328,18 @@ def _check_scopes(policies: list[TrustPolicy]) -> None:
 
 def check_scope(scope: str) -> None:
     """Raise ``ConfigError`` unless ``scope`` is a fully qualified repository (``host[:port]/path``)."""
+    problem = scope_problem(scope)
+    if problem is not None:
+        raise _err(problem)
+
+
+def scope_problem(scope: str) -> str | None:
+    """What is wrong with a registry scope other than ``*`` (None: it is a fully qualified repository)."""
     hint = (
         "use a fully qualified repository without scheme, tag or digest, e.g. registry.example.com/team/app"
     )
     if "*" in scope:
-        raise _err(f"registry scope {scope!r} contains a wildcard; {hint}")
+        return f"registry scope {scope!r} contains a wildcard; {hint}"
     domain, slash, path = scope.partition("/")
     if (
         not slash
@@ -337,7 +348,8 @@ def check_scope(scope: str) -> None:
         or not _SCOPE_DOMAIN_RE.fullmatch(domain)
         or not _SCOPE_PATH_RE.fullmatch(path)
     ):
-        raise _err(f"registry scope {scope!r} is not valid; {hint}")
+        return f"registry scope {scope!r} is not valid; {hint}"
+    return None
 
 
 # --- distinguished names -------------------------------------------------------------------------

@@ -10,8 +10,10 @@ Revocation evidence (OCSP responses, CRLs) comes from the ``RevocationSource`` t
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -60,8 +62,12 @@ class Check:
 
 @dataclass(frozen=True)
 class Signer:
+    """The signing certificate: its subject and issuer (RFC 4514), and the subject's attributes as
+    trusted identities are matched against them (empty when they cannot be read)."""
+
     subject: str
     issuer: str
+    attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class SignatureOutcome:
     expiry: dt.datetime | None = None
     signer: Signer | None = None
     chain_not_after: dt.datetime | None = None  # earliest expiry in the chain: a verdict must not outlive it
+    # The signed payload's targetArtifact.annotations ("user metadata", notation sign --user-metadata).
+    user_metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -192,6 +200,14 @@ def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
     if info is None or (not verified and run.checks[0].status is Status.FAILED):
         return SignatureOutcome(verified, run.reason, checks)
     leaf = info.leaf
+    try:
+        attributes: Mapping[str, str] = MappingProxyType(subject_attributes(leaf))
+    except (ChainError, ValueError):  # a subject notation cannot read matches no identity
+        attributes = MappingProxyType({})
+    try:
+        user_metadata = parse_payload(info.payload).annotations
+    except PayloadError:
+        user_metadata = MappingProxyType({})
     return SignatureOutcome(
         verified=verified,
         reason=run.reason,
@@ -200,8 +216,9 @@ def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
         signing_scheme=info.signing_scheme,
         signing_time=info.time_for_display,
         expiry=info.expiry,
-        signer=Signer(describe(leaf), leaf.issuer.rfc4514_string()),
+        signer=Signer(describe(leaf), leaf.issuer.rfc4514_string(), attributes),
         chain_not_after=min(c.not_valid_after_utc for c in info.certificate_chain),
+        user_metadata=user_metadata,
     )
 
 

@@ -63,6 +63,21 @@ def check_digest(data: bytes, digest: str, what: str) -> None:
         raise ContentMismatch(f"{what}: content hashes to {actual}, not the requested {digest}")
 
 
+PLATFORM_MEMBERS = ("architecture", "os", "os.version", "os.features", "variant", "features")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What an index entry says it runs on (image-index.md ``platform``): ``linux/arm64/v8``."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
@@ -70,6 +85,8 @@ class Descriptor:
     size: int
     artifact_type: str | None = None
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
+    # Index entries only; not part of what a descriptor is compared on (media type, digest, size).
+    platform: Platform | None = field(default=None, compare=False, hash=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -179,7 +196,23 @@ def parse_descriptor(value: Any, what: str) -> Descriptor:
         size=size,
         artifact_type=artifact_type or None,
         annotations=_annotations(value.get("annotations"), what),
+        platform=_platform(value.get("platform"), f"{what}: descriptor {digest}"),
     )
+
+
+def _platform(value: Any, what: str) -> Platform | None:
+    # Image-index specification, "platform": an object whose architecture and os are strings, with an
+    # optional variant string; what the kubelet chooses a manifest by. Types are checked as Go-based
+    # tools check them; an empty os or architecture is kept (it matches no platform a policy names).
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(what, "platform is not a JSON object")
+    _names(value, PLATFORM_MEMBERS, f"{what}: platform")
+    os_name, architecture, variant = value.get("os"), value.get("architecture"), value.get("variant", "")
+    if not isinstance(os_name, str) or not isinstance(architecture, str) or not isinstance(variant, str):
+        raise _fail(what, "platform os, architecture and variant must be strings")
+    return Platform(os_name, architecture, variant)
 
 
 def _descriptor_list(value: Any, what: str, key: str, max_entries: int) -> tuple[Descriptor, ...]:

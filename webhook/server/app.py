@@ -30,7 +30,7 @@ from webhook.server.pullsecrets import KubernetesReader, PullSecrets
 from webhook.trust.files import TrustFiles
 from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify.gate import Gate
-from webhook.verify.policy import Policy
+from webhook.verify.policy import Policy, PolicyFile
 
 log = logging.getLogger("referee.admission")
 
@@ -58,6 +58,7 @@ def build_gate(config: Config) -> Gate:
         revocation=HttpRevocationSource(network=not config.revocation_offline, crl_files=config.crl_files),
         policy=Policy.from_config(config),
         workers=max(4, config.threads * 2),
+        statements=PolicyFile(config.policy),
     )
 
 
@@ -194,6 +195,9 @@ def _readiness(gate: Gate) -> dict[str, Any]:
         body["credentialsReloadError"] = credentials_error
     if material.warnings:
         body["trustWarnings"] = list(material.warnings)
+    policy_error = gate.policy_reload_error()
+    if policy_error:
+        body["policyReloadError"] = policy_error
     return body
 
 

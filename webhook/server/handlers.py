@@ -170,9 +170,12 @@ def _value(d: Decision) -> dict[str, Any]:
         "verified": True,
         "digest": d.digest,
         "signer": {"subject": d.signer_subject, "issuer": d.signer_issuer} if d.signer_subject else None,
+        "signers": [{"subject": subject, "issuer": issuer} for subject, issuer in d.signers],
         "signingTime": d.signing_time,
         "signingScheme": d.signing_scheme,
         "reason": d.reason,
+        "statement": d.statement,  # the Referee policy statement that applied ("" for none)
+        "artifacts": [a.to_json() for a in d.artifacts],
     }
 
 

@@ -9,7 +9,14 @@ never makes an image exempt: namespace exemptions on the Gatekeeper path are the
 an image. The item ``value`` is a small stable object a Rego author can test against::
 
     {"verified": true, "digest": "sha256:…", "signer": {"subject": "…", "issuer": "…"},
-     "signingTime": "…", "signingScheme": "notary.x509", "reason": ""}
+     "signers": [{"subject": "…", "issuer": "…"}], "signingTime": "…", "signingScheme": "notary.x509",
+     "reason": "", "statement": "release",
+     "artifacts": [{"artifactType": "application/spdx+json", "digest": "sha256:…", "signed": true,
+                    "signer": "…"}]}
+
+``signers`` lists every signer counted under a Referee policy statement (empty without one);
+``artifacts`` what was found referring to the image for its ``referrers`` requirements (``signed``
+null when no signature was asked for).
 
 A failed image sets the item's ``error`` to the same text the validating webhook would deny with.
 An image that could not be checked (registry down, out of time) also sets ``systemError``: it is a

@@ -24,6 +24,7 @@ from webhook.reloading import Reloading, file_stamp
 from webhook.server.clientauth import read_ca_file
 from webhook.server.pullsecrets import KubernetesReader
 from webhook.trust.files import TrustFiles
+from webhook.verify.policy import PolicyFile
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ def serve(config_path: Path) -> None:
             stale.unlink()
     # Fail now, not in every worker: trust material and credentials files must be readable.
     TrustFiles(config.trust_policy, config.trust_store)
+    PolicyFile(config.policy)
     docker_config_files([Path(r.docker_config) for r in config.registries.values() if r.docker_config])
     for auth in (config.admission_client, config.provider_client):
         if auth is not None:

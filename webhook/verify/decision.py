@@ -1,10 +1,43 @@
 """A decision about one image, as data: allowed or not, why, about which digest, signed by whom,
-whether it came from the cache. Texts for people are rendered from it at the edges (``describe``).
+which requirements of Referee's policy it met, what refers to it, whether it came from the cache.
+Texts for people are rendered from it at the edges (``describe``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One requirement of a Referee policy statement, and whether the image met it."""
+
+    name: str  # "signedManifest", "userMetadata", "minSigners", "requiredIdentities", "referrer"
+    met: bool
+    detail: str  # what was asked and what was found, in words
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "met": self.met, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact found referring to the image while its requirements were checked."""
+
+    artifact_type: str
+    digest: str
+    signed: bool | None  # None: no signature was asked for, so none was checked
+    signer: str = ""  # the subject of the signature that verified
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "artifactType": self.artifact_type,
+            "digest": self.digest,
+            "signed": self.signed,
+            "signer": self.signer or None,
+        }
+
 
 NOT_IN_TIME = "not decided in time (the registry is too slow)"
 MAX_REASON_CHARS = 600  # what a person reads in kubectl's output
@@ -26,6 +59,10 @@ class Decision:
     cache_age_s: float = 0.0  # for an answer from the cache: how old it is
     recheck_in_s: float = 0.0  # and how soon it is checked again
     notes: tuple[str, ...] = ()  # context a person needs, e.g. pull secrets that could not be used
+    statement: str = ""  # the Referee policy statement that applied, if any
+    requirements: tuple[Requirement, ...] = ()  # its requirements, met or not
+    artifacts: tuple[Artifact, ...] = ()  # what was found referring to the image
+    signers: tuple[tuple[str, str], ...] = ()  # (subject, issuer) of every signer counted
 
     @classmethod
     def refused(cls, image: str, reason: str, digest: str | None = None) -> Decision:

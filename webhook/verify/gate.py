@@ -29,7 +29,7 @@ from webhook.trust.files import TrustFiles, TrustMaterial
 from webhook.verify.cache import SingleFlight, TTLCache, VerdictCache
 from webhook.verify.decision import Decision
 from webhook.verify.image import verify_image
-from webhook.verify.policy import Policy
+from webhook.verify.policy import Policy, PolicyFile, Statement
 from webhook.verify.schemes import NotaryScheme, Trust
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class _Job:
     credentials: tuple[Credential, ...]
     now: dt.datetime
     settings: str = ""  # the fingerprint of Referee's settings that change a verdict
+    statement: Statement | None = None  # the Referee policy statement for the repository
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -99,6 +100,7 @@ class Gate:
         workers: int = 16,
         credentials: Reloading[Keyring] | None = None,
         verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
+        statements: PolicyFile | None = None,
     ) -> None:
         self._client = client
         self._trust = trust_files
@@ -109,6 +111,7 @@ class Gate:
         self._revocation = revocation
         self._policy = policy or Policy()
         self._credentials_files = credentials  # configured credentials; else the client's keyring
+        self._statements = statements or PolicyFile(None)  # Referee's policy document
         self.verdicts: VerdictCache[tuple[str, str, str], Decision] = verdicts or TTLCache(max_entries)
         # Settings that change what a verification concludes belong in the verdict's key.
         self._settings = f"maxSignatures={max_signatures}"
@@ -139,6 +142,11 @@ class Gate:
         if files is not None:
             files.current()
         return self._trust.last_error, files.last_error if files else ""
+
+    def policy_reload_error(self) -> str:
+        """Why the Referee policy document on disk is not the one in use ("" when it is)."""
+        self._statements.current()
+        return self._statements.last_error
 
     def decide(
         self,
@@ -201,7 +209,13 @@ class Gate:
             return Decision.unchecked(image, str(exc))
         except TimeoutError:
             return Decision.late(image)
-        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials), request.now, self._settings)
+        # The policy document's fingerprint joins the key: a changed statement is a cache miss.
+        document = self._statements.current()
+        settings = (
+            f"{self._settings}|policy={document.fingerprint}" if document.fingerprint else self._settings
+        )
+        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials), request.now, settings,
+                   document.select(ref.name))  # fmt: skip
         return self._cached_or_verified(job)
 
     def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
@@ -262,16 +276,26 @@ class Gate:
             Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
         )
         try:
-            result = verify_image(repo, image, digest, scope=job.scope, scheme=scheme, deadline=job.deadline)
+            result = verify_image(
+                repo,
+                image,
+                digest,
+                scope=job.scope,
+                scheme=scheme,
+                deadline=job.deadline,
+                statement=job.statement,
+            )
         except VerificationFailed as exc:
             decision = Decision.refused(image, str(exc), digest)
             self.verdicts.put(job.denied_key, decision, self._denied_ttl_s)
             return decision
         except VerificationInconclusive as exc:
             return Decision.unchecked(image, str(exc), digest)
-        verdict = result.verdict
-        decision = Decision(image, verdict.verified, verdict.reason, digest)
-        winner = next((o for _, o in verdict.outcomes if o.verified), None)
+        decision = Decision(
+            image, result.verified, result.why_not, digest, statement=result.statement,
+            requirements=result.requirements, artifacts=result.artifacts, signers=result.signers(),
+        )  # fmt: skip
+        winner = result.winner()
         if winner is not None and winner.signer is not None:
             decision = dataclasses.replace(
                 decision,
@@ -280,17 +304,20 @@ class Gate:
                 signing_time=winner.signing_time.isoformat() if winner.signing_time else "",
                 signing_scheme=winner.signing_scheme,
             )
+        ttl = self._ttl(result.verdicts(), now)
         if decision.allowed:
-            self.verdicts.put(job.key, decision, self._ttl(verdict, now))
+            self.verdicts.put(job.key, decision, ttl)
         else:
-            self.verdicts.put(job.denied_key, decision, min(self._denied_ttl_s, self._ttl(verdict, now)))
+            self.verdicts.put(job.denied_key, decision, min(self._denied_ttl_s, ttl))
         return decision
 
-    def _ttl(self, verdict: Verdict, now: dt.datetime) -> float:
+    def _ttl(self, verdicts: tuple[Verdict, ...], now: dt.datetime) -> float:
+        """Never longer than any signature the decision rests on stays valid."""
         ttl = self._verdict_ttl_s
-        for _, outcome in verdict.outcomes:
-            if outcome.verified:
-                for limit in (outcome.chain_not_after, outcome.expiry):
-                    if limit is not None:
-                        ttl = min(ttl, (limit - now).total_seconds())
+        for verdict in verdicts:
+            for _, outcome in verdict.outcomes:
+                if outcome.verified:
+                    for limit in (outcome.chain_not_after, outcome.expiry):
+                        if limit is not None:
+                            ttl = min(ttl, (limit - now).total_seconds())
         return ttl

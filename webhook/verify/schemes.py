@@ -31,6 +31,10 @@ class Plan(Protocol):
     """How one image is judged under the statement its repository selects."""
 
     @property
+    def name(self) -> str:
+        """The trust-policy statement's name (for messages)."""
+
+    @property
     def max_signatures(self) -> int: ...
 
     def skipped(self) -> Verdict | None:
@@ -57,6 +61,9 @@ class SignatureScheme(Protocol):
     def plan(self, scope: str) -> Plan:
         """The plan for a repository; ``VerificationFailed`` when no statement applies."""
 
+    def named_plan(self, name: str) -> Plan:
+        """The plan of the statement called ``name``; ``VerificationFailed`` when there is none."""
+
 
 @dataclass(frozen=True)
 class Trust:
@@ -73,6 +80,10 @@ class Trust:
 class _NotaryPlan:
     trust: Trust
     policy: TrustPolicy
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
 
     @property
     def max_signatures(self) -> int:
@@ -131,4 +142,10 @@ class NotaryScheme:
         policy = self.trust.policy_document.select(scope)
         if policy is None:
             raise VerificationFailed(f"no trust policy statement applies to {scope}")
+        return _NotaryPlan(self.trust, policy)
+
+    def named_plan(self, name: str) -> Plan:
+        policy = self.trust.policy_document.named(name)
+        if policy is None:
+            raise VerificationFailed(f"the trust policy has no statement named {name!r}")
         return _NotaryPlan(self.trust, policy)
