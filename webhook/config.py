@@ -27,6 +27,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
     mutate: false                      # serve /mutate: pin verified images to their digests
+    mutateKinds: [Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicationController]
     kubernetes:                        # read pods' pull secrets through the Kubernetes API
       pullSecrets: false               # needs get on secrets and serviceaccounts
       trustUnauthenticatedCallers: false   # read them for callers without a client certificate
@@ -102,6 +103,7 @@ class Config:
     workers: int
     threads: int
     mutate: bool  # serve /mutate (digest pinning)
+    mutate_kinds: tuple[str, ...]  # the kinds /mutate pins
     pull_secrets: bool  # read pods' imagePullSecrets (and their service accounts') from the API
     kubeconfig: Path | None  # for the Kubernetes API; None: the in-cluster service account
     pull_secret_ttl_s: float
@@ -219,6 +221,29 @@ def _as_host_patterns(value: Any, key: str, base: Path) -> tuple[HostPattern, ..
     return parse_hosts(_as_strings(value, key, base), f"config: {key}")
 
 
+# The kinds whose objects name images (webhook.server.admission), and the default of mutateKinds:
+# Pods and the workloads people write; not ReplicaSets or PodTemplates, which controllers make.
+POD_KINDS = ("Pod", "PodTemplate", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet",
+             "DaemonSet", "Job", "CronJob")  # fmt: skip
+DEFAULT_MUTATE_KINDS = (
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+)
+
+
+def _as_kinds(value: Any, key: str, base: Path) -> tuple[str, ...]:
+    kinds = _as_strings(value, key, base)
+    unknown = [k for k in kinds if k not in POD_KINDS]
+    if unknown:
+        raise ConfigError(f"config: {key}: {', '.join(unknown)} is not one of {', '.join(POD_KINDS)}")
+    return kinds
+
+
 def _as_client_auth(value: Any, key: str, base: Path) -> ClientAuth | None:
     if value is None:
         return None
@@ -277,6 +302,8 @@ SETTINGS: tuple[Setting, ...] = (
             "registry host patterns; an image elsewhere is denied unread (empty: any registry)"),
     Setting("requireDigest", "require_digest", _as_bool, False, "deny images not pinned by digest"),
     Setting("mutate", "mutate", _as_bool, False, "serve /mutate: pin verified images to their digests"),
+    Setting("mutateKinds", "mutate_kinds", _as_kinds, DEFAULT_MUTATE_KINDS,
+            "the kinds /mutate pins (never an object a controller owns)"),
     Setting("registries", "registries", _as_registries, {},
             "per registry host: plainHTTP, caFile (PEM), dockerConfig (config.json credentials)"),
     Setting("tls.certFile", "tls_cert_file", _as_optional_path, None, "the serving certificate (PEM)"),

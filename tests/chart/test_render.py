@@ -63,6 +63,7 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("allowedRegistries={registry.example.com/apps}", "allowedRegistries"),
         ("tls.admissionClientNames=kube-apiserver", "admissionClientNames"),
         ("pullSecrets.trustUnauthenticatedCallers=maybe", "trustUnauthenticatedCallers"),
+        ("mutation.kinds={Pods}", "kinds"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
@@ -240,14 +241,30 @@ def rule_coverage(webhook: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def test_rules_cover_every_kind_referee_reads_and_ephemeral_containers(rendered: dict[str, Rendered]) -> None:
     kinds = {("", "Pod"), ("", "PodTemplate"), ("batch", "CronJob"), *admission._TEMPLATE_KINDS}
-    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        [webhook] = rendered["mutation"].one(kind)["webhooks"]
-        covered = rule_coverage(webhook)
-        for group, name in kinds:
-            for operation in ("CREATE", "UPDATE"):
-                assert (group, f"{name.lower()}s", operation) in covered, (kind, group, name, operation)
-        assert ("", "pods/ephemeralcontainers", "UPDATE") in covered
-        assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["v1"] for r in webhook["rules"])
+    [webhook] = rendered["mutation"].one("ValidatingWebhookConfiguration")["webhooks"]
+    covered = rule_coverage(webhook)
+    for group, name in kinds:
+        for operation in ("CREATE", "UPDATE"):
+            assert (group, f"{name.lower()}s", operation) in covered, (group, name, operation)
+    assert ("", "pods/ephemeralcontainers", "UPDATE") in covered
+    assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["v1"] for r in webhook["rules"])
+
+
+def test_mutation_is_asked_only_about_the_kinds_it_pins(rendered: dict[str, Rendered], tmp_path: Path,
+                                                       cases: dict[str, Any]) -> None:  # fmt: skip
+    """Wedge: the mutating webhook was called for ReplicaSets, whose pinned templates then differed
+    from their Deployments' (the controller makes another ReplicaSet). It is called for the kinds
+    of mutation.kinds, which Referee's configuration names too."""
+    out = rendered["mutation"]
+    [webhook] = out.one("MutatingWebhookConfiguration")["webhooks"]
+    resources = {resource for _, resource, _ in rule_coverage(webhook)}
+    assert resources == {"pods", "pods/ephemeralcontainers", "deployments", "statefulsets", "daemonsets",
+                         "jobs", "cronjobs", "replicationcontrollers"}  # fmt: skip
+    assert out.config()["mutateKinds"] == ["Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob",
+                                           "ReplicationController"]  # fmt: skip
+    values = {**cases["mutation"], "mutation": {"enabled": True, "kinds": ["Deployment"]}}
+    only = render(values_file(tmp_path, values)).one("MutatingWebhookConfiguration")["webhooks"][0]
+    assert rule_coverage(only) == {("apps", "deployments", "CREATE"), ("apps", "deployments", "UPDATE")}
 
 
 def test_webhook_settings_and_exclusions(rendered: dict[str, Rendered]) -> None:

@@ -23,6 +23,7 @@ CHART: dict[str, str | None] = {
     "allowedRegistries": "allowedRegistries",
     "requireDigest": "requireDigest",
     "mutate": "mutation.enabled",
+    "mutateKinds": "mutation.kinds",
     "registries": "registries",
     "tls.certFile": "tls.mode",
     "tls.keyFile": "tls.mode",

@@ -70,12 +70,15 @@ def pin(
     review: AdmissionRequest, config: Config, policy: Policy, gate: Gate, secrets: PullSecrets | None
 ) -> dict[str, Any]:
     """Allowed always (the validating webhook decides); a patch pins the images that verified.
-    Images an UPDATE did not change are never re-pinned (that would restart their containers)."""
-    annotations = ((review.object or {}).get("metadata") or {}).get("annotations") or {}
+    Images an UPDATE did not change are never re-pinned (that would restart their containers).
+    Only the kinds of ``mutateKinds`` are pinned, and never an object a controller owns: its owner
+    was pinned, and a ReplicaSet whose template no longer equals its Deployment's makes the
+    Deployment controller create another one."""
     if (
         policy.namespace_exempt(review.namespace)
         or not policy.operation_checked(review.operation)
-        or "kubernetes.io/config.mirror" in annotations
+        or review.kind not in config.mutate_kinds
+        or _left_alone(review.object)
     ):
         return review_response(review.uid, allowed=True)
     try:
@@ -94,6 +97,20 @@ def pin(
         return review_response(review.uid, allowed=True)
     patch = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
     return review_response(review.uid, allowed=True, patch=patch)
+
+
+def _left_alone(obj: Any) -> bool:
+    """A mirror pod (the kubelet's copy of a static pod), or an object with a controller owner."""
+    meta = (obj or {}).get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return False
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and "kubernetes.io/config.mirror" in annotations:
+        return True
+    owners = meta.get("ownerReferences")
+    return isinstance(owners, list) and any(
+        isinstance(o, dict) and o.get("controller") is True for o in owners
+    )
 
 
 def provide(

@@ -173,6 +173,28 @@ rules:
     scope: Namespaced
 {{- end -}}
 
+{{/* The mutating webhook's rules: the resources of mutation.kinds (Pods with their ephemeral
+containers), CREATE and UPDATE (on UPDATE Referee pins only the images that changed). */}}
+{{- define "referee.mutationRules" -}}
+{{- $resources := dict "Pod" (list "" "pods") "PodTemplate" (list "" "podtemplates") "ReplicationController" (list "" "replicationcontrollers") "ReplicaSet" (list "apps" "replicasets") "Deployment" (list "apps" "deployments") "StatefulSet" (list "apps" "statefulsets") "DaemonSet" (list "apps" "daemonsets") "Job" (list "batch" "jobs") "CronJob" (list "batch" "cronjobs") -}}
+rules:
+{{- range $kind := .Values.mutation.kinds }}
+{{- $r := index $resources $kind }}
+  - apiGroups: [{{ index $r 0 | quote }}]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: [{{ index $r 1 | quote }}]
+    scope: Namespaced
+{{- if eq $kind "Pod" }}
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["UPDATE"]
+    resources: ["pods/ephemeralcontainers"]
+    scope: Namespaced
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* A stable file name for a registry host (hosts carry ':' and are not valid key names). */}}
 {{- define "referee.hostKey" -}}
 {{- . | sha256sum | trunc 12 -}}
