@@ -23,7 +23,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
         admission: {caFile: /etc/referee/apiserver-ca.crt, names: [kube-apiserver]}
         provider: {caFile: /etc/referee/gatekeeper-ca.crt, names: []}
     cache: {verdictTTLSeconds: 300, deniedTTLSeconds: 15, tagTTLSeconds: 30, maxEntries: 10000}
-    timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}
+    timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3, providerMutationSeconds: 1}
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
     mutate: false                      # serve /mutate: pin verified images to their digests
@@ -94,6 +94,7 @@ class Config:
     cache_max_entries: int
     admission_timeout_s: float  # the webhook's timeoutSeconds
     provider_timeout_s: float  # Gatekeeper's budget for an external-data call
+    provider_mutation_timeout_s: float  # the same for /provider/mutate (Gatekeeper's Assign)
     timeout_margin_s: float  # answered this long before the API server gives up
     max_body_bytes: int
     max_images_per_request: int
@@ -119,12 +120,21 @@ class Config:
 
     @property
     def provider_deadline_s(self) -> float:
-        return max(0.5, self.provider_timeout_s - min(self.timeout_margin_s, self.provider_timeout_s / 4))
+        return _within(self.provider_timeout_s, self.timeout_margin_s)
+
+    @property
+    def provider_mutation_deadline_s(self) -> float:
+        return _within(self.provider_mutation_timeout_s, self.timeout_margin_s)
 
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+def _within(budget_s: float, margin_s: float) -> float:
+    """Referee's deadline inside a caller's budget: the margin, at most a quarter of the budget."""
+    return max(0.5, budget_s - min(margin_s, budget_s / 4))
 
 
 # --- one declaration per key ----------------------------------------------------------------------
@@ -324,6 +334,8 @@ SETTINGS: tuple[Setting, ...] = (
             "answered this long before the API server gives up", "s"),
     Setting("timeouts.providerSeconds", "provider_timeout_s", _number(0), 3.0,
             "Gatekeeper's budget for an external-data call", "s"),
+    Setting("timeouts.providerMutationSeconds", "provider_mutation_timeout_s", _number(0), 1.0,
+            "the same for /provider/mutate (Gatekeeper's Assign)", "s"),
     Setting("limits.maxBodyBytes", "max_body_bytes", _number(0, integer=True), 3 << 20,
             "the largest request read", "bytes"),
     Setting("limits.maxImagesPerRequest", "max_images_per_request", _number(0, integer=True), 64,

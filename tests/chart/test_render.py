@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cryptography import x509
 
+from tests.chart.conftest import deep_merge
 from tests.helpers.chart import (
     CHART,
     NAMESPACE,
@@ -57,7 +58,8 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("replicaCount=two", "replicaCount"),
         ("webhook.url=http://127.0.0.1:8443", "url"),
         ("networkPolicy.apiServerCIDRs={10.0.0.1}", "apiServerCIDRs"),
-        ("networkPolicy.gatekeeperNamespace=Gatekeeper", "gatekeeperNamespace"),
+        ("gatekeeper.namespace=Gatekeeper", "namespace"),
+        ("gatekeeper.constraints.enforcementAction=block", "enforcementAction"),
         ("requireDigest=yes", "requireDigest"),
         ("cache.deniedTTLSeconds=0", "deniedTTLSeconds"),
         ("allowedRegistries={registry.example.com/apps}", "allowedRegistries"),
@@ -300,9 +302,16 @@ def test_the_server_deadline_is_the_webhook_timeout(case: str, rendered: dict[st
 
 
 def test_gatekeeper_timeout_is_the_provider_budget(rendered: dict[str, Rendered]) -> None:
+    """Each Provider's timeout is Referee's budget for it, and within Gatekeeper's default webhook
+    timeouts (3 s validating, 1 s mutating)."""
     out = rendered["gatekeeper"]
-    budget = out.config()["timeouts"]["providerSeconds"]
-    assert [p["spec"]["timeout"] for p in out.of_kind("Provider")] == [budget, budget]
+    timeouts = out.config()["timeouts"]
+    assert out.get("Provider", RELEASE)["spec"]["timeout"] == timeouts["providerSeconds"] == 2
+    assert (
+        out.get("Provider", f"{RELEASE}-mutate")["spec"]["timeout"]
+        == timeouts["providerMutationSeconds"]
+        == 1
+    )
 
 
 def test_url_override_calls_the_server_outside_the_cluster(rendered: dict[str, Rendered]) -> None:
@@ -533,12 +542,15 @@ def test_gatekeeper_resources_come_from_policies(rendered: dict[str, Rendered]) 
     assert out.get("Provider", f"{RELEASE}-mutate")["spec"]["url"].endswith("/provider/mutate")
     constraint = out.one("RefereeVerifiedImages")
     assert constraint["spec"]["parameters"]["provider"] == RELEASE
+    assert "provider" not in out.one("RefereePinnedImages")["spec"]["parameters"]
     assert {NAMESPACE, "kube-system", "gatekeeper-system"} <= set(
         constraint["spec"]["match"]["excludedNamespaces"]
     )
-    assert (
-        out.one("Assign")["spec"]["parameters"]["assign"]["externalData"]["provider"] == f"{RELEASE}-mutate"
-    )
+    assigns = out.of_kind("Assign")
+    assert len(assigns) == 3
+    assert {a["spec"]["parameters"]["assign"]["externalData"]["provider"] for a in assigns} == {
+        f"{RELEASE}-mutate"
+    }
     assert not rendered["selfSigned"].of_kind("Provider") and not rendered["selfSigned"].of_kind(
         "ConstraintTemplate"
     )
@@ -570,9 +582,59 @@ def test_gatekeeper_excludes_the_namespaces_the_webhooks_exempt(rendered: dict[s
     assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox"}
     matches = [o["spec"]["match"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages", "Assign")
                for o in out.of_kind(kind)]  # fmt: skip
-    assert len(matches) == 3
+    assert len(matches) == 5
     for match in matches:
-        assert match["excludedNamespaces"] == [*names["values"], "gatekeeper-system"]
+        assert match["excludedNamespaces"] == list(dict.fromkeys([*names["values"], "gatekeeper-system"]))
+        # The opt-out label the webhooks honour is honoured here too.
+        assert match["namespaceSelector"] == {
+            "matchExpressions": [{"key": "referee.dev/exempt", "operator": "NotIn", "values": ["true"]}]
+        }
+
+
+def test_assigns_pin_every_position_the_pinned_images_template_checks(rendered: dict[str, Rendered]) -> None:
+    """Wedge: with pinDigests on, the Assign pinned spec.containers only while RefereePinnedImages
+    checks init containers and image volumes too: every pod with an init container was denied.
+    Image volumes are pinned only where a volume is one (pathTests), never added to others."""
+    assigns = {a["spec"]["location"]: a for a in rendered["gatekeeper"].of_kind("Assign")}
+    assert set(assigns) == {"spec.containers[name:*].image", "spec.initContainers[name:*].image",
+                            "spec.volumes[name:*].image.reference"}  # fmt: skip
+    volumes = assigns["spec.volumes[name:*].image.reference"]["spec"]["parameters"]
+    assert volumes["pathTests"] == [{"subPath": "spec.volumes[name:*].image", "condition": "MustExist"}]
+    for assign in assigns.values():
+        assert assign["spec"]["applyTo"] == [{"groups": [""], "kinds": ["Pod"], "versions": ["v1"]}]
+        assert assign["spec"]["parameters"]["assign"]["externalData"]["failurePolicy"] == "Fail"
+
+
+def test_gatekeeper_objects_are_named_after_the_release(tmp_path: Path, cases: dict[str, Any]) -> None:
+    """Constraints and Assigns are cluster-scoped: two releases must not overwrite each other's."""
+    names = {}
+    for release in ("one", "two"):
+        values = values_file(tmp_path, cases["gatekeeper"], f"{release}.yaml")
+        text = helm("template", release, str(CHART), "--namespace", release, "--values", str(values)).stdout
+        kinds = ("Assign", "RefereeVerifiedImages", "RefereePinnedImages", "Provider")
+        objects = [d for d in yaml.safe_load_all(text) if d]
+        names[release] = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in kinds}
+    assert len(names["one"]) == 7 and not names["one"] & names["two"]
+    assert ("RefereeVerifiedImages", "one-referee-signed-images-only") in names["one"]
+    assert ("Assign", "one-referee-pin-init-container-digests") in names["one"]
+
+
+def test_constraints_enforce_as_the_mode_says(rendered: dict[str, Rendered], tmp_path: Path,
+                                              cases: dict[str, Any]) -> None:  # fmt: skip
+    """A release in audit mode must not deny through Gatekeeper: its constraints warn."""
+    assert rendered["gatekeeper"].one("RefereeVerifiedImages")["spec"]["enforcementAction"] == "deny"
+    audit = render(values_file(tmp_path, {**cases["gatekeeper"], "mode": "audit"}))
+    assert {c["spec"]["enforcementAction"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages")
+            for c in audit.of_kind(kind)} == {"warn"}  # fmt: skip
+    chosen = deep_merge(
+        cases["gatekeeper"], {"mode": "audit", "gatekeeper": {"constraints": {"enforcementAction": "dryrun"}}}
+    )
+    assert (
+        render(values_file(tmp_path, chosen, "d.yaml")).one("RefereeVerifiedImages")["spec"][
+            "enforcementAction"
+        ]
+        == "dryrun"
+    )
 
 
 def test_the_constraints_cover_every_kind_that_runs_pods(rendered: dict[str, Rendered]) -> None:
@@ -706,3 +768,14 @@ def test_the_url_host_is_in_the_serving_certificate(
         assert ipaddress.ip_address(ip) in names.get_values_for_type(x509.IPAddress)
     if dns:
         assert dns in names.get_values_for_type(x509.DNSName)
+
+
+def test_a_gatekeeper_only_install_has_no_webhook_of_its_own(tmp_path: Path, cases: dict[str, Any]) -> None:
+    """webhook.enabled=false: Gatekeeper asks Referee, and pods are not checked twice."""
+    values = deep_merge(cases["gatekeeper"], {"webhook": {"enabled": False}, "mutation": {"enabled": True}})
+    out = render(values_file(tmp_path, values))
+    assert not out.of_kind("ValidatingWebhookConfiguration") and not out.of_kind(
+        "MutatingWebhookConfiguration"
+    )
+    assert out.get("Provider", RELEASE) and out.one("RefereeVerifiedImages")
+    assert out.one("Deployment")["spec"]["replicas"] == 2

@@ -72,6 +72,16 @@ def _mounted_objects(
     return {(kind, name): cluster.get(kind.lower(), name, namespace) for kind, name in sorted(wanted)}
 
 
+def _serving_ca(objects: list[dict[str, Any]]) -> bytes:
+    """The CA clients verify Referee with: the validating webhook's caBundle, or (an install
+    without webhooks) the CA ConfigMap the chart renders for clients."""
+    for obj in objects:
+        if obj["kind"] == "ValidatingWebhookConfiguration":
+            return base64.b64decode(obj["webhooks"][0]["clientConfig"]["caBundle"])
+    [ca] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-ca")]
+    return str(ca["data"]["ca.crt"]).encode()
+
+
 @contextlib.contextmanager
 def run_locally(
     cluster: Cluster, objects: list[dict[str, Any]], listen: str, work: Path
@@ -99,9 +109,8 @@ def run_locally(
         config["kubernetes"]["kubeconfig"] = str(kubeconfig)
     local_config = work / "config.yaml"
     local_config.write_text(yaml.safe_dump(config))
-    [validating] = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
     ca_file = work / "ca.crt"
-    ca_file.write_bytes(base64.b64decode(validating["webhooks"][0]["clientConfig"]["caBundle"]))
+    ca_file.write_bytes(_serving_ca(objects))
     metrics = work / "metrics"
     metrics.mkdir()
     env = container_env(container, namespace)

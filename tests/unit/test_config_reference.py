@@ -37,6 +37,7 @@ CHART: dict[str, str | None] = {
     "timeouts.admissionSeconds": "webhook.timeoutSeconds",
     "timeouts.marginSeconds": "timeouts.marginSeconds",
     "timeouts.providerSeconds": "gatekeeper.providerTimeoutSeconds",
+    "timeouts.providerMutationSeconds": "gatekeeper.mutationTimeoutSeconds",
     "limits.maxBodyBytes": "limits.maxBodyBytes",
     "limits.maxImagesPerRequest": "limits.maxImagesPerRequest",
     "limits.maxSignatures": "limits.maxSignatures",

@@ -123,7 +123,7 @@ def provide(
 ) -> dict[str, Any]:
     """Every key is decided: no content of a key makes an image exempt (namespace exemptions on
     the Gatekeeper path are the constraints' ``match``)."""
-    deadline = Deadline.after(config.provider_deadline_s)
+    deadline = Deadline.after(config.provider_mutation_deadline_s if pin else config.provider_deadline_s)
     decisions: dict[tuple[str, str], Decision] = {}
     # Keys of one namespace share that namespace's default service account's pull secrets.
     by_namespace: dict[str, list[str]] = {}

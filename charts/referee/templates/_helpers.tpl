@@ -267,13 +267,31 @@ Referee refuses symbolic links as trust files, so every file sits one folder dow
 
 {{/* One document, by kind, of a multi-document file under files/. */}}
 {{- define "referee.gatekeeperDoc" -}}
+{{- include "referee.gatekeeperDocs" . | fromJsonArray | first | toYaml -}}
+{{- end -}}
+
+{{/* Every document of a kind in a multi-document file under files/, as a JSON list. */}}
+{{- define "referee.gatekeeperDocs" -}}
 {{- $kind := .kind -}}
+{{- $docs := list -}}
 {{- range (.root.Files.Get .file | splitList "\n---\n") -}}
 {{- $doc := fromYaml . -}}
 {{- if eq (get $doc "kind") $kind -}}
-{{- toYaml $doc -}}
+{{- $docs = append $docs $doc -}}
 {{- end -}}
 {{- end -}}
+{{- toJson $docs -}}
+{{- end -}}
+
+{{/* Namespaces the Gatekeeper constraints and Assigns leave out: those the webhooks exempt, and
+Gatekeeper's own. */}}
+{{- define "referee.gatekeeperExcluded" -}}
+{{- toJson (concat (include "referee.exemptNamespaces" . | fromJsonArray) (list .Values.gatekeeper.namespace) | uniq) -}}
+{{- end -}}
+
+{{/* The constraints' enforcementAction: gatekeeper.constraints.enforcementAction, else by mode. */}}
+{{- define "referee.enforcementAction" -}}
+{{- .Values.gatekeeper.constraints.enforcementAction | default (ternary "deny" "warn" (eq .Values.mode "enforce")) -}}
 {{- end -}}
 
 {{/* The https URL Gatekeeper calls: this release's Service (or webhook.url) and PATH. */}}
