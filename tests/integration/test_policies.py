@@ -35,7 +35,7 @@ def test_opa_tests_pass(capabilities: Path) -> None:
     args = [tool("opa"), "test", "--ignore", "*.yaml", "--capabilities", str(capabilities), str(POLICIES)]
     proc = run(args, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "PASS: 29/29" in proc.stdout
+    assert "PASS: 30/30" in proc.stdout
 
 
 def test_opa_fmt_clean() -> None:
