@@ -74,7 +74,8 @@ def test_every_rendered_object_passes_server_side_dry_run(
     ("case", "phrases"),
     [
         ("defaults", ["NOT RUNNING", "--set-file trustPolicy.json=trustpolicy.json"]),
-        ("audit", ["mode AUDIT", "helm test referee", "--set mode=enforce"]),
+        ("audit", ["mode AUDIT", "failurePolicy is Ignore", "helm test referee", "--set mode=enforce"]),
+        ("selfSigned", ["failurePolicy is Fail: while no Referee pod is ready, pods are REFUSED"]),
         # A first install has no constraints yet: their kinds do not exist until Gatekeeper makes them.
         ("gatekeeper", ["gatekeeper.constraints.enabled=true"]),
         # The NetworkPolicy cannot name the API server until its sources are given.
@@ -100,3 +101,21 @@ def test_notes_are_quiet_about_network_policy_sources_once_given(
     out = kube_helm(cluster, "install", RELEASE, str(CHART), "--dry-run", "--values",
                     str(value_files["networkPolicySources"]))  # fmt: skip
     assert "networkPolicy.apiServerCIDRs" not in out[out.index("NOTES:") :]
+
+
+def test_helm_install_with_a_trust_store_missing_fails_and_names_it(
+    cluster: Cluster, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """Wedge: the release installed, with a Fail webhook and pods that could not start: pod creation
+    was refused cluster-wide. `helm install` now fails, names the store, and installs nothing."""
+    values = {**cases["selfSigned"], "trustStore": {"certificates": {"ca": {"acme": "PEM"}}}}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(values))
+    proc = helm("install", RELEASE, str(CHART), "--create-namespace", "--values", str(path),
+                "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE, check=False)  # fmt: skip
+    print(f"\n$ helm install {RELEASE} charts/referee -f broken.yaml\n{proc.stderr}")
+    assert proc.returncode != 0
+    assert "trustPolicy names trust stores that trustStore does not provide: ca:test" in proc.stderr
+    assert cluster.kubectl("get", "validatingwebhookconfiguration", RELEASE, check=False).returncode != 0
+    assert helm("status", RELEASE, "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE,
+                check=False).returncode != 0  # fmt: skip

@@ -339,6 +339,87 @@ def test_audit_mode(rendered: dict[str, Rendered]) -> None:
     assert rendered["selfSigned"].config()["mode"] == "enforce"
 
 
+@pytest.mark.parametrize(("mode", "given", "expected"), [
+    ("audit", None, "Ignore"), ("enforce", None, "Fail"),
+    ("audit", "Fail", "Fail"), ("enforce", "Ignore", "Ignore"),
+])  # fmt: skip
+def test_failure_policy_follows_the_mode_unless_given(
+    mode: str, given: str | None, expected: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: a first install in audit mode still had failurePolicy Fail, so every pod was refused
+    until Referee was ready (forever, with a wrong image). Audit now fails open by default."""
+    webhook = {"failurePolicy": given} if given else {}
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "mode": mode, "webhook": webhook}))
+    assert out.one("ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == expected
+
+
+@pytest.mark.parametrize(
+    ("trust_store", "missing"),
+    [
+        ({"certificates": {"ca": {"other": "PEM"}}}, "ca:test"),
+        ({"certificates": {"tsa": {"test": "PEM"}}}, "ca:test"),
+        (
+            {
+                "existing": {
+                    "kind": "Secret",
+                    "name": "s",
+                    "items": [{"key": "k", "path": "x509/ca/corp/r.pem"}],
+                }
+            },
+            "ca:test",
+        ),
+        ({}, "ca:test"),
+    ],
+)
+def test_a_trust_policy_naming_a_store_the_values_lack_fails_the_render(
+    trust_store: dict[str, Any], missing: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: such a release rendered a Fail webhook whose pods exited 2 (no trust store), refusing
+    pod creation cluster-wide. The install fails instead, naming the store."""
+    values = {**cases["selfSigned"], "trustStore": trust_store}
+    proc = template(values_file(tmp_path, values), check=False)
+    assert proc.returncode != 0
+    assert (
+        f'trustPolicy names trust stores that trustStore does not provide: {missing} (trust policy "all")'
+        in proc.stderr
+    )
+    # The same store from an existing Secret's items is enough.
+    items = [{"key": "root.pem", "path": "x509/ca/test/root.pem"}]
+    given = {**values, "trustStore": {"existing": {"kind": "Secret", "name": "s", "items": items}}}
+    assert render(values_file(tmp_path, given, "ok.yaml")).of_kind("ValidatingWebhookConfiguration")
+
+
+def test_a_trust_policy_that_is_not_json_fails_the_render(tmp_path: Path, cases: dict[str, Any]) -> None:
+    values = {**cases["selfSigned"], "trustPolicy": {"json": "{not json"}}
+    proc = template(values_file(tmp_path, values), check=False)
+    assert proc.returncode != 0 and "trustPolicy: not valid JSON" in proc.stderr
+
+
+def webhook_exempt_names(out: Rendered) -> set[str]:
+    [webhook] = out.one("ValidatingWebhookConfiguration")["webhooks"]
+    [names] = [
+        e
+        for e in webhook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    return set(names["values"])
+
+
+def test_gatekeepers_and_cert_managers_namespaces_are_exempt_where_referee_depends_on_them(
+    rendered: dict[str, Rendered], tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: Referee refused cert-manager's own pods (their images are not signed by the cluster's
+    keys), which stopped the renewals of Referee's certificate; likewise Gatekeeper's pods."""
+    assert "cert-manager" in webhook_exempt_names(rendered["certManager"])
+    assert "cert-manager" in rendered["certManager"].config()["exemptNamespaces"]
+    assert "gatekeeper-system" in webhook_exempt_names(rendered["gatekeeper"])
+    assert "gatekeeper-system" in rendered["gatekeeper"].config()["exemptNamespaces"]
+    plain = webhook_exempt_names(rendered["selfSigned"])
+    assert "cert-manager" not in plain and "gatekeeper-system" not in plain
+    moved = deep_merge(cases["certManager"], {"tls": {"certManager": {"namespace": "certs"}}})
+    assert "certs" in webhook_exempt_names(render(values_file(tmp_path, moved)))
+
+
 def test_without_a_trust_policy_nothing_runs_and_nothing_is_enforced(rendered: dict[str, Rendered]) -> None:
     """Fail safe on a bare `helm install`: no webhook calls a Referee that cannot start."""
     out = rendered["defaults"]
@@ -579,12 +660,12 @@ def test_gatekeeper_excludes_the_namespaces_the_webhooks_exempt(rendered: dict[s
         for e in webhook["namespaceSelector"]["matchExpressions"]
         if e["key"] == "kubernetes.io/metadata.name"
     ]
-    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox"}
+    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox", "gatekeeper-system"}
     matches = [o["spec"]["match"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages", "Assign")
                for o in out.of_kind(kind)]  # fmt: skip
     assert len(matches) == 5
     for match in matches:
-        assert match["excludedNamespaces"] == list(dict.fromkeys([*names["values"], "gatekeeper-system"]))
+        assert match["excludedNamespaces"] == names["values"]
         # The opt-out label the webhooks honour is honoured here too.
         assert match["namespaceSelector"] == {
             "matchExpressions": [{"key": "referee.dev/exempt", "operator": "NotIn", "values": ["true"]}]

@@ -124,6 +124,12 @@ caBundle: {{ b64enc . }}
 {{- end }}
 {{- end -}}
 
+{{/* The validating webhook's failurePolicy: webhook.failurePolicy, else by mode (audit: Ignore, so
+a Referee that is not up yet blocks nothing; enforce: Fail). */}}
+{{- define "referee.failurePolicy" -}}
+{{- .Values.webhook.failurePolicy | default (ternary "Fail" "Ignore" (eq .Values.mode "enforce")) -}}
+{{- end -}}
+
 {{/* cert-manager injects the CA into the webhook configurations from the Certificate. */}}
 {{- define "referee.webhookAnnotations" -}}
 {{- if eq .Values.tls.mode "certManager" }}
@@ -132,9 +138,59 @@ annotations:
 {{- end }}
 {{- end -}}
 
-{{/* Namespaces never checked: the release namespace, kube-system and exemptNamespaces. */}}
+{{/* Namespaces exempt besides the release's own and exemptNamespaces: kube-system; Gatekeeper's
+with gatekeeper.enabled and cert-manager's with tls.mode=certManager, whose images are not signed
+by your keys (a refused cert-manager pod stops the renewals Referee's own certificate needs). */}}
+{{- define "referee.autoExemptNamespaces" -}}
+{{- $names := list "kube-system" -}}
+{{- if .Values.gatekeeper.enabled -}}{{- $names = append $names .Values.gatekeeper.namespace -}}{{- end -}}
+{{- if eq .Values.tls.mode "certManager" -}}{{- $names = append $names .Values.tls.certManager.namespace -}}{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* Namespaces never checked: the release namespace, the automatic ones and exemptNamespaces. */}}
 {{- define "referee.exemptNamespaces" -}}
-{{- toJson (concat (list .Release.Namespace "kube-system") .Values.exemptNamespaces | uniq) -}}
+{{- toJson (concat (list .Release.Namespace) (include "referee.autoExemptNamespaces" . | fromJsonArray) .Values.exemptNamespaces | uniq) -}}
+{{- end -}}
+
+{{/*
+The trust stores an inline trust policy names ("ca:acme") that the values do not provide: a Referee
+without them cannot start, and its Fail webhook would refuse pods cluster-wide. Empty when all are
+there, when the policy or the store comes from an existing object the chart cannot read (the store
+then from its items' paths x509/<type>/<name>/...).
+*/}}
+{{- define "referee.missingTrustStores" -}}
+{{- $text := include "referee.trustPolicyJSON" . -}}
+{{- if and $text (not .Values.trustPolicy.existing.kind) -}}
+{{- $doc := fromJson $text -}}
+{{- if hasKey $doc "Error" -}}
+{{- fail (printf "trustPolicy: not valid JSON (%s)" (get $doc "Error")) -}}
+{{- end -}}
+{{- $have := list -}}
+{{- if .Values.trustStore.existing.kind -}}
+{{- range .Values.trustStore.existing.items -}}
+{{- $parts := splitList "/" .path -}}
+{{- if and (ge (len $parts) 3) (eq (index $parts 0) "x509") -}}
+{{- $have = append $have (printf "%s:%s" (index $parts 1) (index $parts 2)) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- range $type, $stores := .Values.trustStore.certificates -}}
+{{- range $name, $_ := $stores -}}
+{{- $have = append $have (printf "%s:%s" $type $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $missing := list -}}
+{{- range $policy := (get $doc "trustPolicies" | default list) -}}
+{{- range $store := (get $policy "trustStores" | default list) -}}
+{{- if not (has $store $have) -}}
+{{- $missing = append $missing (printf "%s (trust policy %q)" $store (get $policy "name")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $missing | uniq | join ", " -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "referee.namespaceSelector" -}}
@@ -209,8 +265,12 @@ rules:
 {{- end -}}
 {{- end -}}
 
-{{/* "true" when a trust policy is given: without one Referee does not run and nothing is enforced. */}}
+{{/* "true" when a trust policy is given: without one Referee does not run and nothing is enforced.
+A policy naming a trust store the values do not provide fails the render, naming the store. */}}
 {{- define "referee.configured" -}}
+{{- with include "referee.missingTrustStores" . -}}
+{{- fail (printf "trustPolicy names trust stores that trustStore does not provide: %s. Add each as trustStore.certificates.<type>.<name> (e.g. --set-file trustStore.certificates.ca.acme=acme-root.pem), or fix the policy's trustStores; Referee would not start without them" .) -}}
+{{- end -}}
 {{- if or .Values.trustPolicy.existing.kind (include "referee.trustPolicyJSON" .) -}}true{{- end -}}
 {{- end -}}
 
