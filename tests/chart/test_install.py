@@ -5,6 +5,7 @@ Gatekeeper's CRDs installed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,55 @@ def test_helm_install_with_a_trust_store_missing_fails_and_names_it(
     assert cluster.kubectl("get", "validatingwebhookconfiguration", RELEASE, check=False).returncode != 0
     assert helm("status", RELEASE, "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE,
                 check=False).returncode != 0  # fmt: skip
+
+
+def test_only_the_listed_groups_may_opt_a_namespace_out(
+    cluster: Cluster, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """Attack: anyone allowed to edit a namespace labelled it referee.dev/exempt=true, and its pods
+    were no longer checked. The chart's ValidatingAdmissionPolicy refuses that label to everyone
+    outside webhook.optOutLabelGuard.allowedGroups (other labels stay theirs to change)."""
+    guard = {"allowedGroups": ["system:masters", "platform-admins"]}
+    values = {**cases["selfSigned"], "webhook": {"optOutLabelGuard": guard}}
+    path = tmp_path / "guard.yaml"
+    path.write_text(yaml.safe_dump(values))
+    rbac = "rbac.authorization.k8s.io"
+    editor = {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": "namespace-editor"},
+              "rules": [{"apiGroups": [""], "resources": ["namespaces"],
+                         "verbs": ["get", "create", "update", "patch"]}]}  # fmt: skip
+    binding = {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "namespace-editor"},
+               "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "namespace-editor"},
+               "subjects": [{"apiGroup": rbac, "kind": "Group", "name": "system:authenticated"}]}  # fmt: skip
+    cluster.apply(editor, binding)
+    cluster.create_namespace("guarded")
+    kube_helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--values", str(path))
+    try:
+        alice = ["--as", "alice", "--as-group", "developers"]
+        deadline = time.monotonic() + 30  # the API server loads a new policy within seconds
+
+        def label(*args: str) -> Any:
+            return cluster.kubectl("label", "namespace", "guarded", *args, check=False)
+
+        while (
+            proc := label("referee.dev/exempt=true", *alice)
+        ).returncode == 0 and time.monotonic() < deadline:
+            label("referee.dev/exempt-")  # applied before the policy was in force: undo, try again
+            time.sleep(1)
+        print(f"\n$ kubectl label namespace guarded referee.dev/exempt=true --as alice\n{proc.stderr}")
+        assert proc.returncode != 0
+        assert "only members of system:masters, platform-admins may set, change or remove the label " \
+               "referee.dev/exempt" in proc.stderr  # fmt: skip
+        created = cluster.apply({"apiVersion": "v1", "kind": "Namespace",
+                                 "metadata": {"name": "sneaky", "labels": {"referee.dev/exempt": "true"}}},
+                                *alice, check=False)  # fmt: skip
+        assert created.returncode != 0 and "only members of" in created.stderr
+        assert label("team=web", *alice).returncode == 0  # any other label: as before
+        assert (
+            label("referee.dev/exempt=true", "--as", "bob", "--as-group", "platform-admins").returncode == 0
+        )
+        assert label("referee.dev/exempt-", *alice).returncode != 0  # nor may alice opt it back in
+        assert label("referee.dev/exempt-").returncode == 0  # the admin (system:masters) may
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", "namespace-editor", check=False)
