@@ -103,6 +103,7 @@ class Config:
     crl_files: tuple[Path, ...]
     workers: int
     threads: int
+    health_port: int  # /healthz and /readyz on a port and thread of their own; 0: none
     mutate: bool  # serve /mutate (digest pinning)
     mutate_kinds: tuple[str, ...]  # the kinds /mutate pins
     pull_secrets: bool  # read pods' imagePullSecrets (and their service accounts') from the API
@@ -348,6 +349,9 @@ SETTINGS: tuple[Setting, ...] = (
             "CRL files (DER or PEM) used before downloads"),
     Setting("server.workers", "workers", _number(0, integer=True), 2, "gunicorn worker processes"),
     Setting("server.threads", "threads", _number(0, integer=True), 8, "threads per worker"),
+    Setting("server.healthPort", "health_port", _number(-1, integer=True, maximum=65535), 0,
+            "plain-HTTP port for /healthz and /readyz, on their own thread (0: none); also makes a "
+            "Referee whose trust material cannot load wait, unready, instead of exiting"),
     Setting("kubernetes.pullSecrets", "pull_secrets", _as_bool, False,
             "read pods' imagePullSecrets and their service accounts' through the API"),
     Setting("kubernetes.trustUnauthenticatedCallers", "trust_unauthenticated_callers", _as_bool, False,
@@ -419,6 +423,8 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
 
 def _check_together(config: Config) -> None:
     """Rules between keys."""
+    if config.health_port and config.health_port == config.host_port[1]:
+        raise ConfigError("config: server.healthPort must differ from the port of listen")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         raise ConfigError("config: tls.certFile and tls.keyFile go together")
     if (config.admission_client or config.provider_client) and not config.tls_cert_file:

@@ -445,8 +445,8 @@ def test_deployment_is_locked_down(rendered: dict[str, Rendered]) -> None:
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]}}  # fmt: skip
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["image"] == "referee@sha256:" + "a" * 64
     assert pod["priorityClassName"] == "system-cluster-critical"
@@ -745,7 +745,9 @@ def test_a_network_policy_by_default_admits_the_webhook_port_only(rendered: dict
         [rule] = ingress_rules(rendered[case])
         assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
         [container] = rendered[case].one("Deployment")["spec"]["template"]["spec"]["containers"]
-        assert [p["name"] for p in container["ports"]] == ["https"]  # the one port, and the one named
+        # The webhook port is the one the policy admits; the kubelet's probes on the health port
+        # come from the pod's node, which NetworkPolicy always allows.
+        assert [p["name"] for p in container["ports"]] == ["https", "health"]
         assert "from" not in rule  # no source known: any may reach that port, and no other
 
 
@@ -860,3 +862,44 @@ def test_a_gatekeeper_only_install_has_no_webhook_of_its_own(tmp_path: Path, cas
     )
     assert out.get("Provider", RELEASE) and out.one("RefereeVerifiedImages")
     assert out.one("Deployment")["spec"]["replicas"] == 2
+
+
+def test_probes_have_their_own_port_and_shutdown_waits_for_the_service(rendered: dict[str, Rendered]) -> None:
+    """Wedge: the probes shared the verification threads (a 1 s probe behind 9 s verifications took
+    ready pods out of the Service), and a rollout of Referee stopped pods the API server was still
+    calling. Probes go to server.healthPort; a preStop sleep keeps a stopping pod answering."""
+    out = rendered["selfSigned"]
+    pod = out.one("Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": 8443, "health": 8081}
+    assert out.config()["server"]["healthPort"] == 8081 and out.config()["listen"] == "0.0.0.0:8443"
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert pod["terminationGracePeriodSeconds"] >= 10 + 10 + 5  # the sleep, gunicorn's graceful stop
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+
+
+def test_host_network_and_a_container_port_apart_from_the_service_port(
+    tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """EKS with a custom CNI needs hostNetwork; a private GKE control plane reaches nodes on 443
+    and 10250 only, so the container port may differ from the Service's."""
+    values = {**cases["selfSigned"], "hostNetwork": True, "service": {"port": 443, "containerPort": 10250},
+              "priorityClassName": ""}  # fmt: skip
+    out = render(values_file(tmp_path, values))
+    pod = out.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "priorityClassName" not in pod
+    assert pod["containers"][0]["ports"][0] == {"name": "https", "containerPort": 10250, "protocol": "TCP"}
+    assert out.config()["listen"] == "0.0.0.0:10250"
+    [port] = out.one("Service")["spec"]["ports"]
+    assert port["port"] == 443 and port["targetPort"] == "https"
+    assert out.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["service"]["port"] == 443
+    chosen = {**values, "dnsPolicy": "Default"}
+    assert (
+        render(values_file(tmp_path, chosen, "dns.yaml")).one("Deployment")["spec"]["template"]["spec"][
+            "dnsPolicy"
+        ]
+        == "Default"
+    )

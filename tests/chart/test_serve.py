@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import urllib3
 
 from tests.helpers import pki
@@ -110,8 +111,10 @@ def deployed(
     apiserver_ca = pki.make_ca(work / "apiserver", "API Server Client CA")
     apiserver = pki.make_client_cert(work / "apiserver", apiserver_ca, cn="kube-apiserver-webhook-client")
     mount_root = work / "etc" / "referee"
+    health = free_port()
     values = {
         **values,
+        "server": {**values["server"], "healthPort": health},
         "mountRoot": str(mount_root),
         "tls": {
             "clientCA": gatekeeper_ca.cert_path.read_text(),
@@ -146,6 +149,22 @@ def test_readyz_over_tls_verified_with_the_rendered_ca(deployed: Deployed) -> No
     resp = deployed.call("GET", "/readyz")
     assert resp.status == 200
     assert deployed.call("GET", "/healthz").status == 200
+
+
+def test_the_probes_are_answered_on_the_health_port_the_pod_names(deployed: Deployed) -> None:
+    """The kubelet probes the Deployment's `health` port over plain HTTP; the rendered server answers
+    there (from its own thread), with the same readiness as /readyz on the TLS port."""
+    [container] = deployed.rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "health", "scheme": "HTTP"}
+        answer = requests.get(f"http://127.0.0.1:{ports['health']}{path}", timeout=1)
+        assert answer.status_code == 200, answer.text
+    ready = requests.get(f"http://127.0.0.1:{ports['health']}/readyz", timeout=1).json()
+    assert (
+        ready["status"] == "ready"
+        and ready["trust"] == json.loads(deployed.call("GET", "/readyz").data)["trust"]
+    )
 
 
 def test_the_server_reads_the_rendered_files_through_the_kubelet_links(deployed: Deployed) -> None:

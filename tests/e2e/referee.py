@@ -19,6 +19,7 @@ import yaml
 from tests.helpers.chart import CHART, container_env, helm, volume_files, write_atomic
 from tests.helpers.cluster import Cluster
 from tests.helpers.serving import referee_serve
+from tests.helpers.tools import free_port
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def run_locally(
             work / f"{account}.kubeconfig", cluster.token(account, namespace)
         )
         config["kubernetes"]["kubeconfig"] = str(kubeconfig)
+    if config.get("server", {}).get("healthPort"):
+        config["server"]["healthPort"] = free_port()  # the pod's own port; here, one this machine has free
     local_config = work / "config.yaml"
     local_config.write_text(yaml.safe_dump(config))
     ca_file = work / "ca.crt"

@@ -45,6 +45,7 @@ CHART: dict[str, str | None] = {
     "revocation.crlFiles": None,  # files must be mounted; the chart has no place for them yet
     "server.workers": "server.workers",
     "server.threads": "server.threads",
+    "server.healthPort": "server.healthPort",
     "kubernetes.pullSecrets": "pullSecrets.enabled",
     "kubernetes.trustUnauthenticatedCallers": "pullSecrets.trustUnauthenticatedCallers",
     "kubernetes.kubeconfig": None,  # in a cluster, the pod's service account

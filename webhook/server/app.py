@@ -78,6 +78,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     callers = _Callers(config, secrets)
     app = Flask("referee")
+    # For the health thread (webhook.server.health): the same answer as /readyz, ready once the
+    # app exists (its gate has loaded the trust material).
+    app.extensions["referee.readiness"] = lambda: (True, _readiness(gate))
 
     @app.get("/healthz")
     def healthz() -> Response:
