@@ -52,6 +52,7 @@ CERT_MANAGER = {
     "Certificate": _kind("cert-manager.io/v1", "Certificate", _object({
         "secretName": _STR, "commonName": _STR, "isCA": {"type": "boolean"},
         "dnsNames": {"type": "array", "items": _STR, "minItems": 1},
+        "ipAddresses": {"type": "array", "items": _STR},
         "duration": _HOURS, "renewBefore": _HOURS,
         "usages": {"type": "array", "items": {"enum": _USAGES}},
         "privateKey": _PRIVATE_KEY, "issuerRef": _ISSUER_REF,

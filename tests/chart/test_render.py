@@ -14,6 +14,7 @@ from cryptography import x509
 from tests.chart.conftest import deep_merge
 from tests.helpers.chart import (
     CHART,
+    KUBE_VERSION,
     NAMESPACE,
     RELEASE,
     Rendered,
@@ -196,6 +197,24 @@ def test_secret_mode_uses_the_given_secret_and_ca(
     assert all(certificate(b) == certificate(given) for b in webhook_bundles(out))
     volumes = {v["name"]: v for v in out.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == "my-tls"
+
+
+@pytest.mark.parametrize(("url", "field", "name"), [
+    ("https://127.0.0.1:8443", "ipAddresses", "127.0.0.1"), ("https://[::1]:9443", "ipAddresses", "::1"),
+    ("https://dev.example.com:9443/", "dnsNames", "dev.example.com"),
+])  # fmt: skip
+def test_cert_manager_certificate_names_the_url_host_and_an_ecdsa_keys_usages(
+    url: str, field: str, name: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Bug: with tls.mode=certManager the serving certificate left out the host of webhook.url
+    (self-signed mode names it), so the API server refused Referee's certificate, and it asked for
+    key encipherment on an ECDSA key."""
+    out = render(values_file(tmp_path, deep_merge(cases["certManager"], {"webhook": {"url": url}})))
+    spec = out.get("Certificate", f"{RELEASE}-tls")["spec"]
+    assert name in spec[field]
+    assert f"{RELEASE}.{NAMESPACE}.svc" in spec["dnsNames"]
+    assert spec["privateKey"]["algorithm"] == "ECDSA"
+    assert spec["usages"] == ["server auth", "digital signature"]
 
 
 @pytest.mark.parametrize("case", ["certManager", "certManagerIssuer"])
@@ -691,7 +710,8 @@ def test_gatekeeper_objects_are_named_after_the_release(tmp_path: Path, cases: d
     names = {}
     for release in ("one", "two"):
         values = values_file(tmp_path, cases["gatekeeper"], f"{release}.yaml")
-        text = helm("template", release, str(CHART), "--namespace", release, "--values", str(values)).stdout
+        args = ["--namespace", release, "--kube-version", KUBE_VERSION, "--values", str(values)]
+        text = helm("template", release, str(CHART), *args).stdout
         kinds = ("Assign", "RefereeVerifiedImages", "RefereePinnedImages", "Provider")
         objects = [d for d in yaml.safe_load_all(text) if d]
         names[release] = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in kinds}
@@ -903,3 +923,60 @@ def test_host_network_and_a_container_port_apart_from_the_service_port(
         ]
         == "Default"
     )
+
+
+def test_the_knobs_of_mature_charts(tmp_path: Path, cases: dict[str, Any]) -> None:
+    values = deep_merge(cases["selfSigned"], {
+        "fullnameOverride": "gate", "global": {"imageRegistry": "mirror.example.com/"},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}], "extraArgs": ["--config=/x"],
+        "extraVolumes": [{"name": "bundle", "configMap": {"name": "ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "bundle", "mountPath": "/etc/ssl/extra", "readOnly": True}],
+        "revisionHistoryLimit": 2,
+        "webhook": {"namespaceSelector": {"matchLabels": {"referee.dev/enforce": "true"}},
+                    "objectSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+        "mutation": {"enabled": True},
+        "imagePullSecrets": ["pull"], "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+    })  # fmt: skip
+    out = render(values_file(tmp_path, values))
+    deployment = out.get("Deployment", "gate")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "mirror.example.com/referee:0.1.0"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert container["args"] == ["--config=/x"]
+    assert {"name": "bundle", "configMap": {"name": "ca-bundle"}} in pod["volumes"]
+    assert {"name": "bundle", "mountPath": "/etc/ssl/extra", "readOnly": True} in container["volumeMounts"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    account = out.get("ServiceAccount", "gate")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        [webhook] = out.get(kind, "gate")["webhooks"]
+        assert webhook["namespaceSelector"]["matchLabels"] == {"referee.dev/enforce": "true"}
+        assert len(webhook["namespaceSelector"]["matchExpressions"]) == 2  # the exemptions stay
+        assert webhook["objectSelector"] == {"matchExpressions": [{"key": "app", "operator": "Exists"}]}
+    # helm test's pod runs where the chart's pods may run, pulling as they pull.
+    [test_pod] = [p for p in out.of_kind("Pod") if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    assert test_pod["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    assert test_pod["spec"]["nodeSelector"] == {"pool": "system"}
+    assert test_pod["spec"]["tolerations"] == values["tolerations"]
+    assert test_pod["spec"]["containers"][0]["resources"] == deployment["spec"]["template"]["spec"][
+        "containers"][0]["resources"]  # fmt: skip
+    assert test_pod["spec"]["containers"][0]["image"] == container["image"]
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"), [("1.29.9", False), ("1.30.0", True), ("1.37.2", True), (None, False)]
+)
+def test_the_chart_refuses_clusters_older_than_it_supports(
+    version: str | None, ok: bool, value_files: dict[str, Path]
+) -> None:
+    """ValidatingAdmissionPolicy v1 and the preStop sleep action need 1.30; helm template's own
+    default (1.20, without --kube-version) is refused too, with a hint."""
+    args = ["template", RELEASE, str(CHART), "--values", str(value_files["selfSigned"])]
+    proc = helm(*args, *(["--kube-version", version] if version else []), check=False)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert "the referee chart needs Kubernetes 1.30 or later" in proc.stderr

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers.chart import CHART, container_env, helm, volume_files, write_atomic
+from tests.helpers.chart import CHART, KUBE_VERSION, container_env, helm, volume_files, write_atomic
 from tests.helpers.cluster import Cluster
 from tests.helpers.serving import referee_serve
 from tests.helpers.tools import free_port
@@ -54,7 +54,7 @@ def render(release: str, namespace: str, values: Mapping[str, Any], work: Path) 
     path = work / f"{release}-values.yaml"
     path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
     text = helm("template", release, str(CHART), "--namespace", namespace, "--skip-tests",
-                "--values", str(path)).stdout  # fmt: skip
+                "--kube-version", KUBE_VERSION, "--values", str(path)).stdout  # fmt: skip
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 

@@ -1,15 +1,37 @@
 {{/* Names, labels and the shared pieces of Referee's objects. */}}
 
+{{/*
+Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1, the preStop sleep action), told from the API
+server's major and minor version. Not Chart.yaml's kubeVersion: helm checks that against gitVersion,
+which an API server built from source without version stamping reports as v0.0.0-master (the
+end-to-end suite's is one), while its major and minor are right. `helm template` without a cluster
+assumes 1.20: give it --kube-version.
+*/}}
+{{- define "referee.checkKubeVersion" -}}
+{{- $v := .Capabilities.KubeVersion -}}
+{{- $version := printf "%s.%s.0" $v.Major (regexReplaceAll "[^0-9]" $v.Minor "") -}}
+{{- if not (semverCompare ">=1.30.0-0" $version) -}}
+{{- fail (printf "the referee chart needs Kubernetes 1.30 or later, not %s.%s (with helm template, pass --kube-version)" $v.Major $v.Minor) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "referee.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Every object's name (52 characters at most: room for the suffixes added to it). */}}
 {{- define "referee.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else if contains (include "referee.name" .) .Release.Name -}}
 {{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name (include "referee.name" .) | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "referee.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "referee.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -21,10 +43,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "referee.image" -}}
+{{- $registry := (.Values.global | default dict).imageRegistry | default "" -}}
+{{- $repository := ternary (printf "%s/%s" (trimSuffix "/" $registry) .Values.image.repository) .Values.image.repository (ne $registry "") -}}
 {{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{ $repository }}@{{ .Values.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ $repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
 
@@ -193,8 +217,16 @@ then from its items' paths x509/<type>/<name>/...).
 {{- end -}}
 {{- end -}}
 
+{{/* The webhooks' namespaceSelector: never the exempt namespaces or those opted out, and, with
+webhook.namespaceSelector, only the namespaces it selects too (an opt-in); webhook.objectSelector
+as given. */}}
 {{- define "referee.namespaceSelector" -}}
+{{- $extra := .Values.webhook.namespaceSelector | default dict -}}
 namespaceSelector:
+  {{- with $extra.matchLabels }}
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
@@ -202,6 +234,13 @@ namespaceSelector:
     - key: {{ .Values.webhook.optOutLabel }}
       operator: NotIn
       values: ["true"]
+    {{- with $extra.matchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- with .Values.webhook.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Every kind whose objects run pods, and pods/ephemeralcontainers (kubectl debug). */}}
