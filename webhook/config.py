@@ -5,6 +5,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
 
     listen: "0.0.0.0:8443"            # HOST:PORT
     mode: enforce                      # enforce | audit (audit admits and returns warnings)
+    logLevel: info                     # debug | info | warning | error
     namespace: referee-system          # Referee's own namespace, always exempt; default $POD_NAMESPACE
     trustPolicy: /etc/referee/trustpolicy.json
     trustStore: /etc/referee/truststore        # holds x509/<type>/<name>/
@@ -51,6 +52,7 @@ from webhook.reference import canonical_domain
 from webhook.verify.patterns import HostPattern, ImagePattern, parse_hosts, parse_patterns
 
 MODES = ("enforce", "audit")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -78,6 +80,7 @@ class Config:
     trust_store: Path
     listen: str
     mode: str
+    log_level: str  # debug | info | warning | error
     namespace: str  # Referee's own (always exempt); "" when it cannot be known
     exempt_namespaces: tuple[str, ...]
     exempt_images: tuple[ImagePattern, ...]
@@ -303,6 +306,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen", "listen", _as_listen, "0.0.0.0:8443", "HOST:PORT to serve on", env="REFEREE_LISTEN"),
     Setting("mode", "mode", _one_of(*MODES), "enforce", "enforce denies; audit admits and returns warnings",
             env="REFEREE_MODE"),
+    Setting("logLevel", "log_level", _one_of(*LOG_LEVELS), "info",
+            "debug, info (one line per admission decision), warning or error", env="REFEREE_LOG_LEVEL"),
     Setting("namespace", "namespace", _as_string, "", "Referee's own namespace, never checked",
             env="REFEREE_NAMESPACE", shown="$POD_NAMESPACE"),
     Setting("exemptNamespaces", "exempt_namespaces", _as_strings, ("kube-system",),

@@ -76,6 +76,20 @@ SERVICE_MONITOR = _kind("monitoring.coreos.com/v1", "ServiceMonitor", _object({
 }, ["selector", "endpoints"]))  # fmt: skip
 
 
+# monitoring.coreos.com/v1 PrometheusRule (the Prometheus Operator's PrometheusRuleSpec), likewise.
+PROMETHEUS_RULE = _kind("monitoring.coreos.com/v1", "PrometheusRule", _object({
+    "groups": {"type": "array", "minItems": 1, "items": _object({
+        "name": _STR,
+        "rules": {"type": "array", "minItems": 1, "items": _object({
+            "alert": _STR, "expr": {"type": "string", "minLength": 1},
+            "for": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+            "labels": {"type": "object", "additionalProperties": _STR},
+            "annotations": {"type": "object", "additionalProperties": _STR},
+        }, ["alert", "expr"])},
+    }, ["name", "rules"])},
+}, ["groups"]))  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def gatekeeper_crds() -> Path:
     return crd_dir()
@@ -105,7 +119,7 @@ def schema_for(obj: dict[str, Any], rendered: Rendered, crds: Path) -> dict[str,
     if group == "cert-manager.io":
         return CERT_MANAGER[obj["kind"]]
     if group == "monitoring.coreos.com":
-        return SERVICE_MONITOR
+        return PROMETHEUS_RULE if obj["kind"] == "PrometheusRule" else SERVICE_MONITOR
     raise AssertionError(f"no schema for {obj['apiVersion']} {obj['kind']}")
 
 
@@ -125,7 +139,7 @@ def test_every_crd_typed_object_matches_its_schema(
                 ) from None
             seen.add(obj["kind"])
     gatekeeper = {"Provider", "ConstraintTemplate", "Assign", "RefereeVerifiedImages", "RefereePinnedImages"}
-    assert seen == gatekeeper | {"Certificate", "Issuer", "ServiceMonitor"}
+    assert seen == gatekeeper | {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"}
 
 
 def test_the_strict_crd_schemas_refuse_a_misspelled_field(

@@ -172,3 +172,47 @@ def test_only_the_listed_groups_may_opt_a_namespace_out(
     finally:
         kube_helm(cluster, "uninstall", RELEASE, "--wait")
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", "namespace-editor", check=False)
+
+
+def test_the_api_server_metrics_the_alerts_read_exist_with_those_labels(
+    cluster: Cluster, value_files: dict[str, Path], rendered: dict[str, Rendered]
+) -> None:
+    """RefereeWebhookUnreachable and RefereeWebhookFailedOpen read the API server's own counters,
+    by Referee's webhook names. A release with no Referee behind it (nothing serves the Service):
+    in enforce mode pods are refused (failurePolicy Fail) and counted as calling_webhook_error; in
+    audit mode (failurePolicy Ignore) they are admitted and counted as failed open."""
+    [group] = rendered["extras"].one("PrometheusRule")["spec"]["groups"]
+    exprs = {r["alert"]: r["expr"] for r in group["rules"]}
+    cluster.create_namespace("alerts")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "alerts"},
+           "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}  # fmt: skip
+    kube_helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--create-namespace",
+        "--values",
+        str(value_files["selfSigned"]),
+    )
+    try:
+        refused = cluster.apply(pod, "--dry-run=server", check=False)
+        assert refused.returncode != 0 and "failed calling webhook" in refused.stderr
+        kube_helm(cluster, "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "mode=audit")
+        deadline = time.monotonic() + 30
+        while cluster.apply(pod, "--dry-run=server", check=False).returncode != 0:  # the new failurePolicy
+            assert time.monotonic() < deadline, "the audit release still refuses"
+            time.sleep(1)
+        metrics = cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines()
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+    for alert, metric, labels in (
+        ("RefereeWebhookUnreachable", "apiserver_admission_webhook_rejection_count",
+         ('name="validate.referee.dev"', 'error_type="calling_webhook_error"')),
+        ("RefereeWebhookFailedOpen", "apiserver_admission_webhook_fail_open_count",
+         ('name="validate.referee.dev"',)),
+    ):  # fmt: skip
+        assert metric in exprs[alert]
+        assert [
+            line for line in metrics if line.startswith(metric + "{") and all(x in line for x in labels)
+        ], metric

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -227,3 +228,28 @@ def test_a_forged_review_without_the_api_servers_certificate_is_refused(
 def test_metrics_are_shared_through_the_mounted_folder(deployed: Deployed) -> None:
     resp = deployed.call("GET", "/metrics")
     assert resp.status == 200 and b"referee_admission_decisions_total" in resp.data
+
+
+def alert_and_dashboard_queries(out: Rendered) -> list[str]:
+    """Every PromQL expression of the rendered PrometheusRule and Grafana dashboard."""
+    rules = [r["expr"] for g in out.one("PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    [dashboard] = [c for c in out.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    panels = json.loads(dashboard["data"]["referee.json"])["panels"]
+    return rules + [t["expr"] for p in panels for t in p["targets"]]
+
+
+def test_alerts_and_dashboard_read_metrics_referee_serves(
+    deployed: Deployed, rendered: dict[str, Rendered]
+) -> None:
+    """A query naming a metric Referee does not export never fires; each one of Referee's names is
+    in the served /metrics (the API server's are checked against a real one in test_install)."""
+    text = deployed.call("GET", "/metrics").data.decode()
+    served = {
+        line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
+    names = {
+        n for q in alert_and_dashboard_queries(rendered["extras"]) for n in re.findall(r"\breferee_\w+", q)
+    }
+    assert {"referee_admission_decisions_total", "referee_tls_certificate_expiry_timestamp_seconds",
+            "referee_image_verification_seconds_count"} <= names  # fmt: skip
+    assert names <= served, names - served

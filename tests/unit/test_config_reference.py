@@ -17,6 +17,7 @@ CHART: dict[str, str | None] = {
     "trustStore": "trustStore",
     "listen": "service.port",
     "mode": "mode",
+    "logLevel": "logLevel",
     "namespace": None,  # the release namespace, through the downward API (POD_NAMESPACE)
     "exemptNamespaces": "exemptNamespaces",
     "exemptImages": "exemptImages",

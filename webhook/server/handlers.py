@@ -207,8 +207,17 @@ def _images_to_check(review: AdmissionRequest) -> tuple[list[ImageUse], set[str]
     return uses, unchanged
 
 
+def result_of(answer: dict[str, Any]) -> str:
+    """The metric result of an AdmissionReview answer: an audit-mode admission that carries
+    reasons as warnings is its own result, not an allow."""
+    response = answer["response"]
+    if not response["allowed"]:
+        return "denied"
+    return "audit" if response.get("warnings") else "allowed"
+
+
 def log_refusal(body: Unreadable, answer: dict[str, Any], started: float) -> None:
-    metrics().decisions.labels("validate", "denied" if not answer["response"]["allowed"] else "allowed").inc()
+    metrics().decisions.labels("validate", result_of(answer)).inc()
     log.info(
         "%s",
         json.dumps(

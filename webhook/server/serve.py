@@ -80,7 +80,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 10,
             "accesslog": None,
             "errorlog": "-",
-            "loglevel": "info",
+            "loglevel": c.log_level,
             "control_socket_disable": True,
             "child_exit": _child_exit,
         }
@@ -130,7 +130,7 @@ def serve(config_path: Path) -> None:
         Path(metrics_dir).mkdir(parents=True, exist_ok=True)
         for stale in Path(metrics_dir).glob("*.db"):
             stale.unlink()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=config.log_level.upper(), format="%(message)s")
     # Fail now, not in every worker: trust material and credentials files must be readable. With a
     # health port, trust material that cannot be loaded makes Referee wait, unready, saying why.
     if config.health_port:
