@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane for the end-to-end tests: etcd and kube-apiserver on 127.0.0.1,
-# no controller manager, scheduler or kubelet (pods stay Pending; admission is what is tested).
+# A real Kubernetes control plane for the end-to-end tests: etcd, kube-apiserver and
+# kube-controller-manager (its Deployment and ReplicaSet controllers only) on 127.0.0.1; no
+# scheduler or kubelet (pods stay Pending; admission, and what controllers create, is what is tested).
 #
-#   scripts/cluster.sh build      build kube-apiserver, kubectl and etcd into .tools/bin (idempotent)
-#   scripts/cluster.sh up DIR     generate a PKI in DIR, start etcd and kube-apiserver on free ports,
-#                                 wait until the API answers, write DIR/admin.kubeconfig
+#   scripts/cluster.sh build      build kube-apiserver, kubectl, etcd and kube-controller-manager
+#                                 into .tools/bin (idempotent)
+#   scripts/cluster.sh up DIR     generate a PKI in DIR, start etcd, kube-apiserver and
+#                                 kube-controller-manager on free ports, wait until they answer,
+#                                 write DIR/admin.kubeconfig
 #                                 The API server presents a client certificate to every admission
 #                                 webhook it calls (DIR/pki/webhook-client.crt, issued by
 #                                 DIR/pki/webhook-client-ca.crt), as its AdmissionConfiguration
@@ -34,27 +37,40 @@ build_present() {
     && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]
 }
 
+# A scratch module in DIR requiring k8s.io/kubernetes $KUBERNETES, each staging module replaced by
+# its published v0.X.Y. Runs inside DIR.
+scratch_module() {  # DIR
+  local mod=$1 staging=v0.${KUBERNETES#v1.}
+  rm -rf "$mod" && mkdir -p "$mod"
+  cd "$mod"
+  go mod init "referee.local/tools/$(basename "$mod")" >/dev/null 2>&1
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$gomod" ] || die "could not download k8s.io/kubernetes $KUBERNETES"
+  local edits=() name
+  for name in $(sed -n 's|^[[:space:]]*k8s.io/\([a-z0-9-]*\) => ./staging/src/k8s.io/\1$|\1|p' "$gomod"); do
+    edits+=("-replace=k8s.io/$name=k8s.io/$name@$staging")
+  done
+  [ ${#edits[@]} -gt 0 ] || die "no staging modules found in $gomod"
+  go mod edit "${edits[@]}" "-require=k8s.io/kubernetes@$KUBERNETES"
+}
+
 build() {
+  build_control_plane
+  build_controller_manager
+}
+
+build_control_plane() {
   local bin=$root/.tools/bin
   if build_present; then
     log "kube-apiserver, kubectl $KUBERNETES and etcd $ETCD present"; return
   fi
   command -v go >/dev/null || die "go not found; it is needed to build the control plane"
   log "building kube-apiserver, kubectl $KUBERNETES and etcd $ETCD (the first build takes long; later ones use Go's caches)"
-  local mod=$root/.tools/src/kubernetes staging=v0.${KUBERNETES#v1.}
-  rm -rf "$mod" && mkdir -p "$mod" "$bin"
+  mkdir -p "$bin"
   (
-    cd "$mod"
-    go mod init referee.local/tools/kubernetes >/dev/null 2>&1
-    local gomod
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-    [ -f "$gomod" ] || die "could not download k8s.io/kubernetes $KUBERNETES"
-    local edits=() name
-    for name in $(sed -n 's|^[[:space:]]*k8s.io/\([a-z0-9-]*\) => ./staging/src/k8s.io/\1$|\1|p' "$gomod"); do
-      edits+=("-replace=k8s.io/$name=k8s.io/$name@$staging")
-    done
-    [ ${#edits[@]} -gt 0 ] || die "no staging modules found in $gomod"
-    go mod edit "${edits[@]}" "-require=k8s.io/kubernetes@$KUBERNETES" "-require=go.etcd.io/etcd/server/v3@$ETCD"
+    scratch_module "$root/.tools/src/kubernetes"
+    go mod edit "-require=go.etcd.io/etcd/server/v3@$ETCD"
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES" "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES" \
       "go.etcd.io/etcd/server/v3@$ETCD" 2>get.log || { cat get.log >&2; exit 1; }
     # The versions 'go get' settled on must be the pinned ones: an ETCD older than the one this
@@ -73,6 +89,36 @@ version k8s.io/kubernetes $KUBERNETES requires (its go.mod)"
     mv out/server "$bin/etcd"
   ) || die "could not build the control plane"
   printf '%s\n' "$want" > "$stamp"
+}
+
+# kube-controller-manager: the Deployment and ReplicaSet controllers of the rollout tests. Its own
+# scratch module and stamp, so adding it leaves the binaries above (and their stamp) as they are.
+cm_stamp=$root/.tools/bin/.kube-controller-manager.version
+cm_want="kubernetes $KUBERNETES"
+
+controller_manager_present() {
+  [ -x "$root/.tools/bin/kube-controller-manager" ] && [ "$(cat "$cm_stamp" 2>/dev/null)" = "$cm_want" ]
+}
+
+build_controller_manager() {
+  local bin=$root/.tools/bin
+  if controller_manager_present; then
+    log "kube-controller-manager $KUBERNETES present"; return
+  fi
+  command -v go >/dev/null || die "go not found; it is needed to build kube-controller-manager"
+  log "building kube-controller-manager $KUBERNETES (minutes; Go's caches from the build above help)"
+  mkdir -p "$bin"
+  (
+    scratch_module "$root/.tools/src/kube-controller-manager"
+    go get "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBERNETES" 2>get.log || { cat get.log >&2; exit 1; }
+    [ "$(go list -m -f '{{.Version}}' k8s.io/kubernetes)" = "$KUBERNETES" ] \
+      || die "k8s.io/kubernetes resolved to $(go list -m -f '{{.Version}}' k8s.io/kubernetes), not $KUBERNETES"
+    mkdir -p out
+    CGO_ENABLED=0 go build -trimpath -o out/ k8s.io/kubernetes/cmd/kube-controller-manager
+    mv out/kube-controller-manager "$bin/kube-controller-manager.new"
+    mv "$bin/kube-controller-manager.new" "$bin/kube-controller-manager"
+  ) || die "could not build kube-controller-manager"
+  printf '%s\n' "$cm_want" > "$cm_stamp"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +269,7 @@ up() {
   local dir
   mkdir -p "$1" && dir=$(cd "$1" && pwd)
   if running_pid "$dir" kube-apiserver >/dev/null && running_pid "$dir" etcd >/dev/null \
-      && [ -f "$dir/admin.kubeconfig" ]; then
+      && running_pid "$dir" kube-controller-manager >/dev/null && [ -f "$dir/admin.kubeconfig" ]; then
     log "already up: $(cat "$dir/server")"; return
   fi
   down "$dir"  # a half-started cluster: start afresh
@@ -231,6 +277,7 @@ up() {
   # shellcheck disable=SC2064
   trap "down $(printf '%q' "$dir")" EXIT
   build_present || die "the control plane is not built: run scripts/cluster.sh build"
+  controller_manager_present || die "kube-controller-manager is not built: run scripts/cluster.sh build"
   pki "$dir"
   local etcd_port peer_port api_port
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
@@ -245,8 +292,8 @@ up() {
   admission_config "$dir"
   audit_policy "$dir"
   # ServiceAccount admission stays on (as in every cluster): it gives pods the namespace's
-  # "default" service account, which tests/helpers/cluster.py creates with each namespace since no
-  # controller manager runs here.
+  # "default" service account, which tests/helpers/cluster.py creates with each namespace since the
+  # controller manager here runs no service-account controller.
   start "$dir" kube-apiserver \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
@@ -269,9 +316,42 @@ up() {
   "$kubectl" --kubeconfig "$kc" config set-context e2e --cluster e2e --user admin >/dev/null
   "$kubectl" --kubeconfig "$kc" config use-context e2e >/dev/null
   "$kubectl" --kubeconfig "$kc" create serviceaccount default -n default >/dev/null
+  controller_manager "$dir" "$server"
   printf '%s\n' "$server" > "$dir/server"
   trap - EXIT
   log "up: $server (kubeconfig $kc)"
+}
+
+# The Deployment and ReplicaSet controllers (a rollout creates and scales ReplicaSets, whose Pods
+# then go through admission), with a client certificate of their own. Only those two: no
+# service-account, namespace or garbage-collector controllers run, as before.
+controller_manager() {  # DIR SERVER
+  local dir=$1 server=$2 p=$1/pki kubectl=$root/.tools/bin/kubectl port
+  ( cd "$p"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out controller-manager.key 2>/dev/null
+    # system:masters: one identity for both controllers (no per-controller service accounts here).
+    openssl req -new -key controller-manager.key -subj "/O=system:masters/CN=system:kube-controller-manager" \
+      -out controller-manager.csr
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth" > controller-manager.ext
+    openssl x509 -req -in controller-manager.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 7 \
+      -extfile controller-manager.ext -out controller-manager.crt 2>/dev/null
+    rm -f controller-manager.csr controller-manager.ext
+  ) || die "could not issue the controller manager's certificate"
+  local kc=$dir/controller-manager.kubeconfig
+  rm -f "$kc"
+  "$kubectl" --kubeconfig "$kc" config set-cluster e2e --server "$server" --certificate-authority "$p/ca.crt" --embed-certs >/dev/null
+  "$kubectl" --kubeconfig "$kc" config set-credentials controller-manager --client-certificate "$p/controller-manager.crt" \
+    --client-key "$p/controller-manager.key" --embed-certs >/dev/null
+  "$kubectl" --kubeconfig "$kc" config set-context e2e --cluster e2e --user controller-manager >/dev/null
+  "$kubectl" --kubeconfig "$kc" config use-context e2e >/dev/null
+  port=$(free_port)
+  start "$dir" kube-controller-manager --kubeconfig "$kc" \
+    --controllers deployment-controller,replicaset-controller \
+    --leader-elect=false --use-service-account-credentials=false \
+    --bind-address 127.0.0.1 --secure-port "$port" --cert-dir "$dir/controller-manager-certs" \
+    --profiling=false
+  wait_for "$dir" kube-controller-manager 60 --insecure "https://127.0.0.1:$port/healthz"
 }
 
 stop() {  # DIR NAME: TERM, then KILL after 10 s
@@ -288,6 +368,7 @@ stop() {  # DIR NAME: TERM, then KILL after 10 s
 
 down() {
   [ -d "$1" ] || return 0
+  stop "$1" kube-controller-manager
   stop "$1" kube-apiserver
   stop "$1" etcd
   rm -f "$1/server"

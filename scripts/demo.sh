@@ -5,6 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=versions.env
+. scripts/versions.env  # KUBERNETES: the version helm template is told the cluster runs
 
 scripts/install-tools.sh >/dev/null 2>&1 || scripts/install-tools.sh
 tools="$root/.tools/bin"
@@ -173,9 +175,9 @@ print(yaml.safe_dump({
     "webhook": {"url": url},
 }))
 PY
-printf '$ helm template referee charts/referee -n referee-system -f values.yaml | kubectl apply -f -\n'
+printf '$ helm template referee charts/referee -n referee-system --kube-version %s -f values.yaml | kubectl apply -f -\n' "$KUBERNETES"
 "$tools/kubectl" create namespace referee-system >/dev/null
-"$tools/helm" template referee "$root/charts/referee" -n referee-system --skip-tests -f values.yaml \
+"$tools/helm" template referee "$root/charts/referee" -n referee-system --kube-version "$KUBERNETES" --skip-tests -f values.yaml \
   | "$tools/kubectl" apply -f - | sed 's/^/  /'
 "$tools/kubectl" apply -f - >/dev/null <<YAML
 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}

@@ -5,6 +5,7 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
 
     listen: "0.0.0.0:8443"            # HOST:PORT
     mode: enforce                      # enforce | audit (audit admits and returns warnings)
+    logLevel: info                     # debug | info | warning | error
     namespace: referee-system          # Referee's own namespace, always exempt; default $POD_NAMESPACE
     trustPolicy: /etc/referee/trustpolicy.json
     trustStore: /etc/referee/truststore        # holds x509/<type>/<name>/
@@ -24,10 +25,11 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
         admission: {caFile: /etc/referee/apiserver-ca.crt, names: [kube-apiserver]}
         provider: {caFile: /etc/referee/gatekeeper-ca.crt, names: []}
     cache: {verdictTTLSeconds: 300, deniedTTLSeconds: 15, tagTTLSeconds: 30, maxEntries: 10000}
-    timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}
+    timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3, providerMutationSeconds: 1}
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
     mutate: false                      # serve /mutate: pin verified images to their digests
+    mutateKinds: [Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicationController]
     kubernetes:                        # read pods' pull secrets through the Kubernetes API
       pullSecrets: false               # needs get on secrets and serviceaccounts
       trustUnauthenticatedCallers: false   # read them for callers without a client certificate
@@ -51,6 +53,7 @@ from webhook.oci.patterns import HostPattern, ImagePattern, parse_hosts, parse_p
 from webhook.oci.reference import canonical_domain
 
 MODES = ("enforce", "audit")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -79,6 +82,7 @@ class Config:
     policy: Path | None  # Referee's policy document; None: the trust policy alone decides
     listen: str
     mode: str
+    log_level: str  # debug | info | warning | error
     namespace: str  # Referee's own (always exempt); "" when it cannot be known
     exempt_namespaces: tuple[str, ...]
     exempt_images: tuple[ImagePattern, ...]
@@ -95,6 +99,7 @@ class Config:
     cache_max_entries: int
     admission_timeout_s: float  # the webhook's timeoutSeconds
     provider_timeout_s: float  # Gatekeeper's budget for an external-data call
+    provider_mutation_timeout_s: float  # the same for /provider/mutate (Gatekeeper's Assign)
     timeout_margin_s: float  # answered this long before the API server gives up
     max_body_bytes: int
     max_images_per_request: int
@@ -103,7 +108,9 @@ class Config:
     crl_files: tuple[Path, ...]
     workers: int
     threads: int
+    health_port: int  # /healthz and /readyz on a port and thread of their own; 0: none
     mutate: bool  # serve /mutate (digest pinning)
+    mutate_kinds: tuple[str, ...]  # the kinds /mutate pins
     pull_secrets: bool  # read pods' imagePullSecrets (and their service accounts') from the API
     kubeconfig: Path | None  # for the Kubernetes API; None: the in-cluster service account
     pull_secret_ttl_s: float
@@ -119,12 +126,21 @@ class Config:
 
     @property
     def provider_deadline_s(self) -> float:
-        return max(0.5, self.provider_timeout_s - min(self.timeout_margin_s, self.provider_timeout_s / 4))
+        return _within(self.provider_timeout_s, self.timeout_margin_s)
+
+    @property
+    def provider_mutation_deadline_s(self) -> float:
+        return _within(self.provider_mutation_timeout_s, self.timeout_margin_s)
 
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+def _within(budget_s: float, margin_s: float) -> float:
+    """Referee's deadline inside a caller's budget: the margin, at most a quarter of the budget."""
+    return max(0.5, budget_s - min(margin_s, budget_s / 4))
 
 
 # --- one declaration per key ----------------------------------------------------------------------
@@ -221,6 +237,29 @@ def _as_host_patterns(value: Any, key: str, base: Path) -> tuple[HostPattern, ..
     return parse_hosts(_as_strings(value, key, base), f"config: {key}")
 
 
+# The kinds whose objects name images (webhook.server.admission), and the default of mutateKinds:
+# Pods and the workloads people write; not ReplicaSets or PodTemplates, which controllers make.
+POD_KINDS = ("Pod", "PodTemplate", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet",
+             "DaemonSet", "Job", "CronJob")  # fmt: skip
+DEFAULT_MUTATE_KINDS = (
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+)
+
+
+def _as_kinds(value: Any, key: str, base: Path) -> tuple[str, ...]:
+    kinds = _as_strings(value, key, base)
+    unknown = [k for k in kinds if k not in POD_KINDS]
+    if unknown:
+        raise ConfigError(f"config: {key}: {', '.join(unknown)} is not one of {', '.join(POD_KINDS)}")
+    return kinds
+
+
 def _as_client_auth(value: Any, key: str, base: Path) -> ClientAuth | None:
     if value is None:
         return None
@@ -271,6 +310,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen", "listen", _as_listen, "0.0.0.0:8443", "HOST:PORT to serve on", env="REFEREE_LISTEN"),
     Setting("mode", "mode", _one_of(*MODES), "enforce", "enforce denies; audit admits and returns warnings",
             env="REFEREE_MODE"),
+    Setting("logLevel", "log_level", _one_of(*LOG_LEVELS), "info",
+            "debug, info (one line per admission decision), warning or error", env="REFEREE_LOG_LEVEL"),
     Setting("namespace", "namespace", _as_string, "", "Referee's own namespace, never checked",
             env="REFEREE_NAMESPACE", shown="$POD_NAMESPACE"),
     Setting("exemptNamespaces", "exempt_namespaces", _as_strings, ("kube-system",),
@@ -281,6 +322,8 @@ SETTINGS: tuple[Setting, ...] = (
             "registry host patterns; an image elsewhere is denied unread (empty: any registry)"),
     Setting("requireDigest", "require_digest", _as_bool, False, "deny images not pinned by digest"),
     Setting("mutate", "mutate", _as_bool, False, "serve /mutate: pin verified images to their digests"),
+    Setting("mutateKinds", "mutate_kinds", _as_kinds, DEFAULT_MUTATE_KINDS,
+            "the kinds /mutate pins (never an object a controller owns)"),
     Setting("registries", "registries", _as_registries, {},
             "per registry host: plainHTTP, caFile (PEM), dockerConfig (config.json credentials)"),
     Setting("tls.certFile", "tls_cert_file", _as_optional_path, None, "the serving certificate (PEM)"),
@@ -301,6 +344,8 @@ SETTINGS: tuple[Setting, ...] = (
             "answered this long before the API server gives up", "s"),
     Setting("timeouts.providerSeconds", "provider_timeout_s", _number(0), 3.0,
             "Gatekeeper's budget for an external-data call", "s"),
+    Setting("timeouts.providerMutationSeconds", "provider_mutation_timeout_s", _number(0), 1.0,
+            "the same for /provider/mutate (Gatekeeper's Assign)", "s"),
     Setting("limits.maxBodyBytes", "max_body_bytes", _number(0, integer=True), 3 << 20,
             "the largest request read", "bytes"),
     Setting("limits.maxImagesPerRequest", "max_images_per_request", _number(0, integer=True), 64,
@@ -313,6 +358,9 @@ SETTINGS: tuple[Setting, ...] = (
             "CRL files (DER or PEM) used before downloads"),
     Setting("server.workers", "workers", _number(0, integer=True), 2, "gunicorn worker processes"),
     Setting("server.threads", "threads", _number(0, integer=True), 8, "threads per worker"),
+    Setting("server.healthPort", "health_port", _number(-1, integer=True, maximum=65535), 0,
+            "plain-HTTP port for /healthz and /readyz, on their own thread (0: none); also makes a "
+            "Referee whose trust material cannot load wait, unready, instead of exiting"),
     Setting("kubernetes.pullSecrets", "pull_secrets", _as_bool, False,
             "read pods' imagePullSecrets and their service accounts' through the API"),
     Setting("kubernetes.trustUnauthenticatedCallers", "trust_unauthenticated_callers", _as_bool, False,
@@ -384,6 +432,8 @@ def parse_config(doc: Any, *, base: Path, environ: Mapping[str, str] | None = No
 
 def _check_together(config: Config) -> None:
     """Rules between keys."""
+    if config.health_port and config.health_port == config.host_port[1]:
+        raise ConfigError("config: server.healthPort must differ from the port of listen")
     if bool(config.tls_cert_file) != bool(config.tls_key_file):
         raise ConfigError("config: tls.certFile and tls.keyFile go together")
     if (config.admission_client or config.provider_client) and not config.tls_cert_file:

@@ -4,7 +4,9 @@ its samples to PROMETHEUS_MULTIPROC_DIR, and /metrics adds them up).
 prometheus-client is imported, and the metric objects made, on first use and not at import: the
 library picks its storage (in memory, or files for multiprocess mode) when it is first imported, and
 the multiprocess directory is set only when ``referee serve`` starts. Labels are bounded: endpoints,
-results, statuses and caches; never images or namespaces.
+results, statuses and caches; never images or namespaces. The results of
+``referee_admission_decisions_total``: allowed, denied, audit (admitted in audit mode with the
+reasons as warnings), patched, unchanged, answered, system_error, forbidden, bad_request.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Metrics:
     registry_requests: Counter
     cache: Counter
     in_flight: Gauge
+    certificate_expiry: Gauge
 
 
 _lock = threading.Lock()
@@ -60,6 +63,11 @@ def _make() -> Metrics:
         cache=prom.Counter("referee_cache_lookups_total", "Verdict cache lookups", ["cache", "result"]),
         in_flight=prom.Gauge(
             "referee_verifications_in_flight", "Signature verifications running", multiprocess_mode="livesum"
+        ),
+        certificate_expiry=prom.Gauge(
+            "referee_tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate on disk expires (Unix time)",
+            multiprocess_mode="livemostrecent",
         ),
     )
 

@@ -46,12 +46,19 @@ violation contains {"msg": msg, "details": {"image": image_named(key), "reason":
 	msg := sprintf("referee: %s", [error])
 }
 
-# An answer that is not a verification (a provider that is not Referee, or a newer one) is refused.
+# An answer that is not a verification (a provider that is not Referee, or a newer one) is refused:
+# only an object whose "verified" is true passes. (object.get on a value that is not an object
+# fails, and a failed expression under `not` made a null or a bare string pass.)
 violation contains {"msg": msg, "details": {"image": image_named(key), "reason": "not_verified"}} if {
 	count(checked) > 0
 	some [key, value] in response.responses
-	not object.get(value, "verified", false) == true
+	not verified(value)
 	msg := sprintf("referee: image %s was not verified", [image_named(key)])
+}
+
+verified(value) if {
+	is_object(value)
+	value.verified == true
 }
 
 # An image asked about and not answered at all is refused too.

@@ -198,6 +198,25 @@ test_an_answer_that_is_not_a_verification_is_a_violation if {
 	v.details == {"image": signed, "reason": "not_verified"}
 }
 
+# Whatever the provider answers, only an object saying "verified": true passes: no field, a string
+# "true", null or a bare string are violations, one per image.
+mock_odd_answers(_) := {
+	"responses": [
+		[sprintf("[team-a]%s", [signed]), {"digest": "sha256:aaaa"}],
+		[sprintf("[team-a]%s", [unsigned]), {"verified": "true"}],
+		["[team-a]registry.example/third:1", null],
+		["[team-a]registry.example/fourth:1", "verified"],
+	],
+	"errors": [], "system_error": "", "status_code": 200,
+}
+
+test_an_answer_without_verified_true_is_a_violation_whatever_its_shape if {
+	images := [signed, unsigned, "registry.example/third:1", "registry.example/fourth:1"]
+	violations := refereeverifiedimages.violation with input as {"review": pod(images), "parameters": {}}
+		with external_data as mock_odd_answers
+	{v.details.image | some v in violations; v.details.reason == "not_verified"} == {i | some i in images}
+}
+
 test_an_image_left_unanswered_is_a_violation if {
 	violations := refereeverifiedimages.violation with input as {"review": pod([signed, unsigned]), "parameters": {}}
 		with external_data as mock_ok

@@ -167,6 +167,9 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
                 },
                 "networkPolicy": {"enabled": True},
                 "serviceMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+                "grafanaDashboard": {"enabled": True},
+                "logLevel": "warning",
                 "priorityClassName": "system-cluster-critical",
                 "image": {"digest": "sha256:" + "a" * 64},
                 "webhook": {

@@ -52,6 +52,7 @@ CERT_MANAGER = {
     "Certificate": _kind("cert-manager.io/v1", "Certificate", _object({
         "secretName": _STR, "commonName": _STR, "isCA": {"type": "boolean"},
         "dnsNames": {"type": "array", "items": _STR, "minItems": 1},
+        "ipAddresses": {"type": "array", "items": _STR},
         "duration": _HOURS, "renewBefore": _HOURS,
         "usages": {"type": "array", "items": {"enum": _USAGES}},
         "privateKey": _PRIVATE_KEY, "issuerRef": _ISSUER_REF,
@@ -73,6 +74,20 @@ SERVICE_MONITOR = _kind("monitoring.coreos.com/v1", "ServiceMonitor", _object({
         "tlsConfig": _object({"serverName": _STR, "ca": _SAFE_TLS_CA}),
     })},
 }, ["selector", "endpoints"]))  # fmt: skip
+
+
+# monitoring.coreos.com/v1 PrometheusRule (the Prometheus Operator's PrometheusRuleSpec), likewise.
+PROMETHEUS_RULE = _kind("monitoring.coreos.com/v1", "PrometheusRule", _object({
+    "groups": {"type": "array", "minItems": 1, "items": _object({
+        "name": _STR,
+        "rules": {"type": "array", "minItems": 1, "items": _object({
+            "alert": _STR, "expr": {"type": "string", "minLength": 1},
+            "for": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+            "labels": {"type": "object", "additionalProperties": _STR},
+            "annotations": {"type": "object", "additionalProperties": _STR},
+        }, ["alert", "expr"])},
+    }, ["name", "rules"])},
+}, ["groups"]))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +119,7 @@ def schema_for(obj: dict[str, Any], rendered: Rendered, crds: Path) -> dict[str,
     if group == "cert-manager.io":
         return CERT_MANAGER[obj["kind"]]
     if group == "monitoring.coreos.com":
-        return SERVICE_MONITOR
+        return PROMETHEUS_RULE if obj["kind"] == "PrometheusRule" else SERVICE_MONITOR
     raise AssertionError(f"no schema for {obj['apiVersion']} {obj['kind']}")
 
 
@@ -124,7 +139,7 @@ def test_every_crd_typed_object_matches_its_schema(
                 ) from None
             seen.add(obj["kind"])
     gatekeeper = {"Provider", "ConstraintTemplate", "Assign", "RefereeVerifiedImages", "RefereePinnedImages"}
-    assert seen == gatekeeper | {"Certificate", "Issuer", "ServiceMonitor"}
+    assert seen == gatekeeper | {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"}
 
 
 def test_the_strict_crd_schemas_refuse_a_misspelled_field(

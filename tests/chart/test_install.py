@@ -5,6 +5,7 @@ Gatekeeper's CRDs installed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ def test_every_rendered_object_passes_server_side_dry_run(
     ("case", "phrases"),
     [
         ("defaults", ["NOT RUNNING", "--set-file trustPolicy.json=trustpolicy.json"]),
-        ("audit", ["mode AUDIT", "helm test referee", "--set mode=enforce"]),
+        ("audit", ["mode AUDIT", "failurePolicy is Ignore", "helm test referee", "--set mode=enforce"]),
+        ("selfSigned", ["failurePolicy is Fail: while no Referee pod is ready, pods are REFUSED"]),
         # A first install has no constraints yet: their kinds do not exist until Gatekeeper makes them.
         ("gatekeeper", ["gatekeeper.constraints.enabled=true"]),
         # The NetworkPolicy cannot name the API server until its sources are given.
@@ -100,3 +102,117 @@ def test_notes_are_quiet_about_network_policy_sources_once_given(
     out = kube_helm(cluster, "install", RELEASE, str(CHART), "--dry-run", "--values",
                     str(value_files["networkPolicySources"]))  # fmt: skip
     assert "networkPolicy.apiServerCIDRs" not in out[out.index("NOTES:") :]
+
+
+def test_helm_install_with_a_trust_store_missing_fails_and_names_it(
+    cluster: Cluster, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """Wedge: the release installed, with a Fail webhook and pods that could not start: pod creation
+    was refused cluster-wide. `helm install` now fails, names the store, and installs nothing."""
+    values = {**cases["selfSigned"], "trustStore": {"certificates": {"ca": {"acme": "PEM"}}}}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(values))
+    proc = helm("install", RELEASE, str(CHART), "--create-namespace", "--values", str(path),
+                "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE, check=False)  # fmt: skip
+    print(f"\n$ helm install {RELEASE} charts/referee -f broken.yaml\n{proc.stderr}")
+    assert proc.returncode != 0
+    assert "trustPolicy names trust stores that trustStore does not provide: ca:test" in proc.stderr
+    assert cluster.kubectl("get", "validatingwebhookconfiguration", RELEASE, check=False).returncode != 0
+    assert helm("status", RELEASE, "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE,
+                check=False).returncode != 0  # fmt: skip
+
+
+def test_only_the_listed_groups_may_opt_a_namespace_out(
+    cluster: Cluster, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """Attack: anyone allowed to edit a namespace labelled it referee.dev/exempt=true, and its pods
+    were no longer checked. The chart's ValidatingAdmissionPolicy refuses that label to everyone
+    outside webhook.optOutLabelGuard.allowedGroups (other labels stay theirs to change)."""
+    guard = {"allowedGroups": ["system:masters", "platform-admins"]}
+    values = {**cases["selfSigned"], "webhook": {"optOutLabelGuard": guard}}
+    path = tmp_path / "guard.yaml"
+    path.write_text(yaml.safe_dump(values))
+    rbac = "rbac.authorization.k8s.io"
+    editor = {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": "namespace-editor"},
+              "rules": [{"apiGroups": [""], "resources": ["namespaces"],
+                         "verbs": ["get", "create", "update", "patch"]}]}  # fmt: skip
+    binding = {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "namespace-editor"},
+               "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "namespace-editor"},
+               "subjects": [{"apiGroup": rbac, "kind": "Group", "name": "system:authenticated"}]}  # fmt: skip
+    cluster.apply(editor, binding)
+    cluster.create_namespace("guarded")
+    kube_helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--values", str(path))
+    try:
+        alice = ["--as", "alice", "--as-group", "developers"]
+        deadline = time.monotonic() + 30  # the API server loads a new policy within seconds
+
+        def label(*args: str) -> Any:
+            return cluster.kubectl("label", "namespace", "guarded", *args, check=False)
+
+        while (
+            proc := label("referee.dev/exempt=true", *alice)
+        ).returncode == 0 and time.monotonic() < deadline:
+            label("referee.dev/exempt-")  # applied before the policy was in force: undo, try again
+            time.sleep(1)
+        print(f"\n$ kubectl label namespace guarded referee.dev/exempt=true --as alice\n{proc.stderr}")
+        assert proc.returncode != 0
+        assert "only members of system:masters, platform-admins may set, change or remove the label " \
+               "referee.dev/exempt" in proc.stderr  # fmt: skip
+        created = cluster.apply({"apiVersion": "v1", "kind": "Namespace",
+                                 "metadata": {"name": "sneaky", "labels": {"referee.dev/exempt": "true"}}},
+                                *alice, check=False)  # fmt: skip
+        assert created.returncode != 0 and "only members of" in created.stderr
+        assert label("team=web", *alice).returncode == 0  # any other label: as before
+        assert (
+            label("referee.dev/exempt=true", "--as", "bob", "--as-group", "platform-admins").returncode == 0
+        )
+        assert label("referee.dev/exempt-", *alice).returncode != 0  # nor may alice opt it back in
+        assert label("referee.dev/exempt-").returncode == 0  # the admin (system:masters) may
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", "namespace-editor", check=False)
+
+
+def test_the_api_server_metrics_the_alerts_read_exist_with_those_labels(
+    cluster: Cluster, value_files: dict[str, Path], rendered: dict[str, Rendered]
+) -> None:
+    """RefereeWebhookUnreachable and RefereeWebhookFailedOpen read the API server's own counters,
+    by Referee's webhook names. A release with no Referee behind it (nothing serves the Service):
+    in enforce mode pods are refused (failurePolicy Fail) and counted as calling_webhook_error; in
+    audit mode (failurePolicy Ignore) they are admitted and counted as failed open."""
+    [group] = rendered["extras"].one("PrometheusRule")["spec"]["groups"]
+    exprs = {r["alert"]: r["expr"] for r in group["rules"]}
+    cluster.create_namespace("alerts")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "alerts"},
+           "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}}  # fmt: skip
+    kube_helm(
+        cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--create-namespace",
+        "--values",
+        str(value_files["selfSigned"]),
+    )
+    try:
+        refused = cluster.apply(pod, "--dry-run=server", check=False)
+        assert refused.returncode != 0 and "failed calling webhook" in refused.stderr
+        kube_helm(cluster, "upgrade", RELEASE, str(CHART), "--reuse-values", "--set", "mode=audit")
+        deadline = time.monotonic() + 30
+        while cluster.apply(pod, "--dry-run=server", check=False).returncode != 0:  # the new failurePolicy
+            assert time.monotonic() < deadline, "the audit release still refuses"
+            time.sleep(1)
+        metrics = cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines()
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+    for alert, metric, labels in (
+        ("RefereeWebhookUnreachable", "apiserver_admission_webhook_rejection_count",
+         ('name="validate.referee.dev"', 'error_type="calling_webhook_error"')),
+        ("RefereeWebhookFailedOpen", "apiserver_admission_webhook_fail_open_count",
+         ('name="validate.referee.dev"',)),
+    ):  # fmt: skip
+        assert metric in exprs[alert]
+        assert [
+            line for line in metrics if line.startswith(metric + "{") and all(x in line for x in labels)
+        ], metric

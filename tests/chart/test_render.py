@@ -11,8 +11,10 @@ import pytest
 import yaml
 from cryptography import x509
 
+from tests.chart.conftest import deep_merge
 from tests.helpers.chart import (
     CHART,
+    KUBE_VERSION,
     NAMESPACE,
     RELEASE,
     Rendered,
@@ -58,12 +60,14 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("replicaCount=two", "replicaCount"),
         ("webhook.url=http://127.0.0.1:8443", "url"),
         ("networkPolicy.apiServerCIDRs={10.0.0.1}", "apiServerCIDRs"),
-        ("networkPolicy.gatekeeperNamespace=Gatekeeper", "gatekeeperNamespace"),
+        ("gatekeeper.namespace=Gatekeeper", "namespace"),
+        ("gatekeeper.constraints.enforcementAction=block", "enforcementAction"),
         ("requireDigest=yes", "requireDigest"),
         ("cache.deniedTTLSeconds=0", "deniedTTLSeconds"),
         ("allowedRegistries={registry.example.com/apps}", "allowedRegistries"),
         ("tls.admissionClientNames=kube-apiserver", "admissionClientNames"),
         ("pullSecrets.trustUnauthenticatedCallers=maybe", "trustUnauthenticatedCallers"),
+        ("mutation.kinds={Pods}", "kinds"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
@@ -196,6 +200,24 @@ def test_secret_mode_uses_the_given_secret_and_ca(
     assert volumes["tls"]["secret"]["secretName"] == "my-tls"
 
 
+@pytest.mark.parametrize(("url", "field", "name"), [
+    ("https://127.0.0.1:8443", "ipAddresses", "127.0.0.1"), ("https://[::1]:9443", "ipAddresses", "::1"),
+    ("https://dev.example.com:9443/", "dnsNames", "dev.example.com"),
+])  # fmt: skip
+def test_cert_manager_certificate_names_the_url_host_and_an_ecdsa_keys_usages(
+    url: str, field: str, name: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Bug: with tls.mode=certManager the serving certificate left out the host of webhook.url
+    (self-signed mode names it), so the API server refused Referee's certificate, and it asked for
+    key encipherment on an ECDSA key."""
+    out = render(values_file(tmp_path, deep_merge(cases["certManager"], {"webhook": {"url": url}})))
+    spec = out.get("Certificate", f"{RELEASE}-tls")["spec"]
+    assert name in spec[field]
+    assert f"{RELEASE}.{NAMESPACE}.svc" in spec["dnsNames"]
+    assert spec["privateKey"]["algorithm"] == "ECDSA"
+    assert spec["usages"] == ["server auth", "digital signature"]
+
+
 @pytest.mark.parametrize("case", ["certManager", "certManagerIssuer"])
 def test_cert_manager_issues_and_injects(case: str, rendered: dict[str, Rendered]) -> None:
     out = rendered[case]
@@ -241,14 +263,30 @@ def rule_coverage(webhook: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def test_rules_cover_every_kind_referee_reads_and_ephemeral_containers(rendered: dict[str, Rendered]) -> None:
     kinds = {("", "Pod"), ("", "PodTemplate"), ("batch", "CronJob"), *admission._TEMPLATE_KINDS}
-    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        [webhook] = rendered["mutation"].one(kind)["webhooks"]
-        covered = rule_coverage(webhook)
-        for group, name in kinds:
-            for operation in ("CREATE", "UPDATE"):
-                assert (group, f"{name.lower()}s", operation) in covered, (kind, group, name, operation)
-        assert ("", "pods/ephemeralcontainers", "UPDATE") in covered
-        assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["v1"] for r in webhook["rules"])
+    [webhook] = rendered["mutation"].one("ValidatingWebhookConfiguration")["webhooks"]
+    covered = rule_coverage(webhook)
+    for group, name in kinds:
+        for operation in ("CREATE", "UPDATE"):
+            assert (group, f"{name.lower()}s", operation) in covered, (group, name, operation)
+    assert ("", "pods/ephemeralcontainers", "UPDATE") in covered
+    assert all(r["scope"] == "Namespaced" and r["apiVersions"] == ["v1"] for r in webhook["rules"])
+
+
+def test_mutation_is_asked_only_about_the_kinds_it_pins(rendered: dict[str, Rendered], tmp_path: Path,
+                                                       cases: dict[str, Any]) -> None:  # fmt: skip
+    """Wedge: the mutating webhook was called for ReplicaSets, whose pinned templates then differed
+    from their Deployments' (the controller makes another ReplicaSet). It is called for the kinds
+    of mutation.kinds, which Referee's configuration names too."""
+    out = rendered["mutation"]
+    [webhook] = out.one("MutatingWebhookConfiguration")["webhooks"]
+    resources = {resource for _, resource, _ in rule_coverage(webhook)}
+    assert resources == {"pods", "pods/ephemeralcontainers", "deployments", "statefulsets", "daemonsets",
+                         "jobs", "cronjobs", "replicationcontrollers"}  # fmt: skip
+    assert out.config()["mutateKinds"] == ["Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob",
+                                           "ReplicationController"]  # fmt: skip
+    values = {**cases["mutation"], "mutation": {"enabled": True, "kinds": ["Deployment"]}}
+    only = render(values_file(tmp_path, values)).one("MutatingWebhookConfiguration")["webhooks"][0]
+    assert rule_coverage(only) == {("apps", "deployments", "CREATE"), ("apps", "deployments", "UPDATE")}
 
 
 def test_webhook_settings_and_exclusions(rendered: dict[str, Rendered]) -> None:
@@ -284,9 +322,16 @@ def test_the_server_deadline_is_the_webhook_timeout(case: str, rendered: dict[st
 
 
 def test_gatekeeper_timeout_is_the_provider_budget(rendered: dict[str, Rendered]) -> None:
+    """Each Provider's timeout is Referee's budget for it, and within Gatekeeper's default webhook
+    timeouts (3 s validating, 1 s mutating)."""
     out = rendered["gatekeeper"]
-    budget = out.config()["timeouts"]["providerSeconds"]
-    assert [p["spec"]["timeout"] for p in out.of_kind("Provider")] == [budget, budget]
+    timeouts = out.config()["timeouts"]
+    assert out.get("Provider", RELEASE)["spec"]["timeout"] == timeouts["providerSeconds"] == 2
+    assert (
+        out.get("Provider", f"{RELEASE}-mutate")["spec"]["timeout"]
+        == timeouts["providerMutationSeconds"]
+        == 1
+    )
 
 
 def test_url_override_calls_the_server_outside_the_cluster(rendered: dict[str, Rendered]) -> None:
@@ -314,6 +359,87 @@ def test_audit_mode(rendered: dict[str, Rendered]) -> None:
     assert rendered["selfSigned"].config()["mode"] == "enforce"
 
 
+@pytest.mark.parametrize(("mode", "given", "expected"), [
+    ("audit", None, "Ignore"), ("enforce", None, "Fail"),
+    ("audit", "Fail", "Fail"), ("enforce", "Ignore", "Ignore"),
+])  # fmt: skip
+def test_failure_policy_follows_the_mode_unless_given(
+    mode: str, given: str | None, expected: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: a first install in audit mode still had failurePolicy Fail, so every pod was refused
+    until Referee was ready (forever, with a wrong image). Audit now fails open by default."""
+    webhook = {"failurePolicy": given} if given else {}
+    out = render(values_file(tmp_path, {**cases["selfSigned"], "mode": mode, "webhook": webhook}))
+    assert out.one("ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == expected
+
+
+@pytest.mark.parametrize(
+    ("trust_store", "missing"),
+    [
+        ({"certificates": {"ca": {"other": "PEM"}}}, "ca:test"),
+        ({"certificates": {"tsa": {"test": "PEM"}}}, "ca:test"),
+        (
+            {
+                "existing": {
+                    "kind": "Secret",
+                    "name": "s",
+                    "items": [{"key": "k", "path": "x509/ca/corp/r.pem"}],
+                }
+            },
+            "ca:test",
+        ),
+        ({}, "ca:test"),
+    ],
+)
+def test_a_trust_policy_naming_a_store_the_values_lack_fails_the_render(
+    trust_store: dict[str, Any], missing: str, tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: such a release rendered a Fail webhook whose pods exited 2 (no trust store), refusing
+    pod creation cluster-wide. The install fails instead, naming the store."""
+    values = {**cases["selfSigned"], "trustStore": trust_store}
+    proc = template(values_file(tmp_path, values), check=False)
+    assert proc.returncode != 0
+    assert (
+        f'trustPolicy names trust stores that trustStore does not provide: {missing} (trust policy "all")'
+        in proc.stderr
+    )
+    # The same store from an existing Secret's items is enough.
+    items = [{"key": "root.pem", "path": "x509/ca/test/root.pem"}]
+    given = {**values, "trustStore": {"existing": {"kind": "Secret", "name": "s", "items": items}}}
+    assert render(values_file(tmp_path, given, "ok.yaml")).of_kind("ValidatingWebhookConfiguration")
+
+
+def test_a_trust_policy_that_is_not_json_fails_the_render(tmp_path: Path, cases: dict[str, Any]) -> None:
+    values = {**cases["selfSigned"], "trustPolicy": {"json": "{not json"}}
+    proc = template(values_file(tmp_path, values), check=False)
+    assert proc.returncode != 0 and "trustPolicy: not valid JSON" in proc.stderr
+
+
+def webhook_exempt_names(out: Rendered) -> set[str]:
+    [webhook] = out.one("ValidatingWebhookConfiguration")["webhooks"]
+    [names] = [
+        e
+        for e in webhook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    return set(names["values"])
+
+
+def test_gatekeepers_and_cert_managers_namespaces_are_exempt_where_referee_depends_on_them(
+    rendered: dict[str, Rendered], tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """Wedge: Referee refused cert-manager's own pods (their images are not signed by the cluster's
+    keys), which stopped the renewals of Referee's certificate; likewise Gatekeeper's pods."""
+    assert "cert-manager" in webhook_exempt_names(rendered["certManager"])
+    assert "cert-manager" in rendered["certManager"].config()["exemptNamespaces"]
+    assert "gatekeeper-system" in webhook_exempt_names(rendered["gatekeeper"])
+    assert "gatekeeper-system" in rendered["gatekeeper"].config()["exemptNamespaces"]
+    plain = webhook_exempt_names(rendered["selfSigned"])
+    assert "cert-manager" not in plain and "gatekeeper-system" not in plain
+    moved = deep_merge(cases["certManager"], {"tls": {"certManager": {"namespace": "certs"}}})
+    assert "certs" in webhook_exempt_names(render(values_file(tmp_path, moved)))
+
+
 def test_without_a_trust_policy_nothing_runs_and_nothing_is_enforced(rendered: dict[str, Rendered]) -> None:
     """Fail safe on a bare `helm install`: no webhook calls a Referee that cannot start."""
     out = rendered["defaults"]
@@ -339,8 +465,8 @@ def test_deployment_is_locked_down(rendered: dict[str, Rendered]) -> None:
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]}}  # fmt: skip
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health", "scheme": "HTTP"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert container["image"] == "referee@sha256:" + "a" * 64
     assert pod["priorityClassName"] == "system-cluster-critical"
@@ -526,12 +652,15 @@ def test_gatekeeper_resources_come_from_policies(rendered: dict[str, Rendered]) 
     assert out.get("Provider", f"{RELEASE}-mutate")["spec"]["url"].endswith("/provider/mutate")
     constraint = out.one("RefereeVerifiedImages")
     assert constraint["spec"]["parameters"]["provider"] == RELEASE
+    assert "provider" not in out.one("RefereePinnedImages")["spec"]["parameters"]
     assert {NAMESPACE, "kube-system", "gatekeeper-system"} <= set(
         constraint["spec"]["match"]["excludedNamespaces"]
     )
-    assert (
-        out.one("Assign")["spec"]["parameters"]["assign"]["externalData"]["provider"] == f"{RELEASE}-mutate"
-    )
+    assigns = out.of_kind("Assign")
+    assert len(assigns) == 3
+    assert {a["spec"]["parameters"]["assign"]["externalData"]["provider"] for a in assigns} == {
+        f"{RELEASE}-mutate"
+    }
     assert not rendered["selfSigned"].of_kind("Provider") and not rendered["selfSigned"].of_kind(
         "ConstraintTemplate"
     )
@@ -560,12 +689,63 @@ def test_gatekeeper_excludes_the_namespaces_the_webhooks_exempt(rendered: dict[s
         for e in webhook["namespaceSelector"]["matchExpressions"]
         if e["key"] == "kubernetes.io/metadata.name"
     ]
-    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox"}
+    assert set(names["values"]) == {NAMESPACE, "kube-system", "sandbox", "gatekeeper-system"}
     matches = [o["spec"]["match"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages", "Assign")
                for o in out.of_kind(kind)]  # fmt: skip
-    assert len(matches) == 3
+    assert len(matches) == 5
     for match in matches:
-        assert match["excludedNamespaces"] == [*names["values"], "gatekeeper-system"]
+        assert match["excludedNamespaces"] == names["values"]
+        # The opt-out label the webhooks honour is honoured here too.
+        assert match["namespaceSelector"] == {
+            "matchExpressions": [{"key": "referee.dev/exempt", "operator": "NotIn", "values": ["true"]}]
+        }
+
+
+def test_assigns_pin_every_position_the_pinned_images_template_checks(rendered: dict[str, Rendered]) -> None:
+    """Wedge: with pinDigests on, the Assign pinned spec.containers only while RefereePinnedImages
+    checks init containers and image volumes too: every pod with an init container was denied.
+    Image volumes are pinned only where a volume is one (pathTests), never added to others."""
+    assigns = {a["spec"]["location"]: a for a in rendered["gatekeeper"].of_kind("Assign")}
+    assert set(assigns) == {"spec.containers[name:*].image", "spec.initContainers[name:*].image",
+                            "spec.volumes[name:*].image.reference"}  # fmt: skip
+    volumes = assigns["spec.volumes[name:*].image.reference"]["spec"]["parameters"]
+    assert volumes["pathTests"] == [{"subPath": "spec.volumes[name:*].image", "condition": "MustExist"}]
+    for assign in assigns.values():
+        assert assign["spec"]["applyTo"] == [{"groups": [""], "kinds": ["Pod"], "versions": ["v1"]}]
+        assert assign["spec"]["parameters"]["assign"]["externalData"]["failurePolicy"] == "Fail"
+
+
+def test_gatekeeper_objects_are_named_after_the_release(tmp_path: Path, cases: dict[str, Any]) -> None:
+    """Constraints and Assigns are cluster-scoped: two releases must not overwrite each other's."""
+    names = {}
+    for release in ("one", "two"):
+        values = values_file(tmp_path, cases["gatekeeper"], f"{release}.yaml")
+        args = ["--namespace", release, "--kube-version", KUBE_VERSION, "--values", str(values)]
+        text = helm("template", release, str(CHART), *args).stdout
+        kinds = ("Assign", "RefereeVerifiedImages", "RefereePinnedImages", "Provider")
+        objects = [d for d in yaml.safe_load_all(text) if d]
+        names[release] = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in kinds}
+    assert len(names["one"]) == 7 and not names["one"] & names["two"]
+    assert ("RefereeVerifiedImages", "one-referee-signed-images-only") in names["one"]
+    assert ("Assign", "one-referee-pin-init-container-digests") in names["one"]
+
+
+def test_constraints_enforce_as_the_mode_says(rendered: dict[str, Rendered], tmp_path: Path,
+                                              cases: dict[str, Any]) -> None:  # fmt: skip
+    """A release in audit mode must not deny through Gatekeeper: its constraints warn."""
+    assert rendered["gatekeeper"].one("RefereeVerifiedImages")["spec"]["enforcementAction"] == "deny"
+    audit = render(values_file(tmp_path, {**cases["gatekeeper"], "mode": "audit"}))
+    assert {c["spec"]["enforcementAction"] for kind in ("RefereeVerifiedImages", "RefereePinnedImages")
+            for c in audit.of_kind(kind)} == {"warn"}  # fmt: skip
+    chosen = deep_merge(
+        cases["gatekeeper"], {"mode": "audit", "gatekeeper": {"constraints": {"enforcementAction": "dryrun"}}}
+    )
+    assert (
+        render(values_file(tmp_path, chosen, "d.yaml")).one("RefereeVerifiedImages")["spec"][
+            "enforcementAction"
+        ]
+        == "dryrun"
+    )
 
 
 def test_the_constraints_cover_every_kind_that_runs_pods(rendered: dict[str, Rendered]) -> None:
@@ -595,7 +775,9 @@ def test_a_network_policy_by_default_admits_the_webhook_port_only(rendered: dict
         [rule] = ingress_rules(rendered[case])
         assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
         [container] = rendered[case].one("Deployment")["spec"]["template"]["spec"]["containers"]
-        assert [p["name"] for p in container["ports"]] == ["https"]  # the one port, and the one named
+        # The webhook port is the one the policy admits; the kubelet's probes on the health port
+        # come from the pod's node, which NetworkPolicy always allows.
+        assert [p["name"] for p in container["ports"]] == ["https", "health"]
         assert "from" not in rule  # no source known: any may reach that port, and no other
 
 
@@ -699,3 +881,112 @@ def test_the_url_host_is_in_the_serving_certificate(
         assert ipaddress.ip_address(ip) in names.get_values_for_type(x509.IPAddress)
     if dns:
         assert dns in names.get_values_for_type(x509.DNSName)
+
+
+def test_a_gatekeeper_only_install_has_no_webhook_of_its_own(tmp_path: Path, cases: dict[str, Any]) -> None:
+    """webhook.enabled=false: Gatekeeper asks Referee, and pods are not checked twice."""
+    values = deep_merge(cases["gatekeeper"], {"webhook": {"enabled": False}, "mutation": {"enabled": True}})
+    out = render(values_file(tmp_path, values))
+    assert not out.of_kind("ValidatingWebhookConfiguration") and not out.of_kind(
+        "MutatingWebhookConfiguration"
+    )
+    assert out.get("Provider", RELEASE) and out.one("RefereeVerifiedImages")
+    assert out.one("Deployment")["spec"]["replicas"] == 2
+
+
+def test_probes_have_their_own_port_and_shutdown_waits_for_the_service(rendered: dict[str, Rendered]) -> None:
+    """Wedge: the probes shared the verification threads (a 1 s probe behind 9 s verifications took
+    ready pods out of the Service), and a rollout of Referee stopped pods the API server was still
+    calling. Probes go to server.healthPort; a preStop sleep keeps a stopping pod answering."""
+    out = rendered["selfSigned"]
+    pod = out.one("Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": 8443, "health": 8081}
+    assert out.config()["server"]["healthPort"] == 8081 and out.config()["listen"] == "0.0.0.0:8443"
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert pod["terminationGracePeriodSeconds"] >= 10 + 10 + 5  # the sleep, gunicorn's graceful stop
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+
+
+def test_host_network_and_a_container_port_apart_from_the_service_port(
+    tmp_path: Path, cases: dict[str, Any]
+) -> None:
+    """EKS with a custom CNI needs hostNetwork; a private GKE control plane reaches nodes on 443
+    and 10250 only, so the container port may differ from the Service's."""
+    values = {**cases["selfSigned"], "hostNetwork": True, "service": {"port": 443, "containerPort": 10250},
+              "priorityClassName": ""}  # fmt: skip
+    out = render(values_file(tmp_path, values))
+    pod = out.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "priorityClassName" not in pod
+    assert pod["containers"][0]["ports"][0] == {"name": "https", "containerPort": 10250, "protocol": "TCP"}
+    assert out.config()["listen"] == "0.0.0.0:10250"
+    [port] = out.one("Service")["spec"]["ports"]
+    assert port["port"] == 443 and port["targetPort"] == "https"
+    assert out.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["service"]["port"] == 443
+    chosen = {**values, "dnsPolicy": "Default"}
+    assert (
+        render(values_file(tmp_path, chosen, "dns.yaml")).one("Deployment")["spec"]["template"]["spec"][
+            "dnsPolicy"
+        ]
+        == "Default"
+    )
+
+
+def test_the_knobs_of_mature_charts(tmp_path: Path, cases: dict[str, Any]) -> None:
+    values = deep_merge(cases["selfSigned"], {
+        "fullnameOverride": "gate", "global": {"imageRegistry": "mirror.example.com/"},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}], "extraArgs": ["--config=/x"],
+        "extraVolumes": [{"name": "bundle", "configMap": {"name": "ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "bundle", "mountPath": "/etc/ssl/extra", "readOnly": True}],
+        "revisionHistoryLimit": 2,
+        "webhook": {"namespaceSelector": {"matchLabels": {"referee.dev/enforce": "true"}},
+                    "objectSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+        "mutation": {"enabled": True},
+        "imagePullSecrets": ["pull"], "nodeSelector": {"pool": "system"},
+        "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+    })  # fmt: skip
+    out = render(values_file(tmp_path, values))
+    deployment = out.get("Deployment", "gate")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "mirror.example.com/referee:0.1.0"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert container["args"] == ["--config=/x"]
+    assert {"name": "bundle", "configMap": {"name": "ca-bundle"}} in pod["volumes"]
+    assert {"name": "bundle", "mountPath": "/etc/ssl/extra", "readOnly": True} in container["volumeMounts"]
+    assert deployment["spec"]["revisionHistoryLimit"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    account = out.get("ServiceAccount", "gate")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        [webhook] = out.get(kind, "gate")["webhooks"]
+        assert webhook["namespaceSelector"]["matchLabels"] == {"referee.dev/enforce": "true"}
+        assert len(webhook["namespaceSelector"]["matchExpressions"]) == 2  # the exemptions stay
+        assert webhook["objectSelector"] == {"matchExpressions": [{"key": "app", "operator": "Exists"}]}
+    # helm test's pod runs where the chart's pods may run, pulling as they pull.
+    [test_pod] = [p for p in out.of_kind("Pod") if p["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    assert test_pod["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    assert test_pod["spec"]["nodeSelector"] == {"pool": "system"}
+    assert test_pod["spec"]["tolerations"] == values["tolerations"]
+    assert test_pod["spec"]["containers"][0]["resources"] == deployment["spec"]["template"]["spec"][
+        "containers"][0]["resources"]  # fmt: skip
+    assert test_pod["spec"]["containers"][0]["image"] == container["image"]
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"), [("1.29.9", False), ("1.30.0", True), ("1.37.2", True), (None, False)]
+)
+def test_the_chart_refuses_clusters_older_than_it_supports(
+    version: str | None, ok: bool, value_files: dict[str, Path]
+) -> None:
+    """ValidatingAdmissionPolicy v1 and the preStop sleep action need 1.30; helm template's own
+    default (1.20, without --kube-version) is refused too, with a hint."""
+    args = ["template", RELEASE, str(CHART), "--values", str(value_files["selfSigned"])]
+    proc = helm(*args, *(["--kube-version", version] if version else []), check=False)
+    assert (proc.returncode == 0) == ok, proc.stderr
+    if not ok:
+        assert "the referee chart needs Kubernetes 1.30 or later" in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import urllib3
 
 from tests.helpers import pki
@@ -110,8 +112,10 @@ def deployed(
     apiserver_ca = pki.make_ca(work / "apiserver", "API Server Client CA")
     apiserver = pki.make_client_cert(work / "apiserver", apiserver_ca, cn="kube-apiserver-webhook-client")
     mount_root = work / "etc" / "referee"
+    health = free_port()
     values = {
         **values,
+        "server": {**values["server"], "healthPort": health},
         "mountRoot": str(mount_root),
         "tls": {
             "clientCA": gatekeeper_ca.cert_path.read_text(),
@@ -146,6 +150,22 @@ def test_readyz_over_tls_verified_with_the_rendered_ca(deployed: Deployed) -> No
     resp = deployed.call("GET", "/readyz")
     assert resp.status == 200
     assert deployed.call("GET", "/healthz").status == 200
+
+
+def test_the_probes_are_answered_on_the_health_port_the_pod_names(deployed: Deployed) -> None:
+    """The kubelet probes the Deployment's `health` port over plain HTTP; the rendered server answers
+    there (from its own thread), with the same readiness as /readyz on the TLS port."""
+    [container] = deployed.rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "health", "scheme": "HTTP"}
+        answer = requests.get(f"http://127.0.0.1:{ports['health']}{path}", timeout=1)
+        assert answer.status_code == 200, answer.text
+    ready = requests.get(f"http://127.0.0.1:{ports['health']}/readyz", timeout=1).json()
+    assert (
+        ready["status"] == "ready"
+        and ready["trust"] == json.loads(deployed.call("GET", "/readyz").data)["trust"]
+    )
 
 
 def test_the_server_reads_the_rendered_files_through_the_kubelet_links(deployed: Deployed) -> None:
@@ -208,3 +228,28 @@ def test_a_forged_review_without_the_api_servers_certificate_is_refused(
 def test_metrics_are_shared_through_the_mounted_folder(deployed: Deployed) -> None:
     resp = deployed.call("GET", "/metrics")
     assert resp.status == 200 and b"referee_admission_decisions_total" in resp.data
+
+
+def alert_and_dashboard_queries(out: Rendered) -> list[str]:
+    """Every PromQL expression of the rendered PrometheusRule and Grafana dashboard."""
+    rules = [r["expr"] for g in out.one("PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    [dashboard] = [c for c in out.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    panels = json.loads(dashboard["data"]["referee.json"])["panels"]
+    return rules + [t["expr"] for p in panels for t in p["targets"]]
+
+
+def test_alerts_and_dashboard_read_metrics_referee_serves(
+    deployed: Deployed, rendered: dict[str, Rendered]
+) -> None:
+    """A query naming a metric Referee does not export never fires; each one of Referee's names is
+    in the served /metrics (the API server's are checked against a real one in test_install)."""
+    text = deployed.call("GET", "/metrics").data.decode()
+    served = {
+        line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
+    names = {
+        n for q in alert_and_dashboard_queries(rendered["extras"]) for n in re.findall(r"\breferee_\w+", q)
+    }
+    assert {"referee_admission_decisions_total", "referee_tls_certificate_expiry_timestamp_seconds",
+            "referee_image_verification_seconds_count"} <= names  # fmt: skip
+    assert names <= served, names - served

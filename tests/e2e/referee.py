@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-from tests.helpers.chart import CHART, container_env, helm, volume_files, write_atomic
+from tests.helpers.chart import CHART, KUBE_VERSION, container_env, helm, volume_files, write_atomic
 from tests.helpers.cluster import Cluster
 from tests.helpers.serving import referee_serve
+from tests.helpers.tools import free_port
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def render(release: str, namespace: str, values: Mapping[str, Any], work: Path) 
     path = work / f"{release}-values.yaml"
     path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
     text = helm("template", release, str(CHART), "--namespace", namespace, "--skip-tests",
-                "--values", str(path)).stdout  # fmt: skip
+                "--kube-version", KUBE_VERSION, "--values", str(path)).stdout  # fmt: skip
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
@@ -70,6 +71,16 @@ def _mounted_objects(
             elif "secret" in source:
                 wanted.add(("Secret", source["secret"].get("name") or source["secret"].get("secretName")))
     return {(kind, name): cluster.get(kind.lower(), name, namespace) for kind, name in sorted(wanted)}
+
+
+def _serving_ca(objects: list[dict[str, Any]]) -> bytes:
+    """The CA clients verify Referee with: the validating webhook's caBundle, or (an install
+    without webhooks) the CA ConfigMap the chart renders for clients."""
+    for obj in objects:
+        if obj["kind"] == "ValidatingWebhookConfiguration":
+            return base64.b64decode(obj["webhooks"][0]["clientConfig"]["caBundle"])
+    [ca] = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-ca")]
+    return str(ca["data"]["ca.crt"]).encode()
 
 
 @contextlib.contextmanager
@@ -97,11 +108,12 @@ def run_locally(
             work / f"{account}.kubeconfig", cluster.token(account, namespace)
         )
         config["kubernetes"]["kubeconfig"] = str(kubeconfig)
+    if config.get("server", {}).get("healthPort"):
+        config["server"]["healthPort"] = free_port()  # the pod's own port; here, one this machine has free
     local_config = work / "config.yaml"
     local_config.write_text(yaml.safe_dump(config))
-    [validating] = [o for o in objects if o["kind"] == "ValidatingWebhookConfiguration"]
     ca_file = work / "ca.crt"
-    ca_file.write_bytes(base64.b64decode(validating["webhooks"][0]["clientConfig"]["caBundle"]))
+    ca_file.write_bytes(_serving_ca(objects))
     metrics = work / "metrics"
     metrics.mkdir()
     env = container_env(container, namespace)

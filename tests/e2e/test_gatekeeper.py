@@ -1,6 +1,7 @@
 """Gatekeeper for real: its manager (v3.23.1) runs against the real kube-apiserver with its webhooks
-registered by URL and external data calling a local Referee over mutual TLS; `policies/` is applied
-with the real kubectl, and the real kubectl's pods are admitted, refused or pinned to digests."""
+registered by URL, at Gatekeeper's default webhook timeouts (3 s validating, 1 s mutating), and
+external data calling a local Referee over mutual TLS; `policies/` is applied with the real kubectl,
+and the real kubectl's pods are admitted, refused or pinned to digests."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ NS_SBOM = "gk-sbom"  # and here images must have an SBOM (requiredArtifactTypes)
 CONSTRAINT = "signed-images-only"
 SBOM_CONSTRAINT = "images-with-sbom"
 SBOM = "application/spdx+json"
+PINNED_CONSTRAINT = "pinned-images-only"
 DENIED = 'admission webhook "validation.gatekeeper.sh" denied the request'
 # Referee's own webhooks (the rest of the suite registers them) skip namespaces with this label, so
 # every decision in these namespaces is Gatekeeper's.
@@ -106,7 +108,7 @@ def provider_referee(
         f"registries: {{'{olareg.host}': {{plainHTTP: true}}}}\n"
         f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}, "
         f"clientCAFile: {gatekeeper.ca.cert_path}}}\n"
-        "timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3}\n"
+        "timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 2, providerMutationSeconds: 1}\n"
         "server: {workers: 1, threads: 8}\n"
     )
     url = f"https://127.0.0.1:{port}"
@@ -138,31 +140,32 @@ def policies(
     gk_images: SampleImages,
 ) -> Iterator[None]:
     """policies/ applied with kubectl: the Provider, the RefereeVerifiedImages template and its
-    constraint, and the Assign sample (limited to NS_PINNED) with its mutation Provider; each waited
-    for until Gatekeeper reports it in force."""
+    constraint, and the Assign samples with their mutation Provider and the RefereePinnedImages
+    template and constraint (these limited to NS_PINNED); each waited for until Gatekeeper reports
+    it in force."""
     logs = gk.log_tail(gatekeeper.log)
     [verified_provider] = load(POLICIES / "provider.yaml")
-    mutate_provider, assign = load(PINNED / "samples" / "assign-pin-digests.yaml")
-    assign["spec"]["match"]["namespaces"] = [NS_PINNED]
+    mutate_provider, *assigns = load(PINNED / "samples" / "assign-pin-digests.yaml")
+    [pinned_constraint] = load(PINNED / "samples" / "constraint.yaml")
+    for doc in (*assigns, pinned_constraint):
+        doc["spec"]["match"]["namespaces"] = [NS_PINNED]
     constraint = VERIFIED / "samples" / "constraint.yaml"
     sbom_constraint = VERIFIED / "samples" / "constraint-required-sbom.yaml"
     template = VERIFIED / "template.yaml"
     gk.apply(cluster, provider(verified_provider, provider_referee, "/provider"),
              provider(mutate_provider, provider_referee, "/provider/mutate"))  # fmt: skip
-    cluster.kubectl("apply", "-f", str(template))
+    cluster.kubectl("apply", "-f", str(template), "-f", str(PINNED / "template.yaml"))
     try:
         for name in ("referee", "referee-mutate"):
             gk.wait_for(f"provider {name} active", partial(gk.active, cluster, "provider", name), 60, logs)
-        gk.wait_for("template created", partial(gk.created, cluster, "refereeverifiedimages"), 60, logs)
+        for kind in ("refereeverifiedimages", "refereepinnedimages"):
+            gk.wait_for(f"template {kind} created", partial(gk.created, cluster, kind), 60, logs)
         cluster.kubectl("apply", "-f", str(constraint), "-f", str(sbom_constraint))
-        in_force = partial(gk.enforced, cluster, "refereeverifiedimages", CONSTRAINT)
-        gk.wait_for("constraint enforced", in_force, 60, logs)
-        sbom_in_force = partial(gk.enforced, cluster, "refereeverifiedimages", SBOM_CONSTRAINT)
-        gk.wait_for("SBOM constraint enforced", sbom_in_force, 60, logs)
-        gk.apply(cluster, assign)
-        gk.wait_for(
-            "assign enforced", partial(gk.enforced, cluster, "assign", assign["metadata"]["name"]), 60, logs
-        )
+        gk.apply(cluster, pinned_constraint, *assigns)
+        for kind, name in [("refereeverifiedimages", CONSTRAINT), ("refereeverifiedimages", SBOM_CONSTRAINT),
+                           ("refereepinnedimages", PINNED_CONSTRAINT),
+                           *(("assign", a["metadata"]["name"]) for a in assigns)]:  # fmt: skip
+            gk.wait_for(f"{kind} {name} enforced", partial(gk.enforced, cluster, kind, name), 60, logs)
 
         # In force for admission: a server-side dry run of the unsigned pod is refused with
         # Referee's reason (the status above is written a little before the webhook's caches).
@@ -175,8 +178,9 @@ def policies(
         gk.wait_for("gatekeeper refusing unsigned pods", refusing, 60, logs)
         yield
     finally:
-        for args in (["-f", str(constraint)], ["-f", str(sbom_constraint)],
-                     ["assign", assign["metadata"]["name"]], ["-f", str(template)],
+        for args in (["-f", str(constraint)], ["-f", str(sbom_constraint)], ["refereepinnedimages", PINNED_CONSTRAINT],
+                     ["assign", *(a["metadata"]["name"] for a in assigns)],
+                     ["-f", str(template), "-f", str(PINNED / "template.yaml")],
                      ["provider", "referee", "referee-mutate"]):  # fmt: skip
             cluster.kubectl("delete", "--ignore-not-found", "--wait=false", *args, check=False)
 
@@ -264,6 +268,33 @@ def test_assign_pins_the_image_to_its_verified_digest(
     image = pod_image(cluster, NS_PINNED, "pinned")
     print(f"\n$ kubectl get pod -n {NS_PINNED} pinned -o jsonpath='{{.spec.containers[0].image}}'\n{image}")
     assert image == f"{imgs.signed}@{imgs.signed_digest}"
+
+
+def test_assigns_pin_init_containers_and_image_volumes_too(
+    cluster: Cluster, policies: None, gk_images: SampleImages
+) -> None:
+    """Wedge: with digest pinning through Gatekeeper, the Assign pinned spec.containers only, and
+    RefereePinnedImages (which checks every position) refused every pod with an init container.
+    Every position is pinned now; other volumes are left as they were."""
+    imgs = gk_images
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "with-init"},
+           "spec": {"automountServiceAccountToken": False,
+                    "initContainers": [{"name": "setup", "image": imgs.signed}],
+                    "containers": [{"name": "app", "image": imgs.signed,
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                    "volumes": [{"name": "scratch", "emptyDir": {}},
+                                {"name": "data", "image": {"reference": imgs.signed}}]}}  # fmt: skip
+    proc = kubectl_apply(cluster, NS_PINNED, json.dumps(pod))
+    assert proc.returncode == 0, proc.stderr
+    spec = cluster.get("pod", "with-init", NS_PINNED)["spec"]
+    pinned = f"{imgs.signed}@{imgs.signed_digest}"
+    print(f"\n$ kubectl get pod -n {NS_PINNED} with-init   # init container, container, image volume\n"
+          f"{spec['initContainers'][0]['image']}\n{spec['containers'][0]['image']}\n"
+          f"{spec['volumes'][1]['image']['reference']}")  # fmt: skip
+    assert spec["initContainers"][0]["image"] == pinned
+    assert spec["containers"][0]["image"] == pinned
+    assert spec["volumes"][1]["image"]["reference"] == pinned
+    assert spec["volumes"][0] == {"name": "scratch", "emptyDir": {}}
 
 
 def test_assign_refuses_an_image_referee_cannot_pin(

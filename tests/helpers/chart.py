@@ -18,6 +18,7 @@ from tests.helpers.tools import ROOT, run, tool
 CHART = ROOT / "charts" / "referee"
 RELEASE = "referee"
 NAMESPACE = "referee-system"
+KUBE_VERSION = "1.37.0"  # what `helm template` is told the cluster runs (scripts/versions.env: KUBERNETES)
 
 
 CRD_GROUPS = ("cert-manager.io", "monitoring.coreos.com", "gatekeeper.sh")  # kinds not built into Kubernetes
@@ -66,7 +67,8 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def template(values: Path | None = None, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    # helm assumes Kubernetes 1.20 without a cluster; the chart's kubeVersion wants 1.30 or later.
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
     if values is not None:
         args += ["--values", str(values)]
     return helm(*args, *extra, check=check)

@@ -1,7 +1,8 @@
-"""A real Kubernetes control plane for the end-to-end tests: etcd and kube-apiserver started by
-``scripts/cluster.sh`` (no controller manager, scheduler or kubelet, so pods stay Pending), and the
-real ``kubectl`` to talk to it. With ``REFEREE_E2E_CLUSTER=kind`` the same ``Cluster`` points at a
-kind cluster's kubeconfig instead (see ``scripts/e2e-kind.sh``)."""
+"""A real Kubernetes control plane for the end-to-end tests: etcd, kube-apiserver and
+kube-controller-manager (its Deployment and ReplicaSet controllers) started by ``scripts/cluster.sh``
+(no scheduler or kubelet, so pods stay Pending), and the real ``kubectl`` to talk to it. With
+``REFEREE_E2E_CLUSTER=kind`` the same ``Cluster`` points at a kind cluster's kubeconfig instead (see
+``scripts/e2e-kind.sh``)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class Cluster:
         return out
 
     def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
-        """A namespace and its ``default`` service account (no controller manager creates it here;
+        """A namespace and its ``default`` service account (no service-account controller makes it here;
         the ServiceAccount admission plugin refuses pods in a namespace without one)."""
         meta: dict[str, Any] = {"name": name}
         if labels:
@@ -118,7 +119,8 @@ def _cluster_sh(*args: str) -> None:
 @contextlib.contextmanager
 def control_plane(workdir: Path) -> Iterator[Cluster]:
     """etcd and kube-apiserver on loopback for the duration of the block (``cluster.sh up/down``)."""
-    tool("kube-apiserver"), tool("etcd"), tool("kubectl")  # fail loudly when they are not built
+    # Fail loudly when they are not built.
+    tool("kube-apiserver"), tool("etcd"), tool("kubectl"), tool("kube-controller-manager")
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         _cluster_sh("up", str(workdir))

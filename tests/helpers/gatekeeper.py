@@ -63,10 +63,16 @@ def issue_certificates(directory: Path) -> pki.KeyPair:
     return ca
 
 
+# Gatekeeper's default webhook timeouts (its Helm values validatingWebhookTimeoutSeconds and
+# mutatingWebhookTimeoutSeconds): the Providers' timeouts must fit inside them.
+VALIDATING_TIMEOUT_S, MUTATING_TIMEOUT_S = 3, 1
+
+
 def webhook_configurations(url: str, ca_pem: bytes, namespaces: list[str]) -> list[dict[str, Any]]:
     """Gatekeeper's own validating and mutating webhooks (manifest_staging/deploy/gatekeeper.yaml),
-    registered by URL, with failurePolicy Fail and limited to ``namespaces``, so that a Gatekeeper
-    that is not answering fails the test and nothing else in the cluster goes through it."""
+    registered by URL, at Gatekeeper's default timeouts, with failurePolicy Fail (Gatekeeper's
+    default is Ignore) and limited to ``namespaces``, so that a Gatekeeper that is not answering in
+    time fails the test and nothing else in the cluster goes through it."""
     bundle = base64.b64encode(ca_pem).decode()
     selector = {"matchExpressions": [
         {"key": "admission.gatekeeper.sh/ignore", "operator": "DoesNotExist"},
@@ -74,22 +80,22 @@ def webhook_configurations(url: str, ca_pem: bytes, namespaces: list[str]) -> li
     rules = [{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
               "resources": ["*", "pods/ephemeralcontainers"]}]  # fmt: skip
 
-    def hook(name: str, path: str) -> dict[str, Any]:
+    def hook(name: str, path: str, timeout_s: int) -> dict[str, Any]:
         return {"name": name, "admissionReviewVersions": ["v1", "v1beta1"],
                 "clientConfig": {"url": f"{url}{path}", "caBundle": bundle},
                 "failurePolicy": "Fail", "matchPolicy": "Exact", "namespaceSelector": selector,
-                "rules": rules, "sideEffects": "None", "timeoutSeconds": 10}  # fmt: skip
+                "rules": rules, "sideEffects": "None", "timeoutSeconds": timeout_s}  # fmt: skip
 
     def configuration(kind: str, name: str, webhook: dict[str, Any]) -> dict[str, Any]:
         metadata = {"name": name, "labels": {"gatekeeper.sh/system": "yes"}}
         return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": metadata,
                 "webhooks": [webhook]}  # fmt: skip
 
+    mutating = hook("mutation.gatekeeper.sh", "/v1/mutate", MUTATING_TIMEOUT_S)
+    validating = hook("validation.gatekeeper.sh", "/v1/admit", VALIDATING_TIMEOUT_S)
     return [
-        configuration("MutatingWebhookConfiguration", MUTATING, hook("mutation.gatekeeper.sh", "/v1/mutate")),
-        configuration(
-            "ValidatingWebhookConfiguration", VALIDATING, hook("validation.gatekeeper.sh", "/v1/admit")
-        ),
+        configuration("MutatingWebhookConfiguration", MUTATING, mutating),
+        configuration("ValidatingWebhookConfiguration", VALIDATING, validating),
     ]
 
 

@@ -94,7 +94,8 @@ def post(server: Server, path: str, body: Any, *, cert: tuple[str, str] | None =
 
 def review(obj: dict[str, Any], *, operation: str = "CREATE", old: dict[str, Any] | None = None,
            namespace: str = "team-a", kind: str = "Pod") -> dict[str, Any]:  # fmt: skip
-    request: dict[str, Any] = {"uid": "uid-h", "kind": {"group": "", "version": "v1", "kind": kind},
+    group = {"ReplicaSet": "apps", "Deployment": "apps"}.get(kind, "")
+    request: dict[str, Any] = {"uid": "uid-h", "kind": {"group": group, "version": "v1", "kind": kind},
                                "namespace": namespace, "operation": operation, "object": obj}  # fmt: skip
     if old is not None:
         request["oldObject"] = old
@@ -411,6 +412,33 @@ def test_metadata_update_with_unchanged_images_needs_no_registry(
     denied = post(server, "/validate", review(changed, operation="UPDATE", old=old)).json()["response"]
     assert denied["allowed"] is False and images.unsigned in denied["status"]["message"]
     assert gone not in denied["status"]["message"]
+
+
+def test_replicaset_of_a_deployment_is_not_pinned_so_its_controller_makes_no_other(
+    server: Server, images: SampleImages
+) -> None:
+    """Wedge: /mutate pinned the template of a ReplicaSet the Deployment controller created from a
+    tag-only template; the ReplicaSet then no longer matched its Deployment's template, and the
+    controller created another one, and another. An object a controller owns (ReplicaSet, Pod) is
+    left as its owner wrote it; a kind outside mutateKinds (a bare ReplicaSet) is not pinned either.
+    The validating webhook still checks them."""
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u-1", "controller": True}
+    template = {"spec": {"containers": [{"name": "c0", "image": images.signed}]}}
+    owned = {"metadata": {"name": "web-5d8f", "ownerReferences": [owner]}, "spec": {"template": template}}
+    out = post(server, "/mutate", review(owned, kind="ReplicaSet")).json()["response"]
+    assert out["allowed"] is True and "patch" not in out
+    bare = {"metadata": {"name": "web-bare"}, "spec": {"template": template}}
+    assert "patch" not in post(server, "/mutate", review(bare, kind="ReplicaSet")).json()["response"]
+    owned_pod = {**pod(images.signed), "metadata": {"name": "web-5d8f-x", "ownerReferences": [owner]}}
+    assert "patch" not in post(server, "/mutate", review(owned_pod)).json()["response"]
+    # A non-controller owner does not count, and the Deployment itself is pinned.
+    helper = {**owner, "controller": False}
+    adopted = {**pod(images.signed), "metadata": {"name": "web-x", "ownerReferences": [helper]}}
+    assert "patch" in post(server, "/mutate", review(adopted)).json()["response"]
+    deployment = {"metadata": {"name": "web"}, "spec": {"template": template}}
+    assert "patch" in post(server, "/mutate", review(deployment, kind="Deployment")).json()["response"]
+    unsigned = {**pod(images.unsigned), "metadata": owned_pod["metadata"]}
+    assert post(server, "/validate", review(unsigned)).json()["response"]["allowed"] is False
 
 
 def test_own_namespace_is_not_exempt_when_referee_does_not_know_it(

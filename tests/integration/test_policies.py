@@ -35,7 +35,7 @@ def test_opa_tests_pass(capabilities: Path) -> None:
     args = [tool("opa"), "test", "--ignore", "*.yaml", "--capabilities", str(capabilities), str(POLICIES)]
     proc = run(args, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "PASS: 34/34" in proc.stdout
+    assert "PASS: 35/35" in proc.stdout
 
 
 def test_opa_fmt_clean() -> None:

@@ -205,6 +205,28 @@ def test_audit_mode_admits_with_warnings(audit_server: Server, images: SampleIma
     assert any(images.unsigned in w and "no Notation signature found" in w for w in out["warnings"])
 
 
+def decision_counts(server: Server) -> dict[str, float]:
+    text = requests.get(f"{server.url}/metrics", verify=str(server.ca), timeout=10).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('referee_admission_decisions_total{endpoint="validate"'):
+            result = line.split('result="')[1].split('"')[0]
+            counts[result] = float(line.split()[-1])
+    return counts
+
+
+def test_audit_admissions_are_counted_apart_from_allows(audit_server: Server, images: SampleImages) -> None:
+    """Bug: a pod admitted in audit mode with its reasons as warnings was counted as allowed, so a
+    dashboard showed no failures during the audit period."""
+    before = decision_counts(audit_server)
+    for _ in range(3):
+        assert audit_server.review(pod(images.unsigned))["warnings"]
+    assert audit_server.review(pod(images.signed)).get("warnings") is None
+    after = decision_counts(audit_server)
+    assert after.get("audit", 0) - before.get("audit", 0) == 3
+    assert after.get("allowed", 0) - before.get("allowed", 0) == 1
+
+
 REVIEW_HEAD = b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"big-1",'
 
 
@@ -426,6 +448,11 @@ def test_metrics_add_up_every_worker(server: Server, images: SampleImages) -> No
     for family in ("referee_image_verification_seconds_bucket", "referee_registry_requests_total",
                    "referee_cache_lookups_total", "referee_verifications_in_flight"):  # fmt: skip
         assert family in text
+    # The serving certificate's end, for an alert before it lapses.
+    [expiry] = [line for line in text.splitlines()
+                if line.startswith("referee_tls_certificate_expiry_timestamp_seconds ")]  # fmt: skip
+    served = x509.load_pem_x509_certificate(server.ca.parent.joinpath("server.crt").read_bytes())
+    assert float(expiry.split()[-1]) == served.not_valid_after_utc.timestamp()
 
 
 @pytest.mark.parametrize(

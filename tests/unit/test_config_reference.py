@@ -18,12 +18,14 @@ CHART: dict[str, str | None] = {
     "policy": "policy.document",  # written to the config ConfigMap as policy.yaml
     "listen": "service.port",
     "mode": "mode",
+    "logLevel": "logLevel",
     "namespace": None,  # the release namespace, through the downward API (POD_NAMESPACE)
     "exemptNamespaces": "exemptNamespaces",
     "exemptImages": "exemptImages",
     "allowedRegistries": "allowedRegistries",
     "requireDigest": "requireDigest",
     "mutate": "mutation.enabled",
+    "mutateKinds": "mutation.kinds",
     "registries": "registries",
     "tls.certFile": "tls.mode",
     "tls.keyFile": "tls.mode",
@@ -37,6 +39,7 @@ CHART: dict[str, str | None] = {
     "timeouts.admissionSeconds": "webhook.timeoutSeconds",
     "timeouts.marginSeconds": "timeouts.marginSeconds",
     "timeouts.providerSeconds": "gatekeeper.providerTimeoutSeconds",
+    "timeouts.providerMutationSeconds": "gatekeeper.mutationTimeoutSeconds",
     "limits.maxBodyBytes": "limits.maxBodyBytes",
     "limits.maxImagesPerRequest": "limits.maxImagesPerRequest",
     "limits.maxSignatures": "limits.maxSignatures",
@@ -44,6 +47,7 @@ CHART: dict[str, str | None] = {
     "revocation.crlFiles": None,  # files must be mounted; the chart has no place for them yet
     "server.workers": "server.workers",
     "server.threads": "server.threads",
+    "server.healthPort": "server.healthPort",
     "kubernetes.pullSecrets": "pullSecrets.enabled",
     "kubernetes.trustUnauthenticatedCallers": "pullSecrets.trustUnauthenticatedCallers",
     "kubernetes.kubeconfig": None,  # in a cluster, the pod's service account

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from flask import Flask, Response, request
 
 from webhook.config import Config, load_config
@@ -25,7 +26,7 @@ from webhook.server import provider as provider_protocol
 from webhook.server.admission import AdmissionError, review_response
 from webhook.server.body import Unreadable, read_json, read_review
 from webhook.server.clientauth import Caller, ClientCheck
-from webhook.server.handlers import admit, log_decision, log_refusal, pin, provide, refuse
+from webhook.server.handlers import admit, log_decision, log_refusal, pin, provide, refuse, result_of
 from webhook.server.pullsecrets import KubernetesReader, PullSecrets
 from webhook.trust.files import TrustFiles
 from webhook.trust.revocation import HttpRevocationSource
@@ -79,6 +80,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     callers = _Callers(config, secrets)
     app = Flask("referee")
+    # For the health thread (webhook.server.health): the same answer as /readyz, ready once the
+    # app exists (its gate has loaded the trust material).
+    app.extensions["referee.readiness"] = lambda: (True, _readiness(gate))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -86,6 +90,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
+        _certificate_expiry(config)
         body, content_type = exposition()
         return Response(body, mimetype=None, content_type=content_type)
 
@@ -114,8 +119,7 @@ def create_app(config: Config | None = None) -> Flask:
             return _json(answer)
         answer, decisions = admit(body, config, policy, gate, caller_secrets)
         log_decision(body, answer, decisions, started)
-        allowed = answer["response"]["allowed"]
-        metrics().decisions.labels("validate", "allowed" if allowed else "denied").inc()
+        metrics().decisions.labels("validate", result_of(answer)).inc()
         return _json(answer)
 
     @app.post("/mutate")
@@ -182,6 +186,18 @@ class _Callers:
             log.warning("refused a call to %s: %s", request.path, who.problem)
             raise _Forbidden(who.problem)
         return who
+
+
+def _certificate_expiry(config: Config) -> None:
+    """The serving certificate's end, read from disk at each scrape (what the next connection gets),
+    for an alert before it lapses. A file that cannot be read leaves the last value."""
+    if config.tls_cert_file is None:
+        return
+    try:
+        cert = x509.load_pem_x509_certificate(config.tls_cert_file.read_bytes())
+    except (OSError, ValueError):
+        return
+    metrics().certificate_expiry.set(cert.not_valid_after_utc.timestamp())
 
 
 def _readiness(gate: Gate) -> dict[str, Any]:

@@ -70,12 +70,15 @@ def pin(
     review: AdmissionRequest, config: Config, policy: Policy, gate: Gate, secrets: PullSecrets | None
 ) -> dict[str, Any]:
     """Allowed always (the validating webhook decides); a patch pins the images that verified.
-    Images an UPDATE did not change are never re-pinned (that would restart their containers)."""
-    annotations = ((review.object or {}).get("metadata") or {}).get("annotations") or {}
+    Images an UPDATE did not change are never re-pinned (that would restart their containers).
+    Only the kinds of ``mutateKinds`` are pinned, and never an object a controller owns: its owner
+    was pinned, and a ReplicaSet whose template no longer equals its Deployment's makes the
+    Deployment controller create another one."""
     if (
         policy.namespace_exempt(review.namespace)
         or not policy.operation_checked(review.operation)
-        or "kubernetes.io/config.mirror" in annotations
+        or review.kind not in config.mutate_kinds
+        or _left_alone(review.object)
     ):
         return review_response(review.uid, allowed=True)
     try:
@@ -96,6 +99,20 @@ def pin(
     return review_response(review.uid, allowed=True, patch=patch)
 
 
+def _left_alone(obj: Any) -> bool:
+    """A mirror pod (the kubelet's copy of a static pod), or an object with a controller owner."""
+    meta = (obj or {}).get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return False
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and "kubernetes.io/config.mirror" in annotations:
+        return True
+    owners = meta.get("ownerReferences")
+    return isinstance(owners, list) and any(
+        isinstance(o, dict) and o.get("controller") is True for o in owners
+    )
+
+
 def provide(
     keys: list[provider_protocol.Key],
     config: Config,
@@ -106,7 +123,7 @@ def provide(
 ) -> dict[str, Any]:
     """Every key is decided: no content of a key makes an image exempt (namespace exemptions on
     the Gatekeeper path are the constraints' ``match``)."""
-    deadline = Deadline.after(config.provider_deadline_s)
+    deadline = Deadline.after(config.provider_mutation_deadline_s if pin else config.provider_deadline_s)
     decisions: dict[tuple[str, str], Decision] = {}
     # Keys of one namespace share that namespace's default service account's pull secrets.
     by_namespace: dict[str, list[str]] = {}
@@ -193,8 +210,17 @@ def _images_to_check(review: AdmissionRequest) -> tuple[list[ImageUse], set[str]
     return uses, unchanged
 
 
+def result_of(answer: dict[str, Any]) -> str:
+    """The metric result of an AdmissionReview answer: an audit-mode admission that carries
+    reasons as warnings is its own result, not an allow."""
+    response = answer["response"]
+    if not response["allowed"]:
+        return "denied"
+    return "audit" if response.get("warnings") else "allowed"
+
+
 def log_refusal(body: Unreadable, answer: dict[str, Any], started: float) -> None:
-    metrics().decisions.labels("validate", "denied" if not answer["response"]["allowed"] else "allowed").inc()
+    metrics().decisions.labels("validate", result_of(answer)).inc()
     log.info(
         "%s",
         json.dumps(

@@ -22,6 +22,7 @@ from webhook.errors import ConfigError
 from webhook.registry.credfiles import docker_config_files
 from webhook.reloading import Reloading, file_stamp
 from webhook.server.clientauth import read_ca_file
+from webhook.server.health import serve_in_thread, wait_for_trust
 from webhook.server.pullsecrets import KubernetesReader
 from webhook.trust.files import TrustFiles
 from webhook.verify.policy import PolicyFile
@@ -80,10 +81,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 10,
             "accesslog": None,
             "errorlog": "-",
-            "loglevel": "info",
+            "loglevel": c.log_level,
             "control_socket_disable": True,
             "child_exit": _child_exit,
         }
+        if c.health_port:
+            settings["post_worker_init"] = _health_thread(host, c.health_port)
         if c.tls_cert_file and c.tls_key_file:
             settings["certfile"] = str(c.tls_cert_file)
             settings["keyfile"] = str(c.tls_key_file)
@@ -103,6 +106,15 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self._config)
 
 
+def _health_thread(host: str, port: int) -> Callable[[Any], None]:
+    """In each worker, once its app is loaded: the probes on their own port and thread."""
+
+    def start(worker: Any) -> None:
+        serve_in_thread(host, port, worker.wsgi.extensions["referee.readiness"])
+
+    return start
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess  # noqa: PLC0415
 
@@ -119,8 +131,14 @@ def serve(config_path: Path) -> None:
         Path(metrics_dir).mkdir(parents=True, exist_ok=True)
         for stale in Path(metrics_dir).glob("*.db"):
             stale.unlink()
-    # Fail now, not in every worker: trust material and credentials files must be readable.
-    TrustFiles(config.trust_policy, config.trust_store)
+    logging.basicConfig(level=config.log_level.upper(), format="%(message)s")
+    # Fail now, not in every worker: trust material and credentials files must be readable. With a
+    # health port, trust material that cannot be loaded makes Referee wait, unready, saying why.
+    if config.health_port:
+        wait_for_trust(config.host_port[0], config.health_port,
+                       lambda: TrustFiles(config.trust_policy, config.trust_store))  # fmt: skip
+    else:
+        TrustFiles(config.trust_policy, config.trust_store)
     PolicyFile(config.policy)
     docker_config_files([Path(r.docker_config) for r in config.registries.values() if r.docker_config])
     for auth in (config.admission_client, config.provider_client):
@@ -135,7 +153,6 @@ def serve(config_path: Path) -> None:
     for path in (config.tls_cert_file, config.tls_key_file):
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file {path} does not exist")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     _log_exemptions(config)
     _Gunicorn(config).run()
 

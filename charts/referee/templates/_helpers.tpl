@@ -1,15 +1,37 @@
 {{/* Names, labels and the shared pieces of Referee's objects. */}}
 
+{{/*
+Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1, the preStop sleep action), told from the API
+server's major and minor version. Not Chart.yaml's kubeVersion: helm checks that against gitVersion,
+which an API server built from source without version stamping reports as v0.0.0-master (the
+end-to-end suite's is one), while its major and minor are right. `helm template` without a cluster
+assumes 1.20: give it --kube-version.
+*/}}
+{{- define "referee.checkKubeVersion" -}}
+{{- $v := .Capabilities.KubeVersion -}}
+{{- $version := printf "%s.%s.0" $v.Major (regexReplaceAll "[^0-9]" $v.Minor "") -}}
+{{- if not (semverCompare ">=1.30.0-0" $version) -}}
+{{- fail (printf "the referee chart needs Kubernetes 1.30 or later, not %s.%s (with helm template, pass --kube-version)" $v.Major $v.Minor) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "referee.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Every object's name (52 characters at most: room for the suffixes added to it). */}}
 {{- define "referee.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else if contains (include "referee.name" .) .Release.Name -}}
 {{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name (include "referee.name" .) | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "referee.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "referee.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -21,10 +43,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "referee.image" -}}
+{{- $registry := (.Values.global | default dict).imageRegistry | default "" -}}
+{{- $repository := ternary (printf "%s/%s" (trimSuffix "/" $registry) .Values.image.repository) .Values.image.repository (ne $registry "") -}}
 {{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{ $repository }}@{{ .Values.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ $repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
 
@@ -124,6 +148,12 @@ caBundle: {{ b64enc . }}
 {{- end }}
 {{- end -}}
 
+{{/* The validating webhook's failurePolicy: webhook.failurePolicy, else by mode (audit: Ignore, so
+a Referee that is not up yet blocks nothing; enforce: Fail). */}}
+{{- define "referee.failurePolicy" -}}
+{{- .Values.webhook.failurePolicy | default (ternary "Fail" "Ignore" (eq .Values.mode "enforce")) -}}
+{{- end -}}
+
 {{/* cert-manager injects the CA into the webhook configurations from the Certificate. */}}
 {{- define "referee.webhookAnnotations" -}}
 {{- if eq .Values.tls.mode "certManager" }}
@@ -132,13 +162,71 @@ annotations:
 {{- end }}
 {{- end -}}
 
-{{/* Namespaces never checked: the release namespace, kube-system and exemptNamespaces. */}}
-{{- define "referee.exemptNamespaces" -}}
-{{- toJson (concat (list .Release.Namespace "kube-system") .Values.exemptNamespaces | uniq) -}}
+{{/* Namespaces exempt besides the release's own and exemptNamespaces: kube-system; Gatekeeper's
+with gatekeeper.enabled and cert-manager's with tls.mode=certManager, whose images are not signed
+by your keys (a refused cert-manager pod stops the renewals Referee's own certificate needs). */}}
+{{- define "referee.autoExemptNamespaces" -}}
+{{- $names := list "kube-system" -}}
+{{- if .Values.gatekeeper.enabled -}}{{- $names = append $names .Values.gatekeeper.namespace -}}{{- end -}}
+{{- if eq .Values.tls.mode "certManager" -}}{{- $names = append $names .Values.tls.certManager.namespace -}}{{- end -}}
+{{- toJson $names -}}
 {{- end -}}
 
+{{/* Namespaces never checked: the release namespace, the automatic ones and exemptNamespaces. */}}
+{{- define "referee.exemptNamespaces" -}}
+{{- toJson (concat (list .Release.Namespace) (include "referee.autoExemptNamespaces" . | fromJsonArray) .Values.exemptNamespaces | uniq) -}}
+{{- end -}}
+
+{{/*
+The trust stores an inline trust policy names ("ca:acme") that the values do not provide: a Referee
+without them cannot start, and its Fail webhook would refuse pods cluster-wide. Empty when all are
+there, when the policy or the store comes from an existing object the chart cannot read (the store
+then from its items' paths x509/<type>/<name>/...).
+*/}}
+{{- define "referee.missingTrustStores" -}}
+{{- $text := include "referee.trustPolicyJSON" . -}}
+{{- if and $text (not .Values.trustPolicy.existing.kind) -}}
+{{- $doc := fromJson $text -}}
+{{- if hasKey $doc "Error" -}}
+{{- fail (printf "trustPolicy: not valid JSON (%s)" (get $doc "Error")) -}}
+{{- end -}}
+{{- $have := list -}}
+{{- if .Values.trustStore.existing.kind -}}
+{{- range .Values.trustStore.existing.items -}}
+{{- $parts := splitList "/" .path -}}
+{{- if and (ge (len $parts) 3) (eq (index $parts 0) "x509") -}}
+{{- $have = append $have (printf "%s:%s" (index $parts 1) (index $parts 2)) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- range $type, $stores := .Values.trustStore.certificates -}}
+{{- range $name, $_ := $stores -}}
+{{- $have = append $have (printf "%s:%s" $type $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $missing := list -}}
+{{- range $policy := (get $doc "trustPolicies" | default list) -}}
+{{- range $store := (get $policy "trustStores" | default list) -}}
+{{- if not (has $store $have) -}}
+{{- $missing = append $missing (printf "%s (trust policy %q)" $store (get $policy "name")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $missing | uniq | join ", " -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhooks' namespaceSelector: never the exempt namespaces or those opted out, and, with
+webhook.namespaceSelector, only the namespaces it selects too (an opt-in); webhook.objectSelector
+as given. */}}
 {{- define "referee.namespaceSelector" -}}
+{{- $extra := .Values.webhook.namespaceSelector | default dict -}}
 namespaceSelector:
+  {{- with $extra.matchLabels }}
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   matchExpressions:
     - key: kubernetes.io/metadata.name
       operator: NotIn
@@ -146,6 +234,13 @@ namespaceSelector:
     - key: {{ .Values.webhook.optOutLabel }}
       operator: NotIn
       values: ["true"]
+    {{- with $extra.matchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- with .Values.webhook.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Every kind whose objects run pods, and pods/ephemeralcontainers (kubectl debug). */}}
@@ -173,6 +268,28 @@ rules:
     scope: Namespaced
 {{- end -}}
 
+{{/* The mutating webhook's rules: the resources of mutation.kinds (Pods with their ephemeral
+containers), CREATE and UPDATE (on UPDATE Referee pins only the images that changed). */}}
+{{- define "referee.mutationRules" -}}
+{{- $resources := dict "Pod" (list "" "pods") "PodTemplate" (list "" "podtemplates") "ReplicationController" (list "" "replicationcontrollers") "ReplicaSet" (list "apps" "replicasets") "Deployment" (list "apps" "deployments") "StatefulSet" (list "apps" "statefulsets") "DaemonSet" (list "apps" "daemonsets") "Job" (list "batch" "jobs") "CronJob" (list "batch" "cronjobs") -}}
+rules:
+{{- range $kind := .Values.mutation.kinds }}
+{{- $r := index $resources $kind }}
+  - apiGroups: [{{ index $r 0 | quote }}]
+    apiVersions: ["v1"]
+    operations: ["CREATE", "UPDATE"]
+    resources: [{{ index $r 1 | quote }}]
+    scope: Namespaced
+{{- if eq $kind "Pod" }}
+  - apiGroups: [""]
+    apiVersions: ["v1"]
+    operations: ["UPDATE"]
+    resources: ["pods/ephemeralcontainers"]
+    scope: Namespaced
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* A stable file name for a registry host (hosts carry ':' and are not valid key names). */}}
 {{- define "referee.hostKey" -}}
 {{- . | sha256sum | trunc 12 -}}
@@ -187,8 +304,12 @@ rules:
 {{- end -}}
 {{- end -}}
 
-{{/* "true" when a trust policy is given: without one Referee does not run and nothing is enforced. */}}
+{{/* "true" when a trust policy is given: without one Referee does not run and nothing is enforced.
+A policy naming a trust store the values do not provide fails the render, naming the store. */}}
 {{- define "referee.configured" -}}
+{{- with include "referee.missingTrustStores" . -}}
+{{- fail (printf "trustPolicy names trust stores that trustStore does not provide: %s. Add each as trustStore.certificates.<type>.<name> (e.g. --set-file trustStore.certificates.ca.acme=acme-root.pem), or fix the policy's trustStores; Referee would not start without them" .) -}}
+{{- end -}}
 {{- if or .Values.trustPolicy.existing.kind (include "referee.trustPolicyJSON" .) -}}true{{- end -}}
 {{- end -}}
 
@@ -245,13 +366,31 @@ Referee refuses symbolic links as trust files, so every file sits one folder dow
 
 {{/* One document, by kind, of a multi-document file under files/. */}}
 {{- define "referee.gatekeeperDoc" -}}
+{{- include "referee.gatekeeperDocs" . | fromJsonArray | first | toYaml -}}
+{{- end -}}
+
+{{/* Every document of a kind in a multi-document file under files/, as a JSON list. */}}
+{{- define "referee.gatekeeperDocs" -}}
 {{- $kind := .kind -}}
+{{- $docs := list -}}
 {{- range (.root.Files.Get .file | splitList "\n---\n") -}}
 {{- $doc := fromYaml . -}}
 {{- if eq (get $doc "kind") $kind -}}
-{{- toYaml $doc -}}
+{{- $docs = append $docs $doc -}}
 {{- end -}}
 {{- end -}}
+{{- toJson $docs -}}
+{{- end -}}
+
+{{/* Namespaces the Gatekeeper constraints and Assigns leave out: those the webhooks exempt, and
+Gatekeeper's own. */}}
+{{- define "referee.gatekeeperExcluded" -}}
+{{- toJson (concat (include "referee.exemptNamespaces" . | fromJsonArray) (list .Values.gatekeeper.namespace) | uniq) -}}
+{{- end -}}
+
+{{/* The constraints' enforcementAction: gatekeeper.constraints.enforcementAction, else by mode. */}}
+{{- define "referee.enforcementAction" -}}
+{{- .Values.gatekeeper.constraints.enforcementAction | default (ternary "deny" "warn" (eq .Values.mode "enforce")) -}}
 {{- end -}}
 
 {{/* The https URL Gatekeeper calls: this release's Service (or webhook.url) and PATH. */}}
