@@ -178,7 +178,8 @@ def policies(
         gk.wait_for("gatekeeper refusing unsigned pods", refusing, 60, logs)
         yield
     finally:
-        for args in (["-f", str(constraint)], ["-f", str(sbom_constraint)], ["refereepinnedimages", PINNED_CONSTRAINT],
+        for args in (["-f", str(constraint)], ["-f", str(sbom_constraint)],
+                     ["refereepinnedimages", PINNED_CONSTRAINT],
                      ["assign", *(a["metadata"]["name"] for a in assigns)],
                      ["-f", str(template), "-f", str(PINNED / "template.yaml")],
                      ["provider", "referee", "referee-mutate"]):  # fmt: skip
