@@ -10,8 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry
+from tests.helpers.tools import free_port
 from webhook.deadline import Deadline
 from webhook.errors import (
+    AuthenticationFailed,
     ContentMismatch,
     ContentTooLarge,
     DeadlineExceeded,
@@ -25,6 +27,7 @@ from webhook.oci.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
+from webhook.transport import Reach, Transport, TransportError
 
 MANIFEST = json.dumps(
     {
@@ -428,8 +431,9 @@ def test_blob_redirect_to_storage_drops_credentials_and_is_digest_checked_fake(f
                 h.reply(307, b"", {"Location": f"http://{storage.host}/bucket/blob"})
 
         fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", needs_auth_then_redirects)
+        # The registry is configured and is itself on loopback: its redirects may stay there.
         client = RegistryClient(
-            ClientSettings(default=HostSettings(plain_http=True)),
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
             Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
         )
         data = client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_blob(descriptor, Deadline.after(5))
@@ -460,3 +464,200 @@ def test_upload_location_on_another_origin_is_refused_fake(fake: FakeRegistry) -
     with pytest.raises(RegistryProtocolError) as info:
         repo_handle.push_blob(b"{}", "application/vnd.oci.empty.v1+json", Deadline.after(5))
     assert "another origin" in str(info.value)
+
+
+# --- 1. no registry holds a thread past the deadline ---------------------------------------------
+
+
+def trickle_headers(h: FakeHandler, every_s: float = 0.2, lines: int = 100) -> None:
+    """A status line, then one header line every ``every_s`` (bounded: ``lines`` lines at most)."""
+    try:
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        h.wfile.flush()
+        for n in range(lines):
+            time.sleep(every_s)
+            h.wfile.write(f"X-Slow-{n}: still here\r\n".encode())
+            h.wfile.flush()
+    except OSError:
+        pass  # the client gave up, as it should
+    h.close_connection = True
+
+
+def test_headers_trickled_a_line_at_a_time_end_at_the_deadline_fake(fake: FakeRegistry) -> None:
+    """urllib3's read timeout restarts on every byte: the exchange as a whole must be bounded."""
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle_headers)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(1.2))
+    assert time.monotonic() - start < 2.0
+
+
+def test_headers_trickled_past_the_request_timeout_trip_the_host_circuit_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle_headers)
+    handle = repo(fake, request_timeout_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(RegistryUnavailable) as first:
+        handle.fetch_manifest(DIGEST, Deadline.after(5))
+    assert "did not answer within 1.0s" in str(first.value)
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(RegistryUnavailable) as second:  # refused at once: nothing sent
+        handle.fetch_manifest(DIGEST, Deadline.after(5))
+    assert "is not answering" in str(second.value)
+    assert fake.count("GET", f"{BASE}/manifests/{DIGEST}") == 1
+
+
+# --- 5. network reach only where the operator pointed it -----------------------------------------
+
+
+def test_redirect_to_an_internal_address_is_not_followed_fake(fake: FakeRegistry) -> None:
+    """A registry that is not configured cannot steer Referee to another internal address (here an
+    'admin endpoint' on another loopback port, standing in for cloud metadata)."""
+    with fake_registry() as admin:
+        admin.route(
+            "GET", "/admin/secrets", lambda h: h.reply(200, b"secret", {"Content-Type": OCI_MANIFEST})
+        )
+        fake.route(
+            "GET",
+            f"{BASE}/manifests/{DIGEST}",
+            lambda h: h.reply(302, b"", {"Location": f"http://{admin.host}/admin/secrets"}),
+        )
+        with pytest.raises(RegistryProtocolError) as info:
+            repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+        assert admin.hits == []
+        assert "internal address" in str(info.value) and "200" not in str(info.value)
+
+
+def test_redirect_from_https_to_plain_http_is_not_followed_fake(fake: FakeRegistry) -> None:
+    """Reach(plain_http=False): the rule a registry served over TLS is held to."""
+    with fake_registry() as other:
+        other.route("GET", "/x", lambda h: h.reply(200, b"x"))
+        fake.route("GET", "/start", lambda h: h.reply(307, b"", {"Location": f"http://{other.host}/x"}))
+        transport = Transport(max_redirects=5)
+        with pytest.raises(TransportError) as info:
+            transport.open(
+                "GET",
+                f"http://{fake.host}/start",
+                headers={},
+                timeout_s=5,
+                verify=True,
+                redirects=True,
+                reach=Reach(plain_http=False, internal=True),
+            )
+        assert info.value.kind == "refused" and "http URL" in info.value.reason
+        assert other.hits == []
+
+
+def test_link_header_with_an_overlong_url_is_not_followed_fake(fake: FakeRegistry) -> None:
+    long_link = f"{BASE}/referrers/{DIGEST}?page=" + "a" * 5000
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(
+            200, index(entry(1)), {"Content-Type": OCI_INDEX, "Link": f'<{long_link}>; rel="next"'}
+        ),
+    )
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake).referrers(DIGEST, Deadline.after(5))
+    assert "characters" in str(info.value)
+    assert len(fake.hits) == 1
+
+
+def test_401_after_a_redirect_sends_no_credentials_to_the_other_host_fake(fake: FakeRegistry) -> None:
+    """The storage host a blob redirects to answers 401 with its own realm: the registry's Basic
+    credentials must not go to it."""
+    blob = b"signature envelope bytes"
+    descriptor = Descriptor("application/jose+json", compute_digest(blob), len(blob))
+    with fake_registry() as storage:
+        storage.route(
+            "GET",
+            "/bucket/blob",
+            lambda h: h.reply(401, b"", {"WWW-Authenticate": f'Bearer realm="http://{storage.host}/token"'}),
+        )
+        storage.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+
+        def needs_auth_then_redirects(h: FakeHandler) -> None:
+            if h.headers.get("Authorization") is None:
+                h.reply(401, b"", {"WWW-Authenticate": 'Basic realm="test"'})
+            else:
+                h.reply(307, b"", {"Location": f"http://{storage.host}/bucket/blob"})
+
+        fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", needs_auth_then_redirects)
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        with pytest.raises(AuthenticationFailed) as info:
+            client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_blob(descriptor, Deadline.after(5))
+        assert "none are sent there" in str(info.value)
+        assert ("GET", "/token") not in [(m, p.split("?")[0]) for m, p in storage.hits]
+        assert all(a is None for a in storage.authorizations)
+
+
+def token_challenge(realm: str) -> object:
+    def handler(h: FakeHandler) -> None:
+        if h.headers.get("Authorization", "").startswith("Bearer "):
+            serve_manifest()(h)  # type: ignore[operator]
+        else:
+            h.reply(401, b"", {"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
+
+    return handler
+
+
+def test_credentials_are_not_sent_to_a_token_realm_on_another_domain_fake(fake: FakeRegistry) -> None:
+    """The registry is 127.0.0.1:P; its challenge names a realm on another host ('localhost')."""
+    with fake_registry() as tokens:
+        tokens.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+        realm = f"http://localhost:{tokens.host.rsplit(':', 1)[1]}/token"
+        fake.route("GET", f"{BASE}/manifests/{DIGEST}", token_challenge(realm))  # type: ignore[arg-type]
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        with pytest.raises(AuthenticationFailed) as info:
+            client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_manifest(DIGEST, Deadline.after(5))
+        assert "not on its own domain" in str(info.value) and "tokenRealms" in str(info.value)
+        assert tokens.hits == []
+
+
+def test_a_token_realm_configured_for_the_registry_receives_its_credentials_fake(fake: FakeRegistry) -> None:
+    with fake_registry() as tokens:
+        tokens.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+        realm = f"http://localhost:{tokens.host.rsplit(':', 1)[1]}/token"
+        fake.route("GET", f"{BASE}/manifests/{DIGEST}", token_challenge(realm))  # type: ignore[arg-type]
+        settings = HostSettings(plain_http=True, token_realms=("localhost",))
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: settings}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        manifest = client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_manifest(
+            DIGEST, Deadline.after(5)
+        )
+        assert manifest.descriptor.digest == DIGEST
+        assert [a for a in tokens.authorizations if a and a.startswith("Basic ")]
+
+
+def test_registry_warning_is_clipped_and_escaped_in_the_log_fake(
+    fake: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    warning = '299 - "' + "\x1b[2J" + "x" * 6000 + '"'
+    fake.route(
+        "GET",
+        f"{BASE}/manifests/{DIGEST}",
+        lambda h: h.reply(
+            200, MANIFEST, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST, "Warning": warning}
+        ),
+    )
+    with caplog.at_level("WARNING", logger="webhook.registry.session"):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+    [line] = [r.getMessage() for r in caplog.records if "warns" in r.getMessage()]
+    assert "\x1b" not in line and "\\x1b" in line
+    assert len(line) < 1500
+
+
+def test_unreachable_registry_is_named_in_a_persons_words() -> None:
+    port = free_port()
+    client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
+    with pytest.raises(RegistryUnavailable) as info:
+        client.repository(parse(f"127.0.0.1:{port}/demo/app:v1")).fetch_manifest(DIGEST, Deadline.after(5))
+    text = str(info.value)
+    assert f"127.0.0.1:{port} could not be reached" in text and "Errno" not in text and "refused" not in text
