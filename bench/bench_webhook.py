@@ -56,14 +56,14 @@ TARGETS = {
 
 def sign_and_push(client: RegistryClient, image: str, chain: Chain) -> None:
     ref = parse(image)
-    repo = client.repository(ref, push=True)
+    pusher = client.pusher(ref)
     deadline = Deadline.after(30)
-    subject = repo.resolve(ref.target, deadline).descriptor
+    subject = client.repository(ref).resolve(ref.target, deadline).descriptor
     request = SignRequest(subject, chain.leaf_key, chain.certs, dt.datetime.now(dt.UTC))
     envelope = sign(request)
-    repo.push_blob(b"{}", OCI_EMPTY, deadline)
-    repo.push_blob(envelope, JWS, deadline)
-    repo.push_referrer(signature_manifest(envelope, JWS, request), subject.digest, deadline)
+    pusher.push_blob(b"{}", OCI_EMPTY, deadline)
+    pusher.push_blob(envelope, JWS, deadline)
+    pusher.push_referrer(signature_manifest(envelope, JWS, request), subject.digest, deadline)
 
 
 def review(images: list[str], uid: str) -> dict[str, Any]:

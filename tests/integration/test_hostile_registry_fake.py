@@ -4,13 +4,18 @@ within the deadline. (In-process fake: no real registry can be made to misbehave
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry
+from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry, trickle_headers
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import free_port
+from webhook.config import parse_config
 from webhook.deadline import Deadline
 from webhook.errors import (
     AuthenticationFailed,
@@ -27,7 +32,10 @@ from webhook.oci.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
+from webhook.server.app import build_gate
 from webhook.transport import Reach, Transport, TransportError
+from webhook.verify.decision import Decision
+from webhook.verify.gate import Gate
 
 MANIFEST = json.dumps(
     {
@@ -469,20 +477,6 @@ def test_upload_location_on_another_origin_is_refused_fake(fake: FakeRegistry) -
 # --- 1. no registry holds a thread past the deadline ---------------------------------------------
 
 
-def trickle_headers(h: FakeHandler, every_s: float = 0.2, lines: int = 100) -> None:
-    """A status line, then one header line every ``every_s`` (bounded: ``lines`` lines at most)."""
-    try:
-        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
-        h.wfile.flush()
-        for n in range(lines):
-            time.sleep(every_s)
-            h.wfile.write(f"X-Slow-{n}: still here\r\n".encode())
-            h.wfile.flush()
-    except OSError:
-        pass  # the client gave up, as it should
-    h.close_connection = True
-
-
 def test_headers_trickled_a_line_at_a_time_end_at_the_deadline_fake(fake: FakeRegistry) -> None:
     """urllib3's read timeout restarts on every byte: the exchange as a whole must be bounded."""
     fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle_headers)
@@ -661,3 +655,75 @@ def test_unreachable_registry_is_named_in_a_persons_words() -> None:
         client.repository(parse(f"127.0.0.1:{port}/demo/app:v1")).fetch_manifest(DIGEST, Deadline.after(5))
     text = str(info.value)
     assert f"127.0.0.1:{port} could not be reached" in text and "Errno" not in text and "refused" not in text
+
+
+# --- 1. (the gate) a stalled registry holds only its own share of the pool ------------------------
+
+
+@pytest.fixture(scope="module")
+def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+    return sample_images(olareg, tmp_path_factory.mktemp("hostile-images"), "hostile")
+
+
+@pytest.fixture()
+def trickling() -> Iterator[FakeRegistry]:
+    """Every request is answered by a status line and then a header line every 0.2 s."""
+    with fake_registry() as f:
+        f.fallback = trickle_headers
+        yield f
+
+
+def hostile_gate(images: SampleImages, tmp_path: Path, *hosts: str) -> Gate:
+    registries = {h: {"plainHTTP": True} for h in (images.registry.host, *hosts)}
+    config = parse_config(
+        {"trustPolicy": str(images.policy), "trustStore": str(images.store), "registries": registries},
+        base=tmp_path,
+        environ={},
+    )
+    return build_gate(config)  # the chart's defaults: 8 threads, so 16 verification workers
+
+
+def test_64_images_on_a_trickling_registry_hold_neither_cached_nor_healthy_images_fake(
+    images: SampleImages, trickling: FakeRegistry, tmp_path: Path
+) -> None:
+    """Before: 16 such images took every worker, and even cached images were "not decided in time"."""
+    gate = hostile_gate(images, tmp_path, trickling.host)
+    try:
+        assert gate.decide([images.signed], Deadline.after(10))[0].allowed  # now cached
+        started = time.monotonic()
+        assert not gate.decide([images.tampered], Deadline.after(10))[0].allowed
+        normal_s = time.monotonic() - started  # an uncached image on a healthy registry, no load
+        stalled: list[list[Decision]] = []
+        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(64)]
+        worker = threading.Thread(target=lambda: stalled.append(gate.decide(hostile, Deadline.after(3))))
+        worker.start()
+        time.sleep(0.5)  # every trickling exchange is in flight
+        started = time.monotonic()
+        [cached] = gate.decide([images.signed], Deadline.after(3))
+        cached_s = time.monotonic() - started
+        started = time.monotonic()
+        [uncached] = gate.decide([images.unsigned], Deadline.after(3))
+        uncached_s = time.monotonic() - started
+        worker.join(timeout=10)
+        assert cached.allowed and cached.cached and cached_s < 0.25, (cached, cached_s)
+        assert not uncached.inconclusive and "no Notation signature" in uncached.reason, uncached
+        assert uncached_s < normal_s + 1.0, (uncached_s, normal_s)
+        [decisions] = stalled
+        assert all(not d.allowed and d.inconclusive for d in decisions)
+    finally:
+        gate.close()
+
+
+def test_one_registry_host_takes_at_most_half_the_workers_fake(
+    images: SampleImages, trickling: FakeRegistry, tmp_path: Path
+) -> None:
+    gate = hostile_gate(images, tmp_path, trickling.host)
+    try:
+        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(32)]
+        worker = threading.Thread(target=lambda: gate.decide(hostile, Deadline.after(2)))
+        worker.start()
+        time.sleep(0.5)
+        assert len(trickling.hits) == 8  # 16 workers, 8 per host
+        worker.join(timeout=10)
+    finally:
+        gate.close()

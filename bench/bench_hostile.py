@@ -1,0 +1,137 @@
+"""Benchmark: `referee serve` (2 workers, 8 threads, TLS) while hostile registries hold it.
+
+Prints each figure beside its target and their ratio (figure / target; at most 1 meets it):
+
+- pool: 64 images on a registry that trickles a header line every 0.2 s are in flight (four pods
+  of 16 images, sent at once); meanwhile a pod whose image verdict is cached is answered in under
+  20 ms, and a pod with an uncached image on a healthy registry (olareg) within its normal time
+  (measured first, without the hostile load) plus 100 ms.
+
+The trickling registry is the in-process fake of tests/helpers/fake_registry.py (no real registry
+can be made to stall like this); the healthy one is a real olareg with images signed by Referee's
+signer.
+
+Run:  .venv/bin/python -m bench.bench_hostile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.bench_webhook import process, review, sign_and_push
+from tests.helpers import pki, registries
+from tests.helpers.artifacts import push_image
+from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
+from tests.helpers.fake_registry import fake_registry, trickle_headers
+from tests.helpers.tools import free_port
+from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
+
+TARGETS = {"cached_ms": 20.0, "uncached_extra_ms": 100.0}
+
+
+def post(session: requests.Session, url: str, ca: Path, images: list[str], uid: str) -> tuple[float, Any]:
+    started = time.perf_counter()
+    resp = session.post(f"{url}/validate", json=review(images, uid), verify=str(ca), timeout=30)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    resp.raise_for_status()
+    return elapsed_ms, resp.json()["response"]
+
+
+def line(name: str, figure: float, target: float, unit: str = "ms") -> None:
+    print(f"{name:<58} {figure:9.2f} {unit}   target {target:7.2f} {unit}   ratio {figure / target:5.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cold-images", type=int, default=6, help="uncached images timed, each phase")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        registries.olareg(Path(tmp) / "olareg") as reg,
+        fake_registry() as stall,
+    ):
+        stall.fallback = trickle_headers
+        work = Path(tmp)
+        chain = make_chain()
+        client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
+        print("preparing signed images ...", file=sys.stderr)
+        images = []
+        for i in range(1 + 2 * args.cold_images):
+            push_image(reg, f"bench/app{i}", "v1", work / f"img{i}", content=f"image {i}")
+            images.append(f"{reg.host}/bench/app{i}:v1")
+            sign_and_push(client, images[-1], chain)
+        warm, cold_before, cold_during = (
+            images[0],
+            images[1 : 1 + args.cold_images],
+            images[1 + args.cold_images :],
+        )
+        write_trust_store(work / "truststore", "ca", "bench", chain.root)
+        write_trust_policy(work / "trustpolicy.json", stores=["ca:bench"])
+        ca = pki.make_ca(work)
+        cert = pki.make_server_cert(work, ca)
+        port = free_port()
+        (work / "config.yaml").write_text(
+            f"listen: 127.0.0.1:{port}\ntrustPolicy: {work / 'trustpolicy.json'}\n"
+            f"trustStore: {work / 'truststore'}\n"
+            f"registries: {{'{reg.host}': {{plainHTTP: true}}, '{stall.host}': {{plainHTTP: true}}}}\n"
+            f"tls: {{certFile: {cert.cert_path}, keyFile: {cert.key_path}}}\n"
+            "server: {workers: 2, threads: 8}\ntimeouts: {admissionSeconds: 10, marginSeconds: 1}\n"
+        )
+        url = f"https://127.0.0.1:{port}"
+        with process([sys.executable, "-m", "webhook", "serve", "--config", str(work / "config.yaml")],
+                     f"{url}/healthz", ca.cert_path, work / "hook.log"):  # fmt: skip
+            session = requests.Session()
+            for n in range(20):  # every worker verifies the warm image once, then has it cached
+                post(requests.Session(), url, ca.cert_path, [warm], f"warm-{n}")
+            normal = [post(session, url, ca.cert_path, [im], f"cold-{im}")[0] for im in cold_before]
+            normal_ms = statistics.median(normal)
+
+            hostile_done: list[float] = []
+
+            def hostile(n: int) -> None:
+                pod = [f"{stall.host}/team/app{n}-{i}:v1" for i in range(16)]
+                hostile_done.append(post(requests.Session(), url, ca.cert_path, pod, f"hostile-{n}")[0])
+
+            threads = [threading.Thread(target=hostile, args=(n,)) for n in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(1.0)  # the 64 trickling exchanges are in flight
+            cached = []
+            for n in range(20):
+                elapsed_ms, answer = post(requests.Session(), url, ca.cert_path, [warm], f"cached-{n}")
+                assert answer["allowed"], answer
+                cached.append(elapsed_ms)
+            during = []
+            for im in cold_during:
+                elapsed_ms, answer = post(session, url, ca.cert_path, [im], f"during-{im}")
+                assert answer["allowed"], answer
+                during.append(elapsed_ms)
+            in_flight_at_end = len(hostile_done) < len(threads)
+            for t in threads:
+                t.join(timeout=30)
+        cached_ms = max(cached)
+        during_ms = statistics.median(during)
+        print(f"hostile pods still in flight when the last measurement ended: {in_flight_at_end}")
+        print(f"uncached image on olareg without load: median {normal_ms:.2f} ms of {len(normal)}")
+        line("cached image, 64 trickling images in flight (worst of 20)", cached_ms, TARGETS["cached_ms"])
+        line(
+            f"uncached healthy image under load, minus normal {normal_ms:.1f} ms",
+            max(0.0, during_ms - normal_ms),
+            TARGETS["uncached_extra_ms"],
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
