@@ -206,11 +206,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         )
     scope = args.scope or parse(args.image).name
     now = dt.datetime.now(dt.UTC)
+    deadline = Deadline.after(args.timeout)
     source = HttpRevocationSource(network=not args.offline, crl_files=[Path(f) for f in args.crl_file])
-    scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source))
-    result = verify_image(
-        repo, image, target, scope=scope, scheme=scheme, deadline=Deadline.after(args.timeout)
-    )
+    scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source.within(deadline)))
+    result = verify_image(repo, image, target, scope=scope, scheme=scheme, deadline=deadline)
     if args.output == "json":
         print(json.dumps(verification_json(result), indent=2))
     else:

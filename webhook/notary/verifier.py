@@ -133,7 +133,8 @@ def verify_signature(
         run.record("integrity", problem)
         assert info is not None
         # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
-        run.record("authenticity", _authenticity(info, policy, store))
+        problem, reached_root = _authenticity(info, policy, store)
+        run.record("authenticity", problem)
         # Step 3, expiry: the signature's own "best by" time.
         if info.expiry is not None and now >= info.expiry:
             run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
@@ -148,6 +149,10 @@ def verify_signature(
         # count against it.
         if policy.actions["revocation"] is Action.SKIP:
             run.skip("revocation", "the trust policy skips revocation checks")
+        elif not reached_root:
+            # A chain nobody trusts names its own OCSP and CRL URLs: asking them would let anyone
+            # who attaches a signature make Referee fetch where they like. Not asked, so unknown.
+            run.record("revocation", "not checked: the signing chain does not lead to a trusted certificate")
         else:
             signing_time = signed_by if problem is None else None
             run.record(
@@ -234,17 +239,21 @@ def _payload_target(payload: bytes, target: Descriptor) -> str | None:
     return None
 
 
-def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> str | None:
+def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> tuple[str | None, bool]:
+    """The problem (None when the check passes), and whether the chain reached a trusted certificate."""
     store_type = "signingAuthority" if info.signing_scheme == SCHEME_SIGNING_AUTHORITY else "ca"
     names = policy.stores_of_type(store_type)
     trusted = store.certificates(store_type, names)
     if not trusted:
         scheme = info.signing_scheme
-        return f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}"
+        return (
+            f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}",
+            False,
+        )
     if trusted_anchor(info.certificate_chain, trusted) is None:
         stores = ", ".join(f"{store_type}:{n}" for n in names)
-        return f"the signing chain does not lead to a certificate in trust store(s) {stores}"
-    return None if policy.trust_any_identity else _identity_problem(info, policy)
+        return f"the signing chain does not lead to a certificate in trust store(s) {stores}", False
+    return (None if policy.trust_any_identity else _identity_problem(info, policy)), True
 
 
 def _identity_problem(info: SignerInfo, policy: TrustPolicy) -> str | None:

@@ -30,6 +30,7 @@ from webhook.registry import Registry, Repository
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
+from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify.cache import SingleFlight, TTLCache, VerdictCache
 from webhook.verify.decision import Decision
 from webhook.verify.image import verify_image
@@ -327,9 +328,10 @@ class Gate:
         image, digest = job.image, job.digest
         now = job.now
         repo = self._client.repository(parse_reference(f"{job.scope}@{digest}"), list(job.credentials))
-        scheme = NotaryScheme(
-            Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
-        )
+        revocation = self._revocation
+        if isinstance(revocation, HttpRevocationSource):  # fetches end by the admission's deadline
+            revocation = revocation.within(job.deadline)
+        scheme = NotaryScheme(Trust(job.trust.policy, job.trust.store, now, self._max_signatures, revocation))
         try:
             result = verify_image(repo, image, digest, scope=job.scope, scheme=scheme, deadline=job.deadline)
         except VerificationFailed as exc:

@@ -454,6 +454,9 @@ class _FakeRevocationSource:
     def offline_crls(self, issuer: Any) -> list[bytes]:
         return []
 
+    def crl_verified(self, url: str, raw: bytes) -> None:
+        pass
+
 
 @pytest.mark.parametrize(
     ("level", "answer", "verified", "want"),
