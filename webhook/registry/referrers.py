@@ -22,7 +22,7 @@ from webhook.oci.model import (
 )
 from webhook.registry import Referrers
 from webhook.registry.session import Session, error_codes
-from webhook.transport import content_type, next_link, opened
+from webhook.transport import clip, content_type, next_link, opened
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def from_api(
     page_url: str | None = url
     while page_url is not None:
         if page_url in seen:
-            raise RegistryProtocolError(f"{what}: the registry's Link pages loop back to {page_url}")
+            raise RegistryProtocolError(
+                f"{what}: the registry's Link pages loop back to {clip(page_url, 200)}"
+            )
         seen.add(page_url)
         if len(seen) > session.limits.max_referrer_pages:
             raise RegistryProtocolError(
@@ -83,7 +85,8 @@ def from_api(
         next_url = urljoin(page_url, link) if link else None
         if next_url is not None and urlsplit(next_url)[:2] != origin:
             raise RegistryProtocolError(
-                f"{what}: the registry's Link header points to another origin ({next_url}); not followed"
+                f"{what}: the registry's Link header points to another origin ({clip(next_url, 200)}); "
+                "not followed"
             )
         page_url = next_url
     return Referrers(digest, _dedupe(collected), "referrers-api")
@@ -114,7 +117,9 @@ def from_tag(
         header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
     actual = session.check_header_digest(body, header_digest, what)
     if media_type not in INDEX_TYPES:
-        log.warning("%s: tag holds %s, not an image index; treating as no referrers", what, media_type)
+        log.warning(
+            "%s: tag holds %s, not an image index; treating as no referrers", what, clip(media_type, 80)
+        )
         return Referrers(digest, (), "tag-schema")
     index = parse_manifest(body, media_type, actual, what, max_entries=session.limits.max_referrers)
     collected = list(index.manifests)
