@@ -399,3 +399,22 @@ def test_own_namespace_is_not_exempt_when_referee_does_not_know_it(
 def test_start_up_log_names_the_exempt_namespace(server: Server, hardened: Server) -> None:
     assert "Referee's own namespace referee-system is exempt" in server.log.read_text()
     assert "none is exempt" in hardened.log.read_text()
+
+
+def test_review_naming_an_image_twice_in_one_container_is_denied(
+    server: Server, images: SampleImages
+) -> None:
+    """JSON parsers disagree on which of two equal member names wins: a review that names an unsigned
+    image and then a signed one in the same container was judged by the signed one."""
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "dup-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+        "operation": "CREATE", "object": pod(images.signed)}})  # fmt: skip
+    twice = body.replace(
+        f'"image": "{images.signed}"', f'"image": "{images.unsigned}", "image": "{images.signed}"'
+    )
+    assert twice != body
+    resp = requests.post(f"{server.url}/validate", data=twice.encode(), verify=str(server.ca), timeout=30,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    out = resp.json()["response"]
+    assert out["allowed"] is False and out["uid"] == "dup-1"
+    assert "duplicate member 'image'" in out["status"]["message"]
