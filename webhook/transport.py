@@ -46,6 +46,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from webhook import __version__
 from webhook.deadline import Deadline
+from webhook.errors import DeadlineExceeded
 
 Response = urllib3.BaseHTTPResponse
 CHUNK_BYTES = 64 * 1024
@@ -434,19 +435,66 @@ def read_some(resp: Response, limit: int) -> bytes:
         raise _classify(exc) from None
 
 
-def read_body(resp: Response, cap: int, deadline: Deadline, what: str) -> bytes:
+class ByteBudget:
+    """Bytes that the downloads of a worker may hold at once. A download takes room for all it may
+    read before its first read (its Content-Length, else its cap), waiting within its deadline, so
+    that downloads never hold part of the budget while they wait for more."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._used = 0
+        self.peak_bytes = 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int, deadline: Deadline, what: str) -> int:
+        """Room for ``n`` bytes (at most the whole budget); how many were taken."""
+        n = min(n, self.max_bytes)
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._used + n <= self.max_bytes, max(0.0, deadline.remaining_s())
+            ):
+                raise DeadlineExceeded(
+                    f"{what}: out of time waiting for room to read into ({self.max_bytes} bytes in flight)"
+                )
+            self._used += n
+            self.peak_bytes = max(self.peak_bytes, self._used)
+        return n
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+
+def read_body(
+    resp: Response, cap: int, deadline: Deadline, what: str, budget: ByteBudget | None = None
+) -> bytes:
     """Read at most ``cap + 1`` bytes (so the caller can tell "over the cap"), one socket read at a
-    time, checking the deadline before each read and lowering the socket timeout to match it."""
-    chunks: list[bytes] = []
-    total = 0
-    while total <= cap:
-        tighten_read_timeout(resp, deadline.check(what))
-        chunk = read_some(resp, min(CHUNK_BYTES, cap + 1 - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+    time, checking the deadline before each read and lowering the socket timeout to match it; with
+    a ``budget``, room for the whole body is taken first and given back once it is read."""
+    limit = cap + 1
+    length = str(resp.headers.get("Content-Length", ""))
+    if length.isdigit() and int(length) < limit:
+        limit = int(length) + 1  # one more, to notice a body longer than it said
+    held = budget.take(limit, deadline, what) if budget is not None else 0
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        while total <= cap:
+            tighten_read_timeout(resp, deadline.check(what))
+            chunk = read_some(resp, min(CHUNK_BYTES, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        if budget is not None:
+            budget.give(held)
 
 
 def finish(resp: Response) -> None:

@@ -27,6 +27,7 @@ from webhook.errors import (
     RegistryProtocolError,
     RegistryUnavailable,
 )
+from webhook.notary.envelope import MAX_ENVELOPE_BYTES
 from webhook.oci.model import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest
 from webhook.oci.reference import parse
 from webhook.registry import Limits
@@ -727,3 +728,56 @@ def test_one_registry_host_takes_at_most_half_the_workers_fake(
         worker.join(timeout=10)
     finally:
         gate.close()
+
+
+# --- 3. memory has a budget ----------------------------------------------------------------------
+
+
+def test_envelope_over_256_kib_is_refused_unread_fake(fake: FakeRegistry) -> None:
+    """Sixteen 32 MiB envelopes (notation's cap) in flight went past the chart's 512 Mi limit."""
+    blob = b"x" * (1 << 20)
+    descriptor = Descriptor("application/jose+json", compute_digest(blob), len(blob))
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", lambda h: h.reply(200, blob))
+    with pytest.raises(ContentTooLarge) as info:
+        repo(fake).fetch_blob(descriptor, Deadline.after(5), max_bytes=MAX_ENVELOPE_BYTES)
+    assert "262144" in str(info.value) and fake.hits == []
+
+
+def test_downloads_of_one_worker_share_one_byte_budget_fake(fake: FakeRegistry) -> None:
+    blob = bytes(range(256)) * 800  # 200 KiB
+    descriptor = Descriptor("application/octet-stream", compute_digest(blob), len(blob))
+
+    def slowly(h: FakeHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(blob)))
+        h.end_headers()
+        h.wfile.write(blob[:150_000])
+        h.wfile.flush()
+        time.sleep(0.3)
+        h.wfile.write(blob[150_000:])
+
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", slowly)
+    settings = ClientSettings(
+        default=HostSettings(plain_http=True), limits=Limits(max_in_flight_bytes=256 << 10)
+    )
+    client = RegistryClient(settings)
+    handle = client.repository(parse(f"{fake.host}/demo/app:v1"))
+    results: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(handle.fetch_blob(descriptor, Deadline.after(10))))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert results == [blob] * 4
+    assert client.in_flight.peak_bytes <= 256 << 10 and client.in_flight.used_bytes == 0
+
+
+def test_referrers_capability_is_remembered_for_a_bounded_number_of_repositories() -> None:
+    client = RegistryClient(ClientSettings(limits=Limits(max_remembered_repositories=100)))
+    for n in range(1000):
+        client.remember_referrers_api("r.example", f"team/app{n}", False)
+    assert client.referrers_api_known("r.example", "team/app0") is None
+    assert client.referrers_api_known("r.example", "team/app999") is False

@@ -19,6 +19,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from webhook.notary import revocation
 from webhook.notary.certs import (
     ChainError,
+    ChainMemory,
+    chain_key,
     check_chain,
     describe,
     subject_attributes,
@@ -114,11 +116,13 @@ def verify_signature(
     store: TrustStore,
     now: dt.datetime,
     revocation_source: RevocationSource | None = None,
+    chains: ChainMemory | None = None,
 ) -> SignatureOutcome:
     """Verify one signature envelope for the artifact ``target`` under ``policy``.
 
     ``revocation_source`` fetches OCSP responses and CRLs; without one, a certificate that names
-    revocation endpoints has an unknown status.
+    revocation endpoints has an unknown status. ``chains`` remembers the chains that passed their
+    checks and reached a trusted root, so that they are not checked again.
     """
     run = _Run(policy)
     info: SignerInfo | None = None
@@ -129,11 +133,13 @@ def verify_signature(
             return SignatureOutcome(True, "", tuple(run.checks))
         # Step 1, integrity (always enforced): parse, signature, chain profile, content type,
         # critical attributes, and the payload's target (notation compares it at every level).
-        info, problem = _integrity(media_type, envelope, target)
+        info, problem = _integrity(media_type, envelope, target, chains)
         run.record("integrity", problem)
         assert info is not None
         # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
         problem, reached_root = _authenticity(info, policy, store)
+        if reached_root and chains is not None:
+            chains.add(chain_key(info.certificate_chain))  # it passed integrity's chain checks
         run.record("authenticity", problem)
         # Step 3, expiry: the signature's own "best by" time.
         if info.expiry is not None and now >= info.expiry:
@@ -201,11 +207,13 @@ def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
     )
 
 
-def _integrity(media_type: str, envelope: bytes, target: Descriptor) -> tuple[SignerInfo | None, str | None]:
+def _integrity(
+    media_type: str, envelope: bytes, target: Descriptor, chains: ChainMemory | None
+) -> tuple[SignerInfo | None, str | None]:
     try:
         info = parse_envelope(media_type, envelope)
         info.verify_signature()
-        check_chain(info.certificate_chain)
+        check_chain(info.certificate_chain, chains)
     except (EnvelopeError, ChainError) as exc:
         return None, str(exc)
     if info.payload_content_type != PAYLOAD_TYPE:

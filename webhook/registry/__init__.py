@@ -38,6 +38,8 @@ class Limits:
     unanswered_cooldown_s: float = 5.0  # a registry that timed out is not asked again for this long
     manifest_cache_entries: int = 1024  # digest-checked manifests kept in memory
     manifest_cache_bytes: int = 32 << 20
+    max_in_flight_bytes: int = 64 << 20  # what every download of a worker may hold at once
+    max_remembered_repositories: int = 4096  # referrers-API capability, per (host, repository)
 
 
 @dataclass(frozen=True)

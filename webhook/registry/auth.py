@@ -9,7 +9,8 @@ The flow (distribution ``token.md`` / ``oauth.md``):
    have them; an ``identitytoken`` is exchanged by an OAuth2 ``POST`` with ``grant_type=refresh_token``;
    a ``registrytoken`` is used as the bearer token directly), then resend with ``Bearer <token>``.
 
-Tokens are cached per (registry, scope, credential) until ``expires_in`` (60 s when absent) runs out.
+Tokens are cached per (registry, scope, credential) until ``expires_in`` (60 s when absent, an hour
+at most) runs out, in a cache bounded in entries and bytes; a token over 16 KiB is refused.
 
 Where credentials go: a realm over https (plain http only for a registry configured for it), and
 the registry's Basic credentials or identity token only to a realm on the registry's own host, on
@@ -24,6 +25,7 @@ import base64
 import functools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -46,9 +48,13 @@ from webhook.transport import (
 )
 
 DEFAULT_TOKEN_LIFETIME_S = 60
+MAX_TOKEN_LIFETIME_S = 3600  # whatever the registry says: a token is asked for again after an hour
 # Refresh a little early so a token does not expire between our check and the registry's.
 TOKEN_EXPIRY_MARGIN_S = 5
-MAX_TOKEN_RESPONSE_BYTES = 1 << 20
+MAX_TOKEN_BYTES = 16 << 10  # real registry tokens are a few KiB
+MAX_TOKEN_RESPONSE_BYTES = 64 << 10
+AUTH_CACHE_ENTRIES = 4096
+AUTH_CACHE_BYTES = 8 << 20
 CLIENT_ID = "referee"
 
 
@@ -132,12 +138,26 @@ class CachedAuth:
 
 
 class AuthCache:
-    """``Authorization`` values per (registry, scope, credential), honouring token lifetimes."""
+    """``Authorization`` values per (registry, scope, credential), honouring token lifetimes; the
+    least recently used go first past ``max_entries`` or ``max_bytes`` (keys and values counted)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_entries: int = AUTH_CACHE_ENTRIES,
+        max_bytes: int = AUTH_CACHE_BYTES,
+    ) -> None:
         self._clock = clock
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str, str], CachedAuth] = {}
+        self._entries: OrderedDict[tuple[str, str, str], CachedAuth] = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def _size(key: tuple[str, str, str], entry: CachedAuth) -> int:
+        return sum(len(part) for part in key) + len(entry.authorization)
 
     def get(self, key: tuple[str, str, str]) -> str | None:
         with self._lock:
@@ -145,18 +165,38 @@ class AuthCache:
             if entry is None:
                 return None
             if entry.expires_at <= self._clock():
-                del self._entries[key]
+                self._drop(key)
                 return None
+            self._entries.move_to_end(key)
             return entry.authorization
 
     def put(self, key: tuple[str, str, str], authorization: str, lifetime_s: float | None) -> None:
         expires = float("inf") if lifetime_s is None else self._clock() + lifetime_s
+        entry = CachedAuth(authorization, expires)
+        if self._size(key, entry) > self._max_bytes:
+            return
         with self._lock:
-            self._entries[key] = CachedAuth(authorization, expires)
+            self._drop(key)
+            self._entries[key] = entry
+            self._bytes += self._size(key, entry)
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                self._drop(next(iter(self._entries)))
 
     def forget(self, key: tuple[str, str, str]) -> None:
         with self._lock:
-            self._entries.pop(key, None)
+            self._drop(key)
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= self._size(key, entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
 
 @dataclass(frozen=True)
@@ -176,10 +216,15 @@ def parse_token_response(body: bytes, realm: str) -> Token:
     value = doc.get("access_token") or doc.get("token")
     if not isinstance(value, str) or not value:
         raise AuthenticationFailed(f"token server {realm} returned no token")
+    if len(value) > MAX_TOKEN_BYTES:
+        raise AuthenticationFailed(
+            f"token server {realm} returned a token of {len(value)} bytes (at most {MAX_TOKEN_BYTES})"
+        )
     expires_in = doc.get("expires_in", DEFAULT_TOKEN_LIFETIME_S)
     if not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool) or expires_in <= 0:
         expires_in = DEFAULT_TOKEN_LIFETIME_S
-    return Token(value, max(1.0, float(expires_in) - TOKEN_EXPIRY_MARGIN_S))
+    lifetime_s = min(float(expires_in), MAX_TOKEN_LIFETIME_S) - TOKEN_EXPIRY_MARGIN_S
+    return Token(value, max(1.0, lifetime_s))
 
 
 @functools.cache

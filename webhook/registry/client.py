@@ -46,6 +46,7 @@ from webhook.registry.health import HostHealth
 from webhook.registry.push import HttpPusher
 from webhook.registry.session import Session
 from webhook.transport import (
+    ByteBudget,
     Transport,
     internal_address,
     opened,
@@ -87,7 +88,8 @@ class RegistryClient:
         self.on_response: Callable[[str, int], None] | None = None
         self.auth = AuthCache()  # authorization per (host, scope, credential), for every session
         self.health = HostHealth(self.limits.unanswered_cooldown_s)
-        self._referrers_api: dict[tuple[str, str], bool] = {}
+        self._referrers_api: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self.in_flight = ByteBudget(self.limits.max_in_flight_bytes)
         self._tags_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (host, path, tag)
         self._lock = threading.Lock()
         self._internal_hosts: dict[str, bool] = {}  # configured hosts only: bounded by the config
@@ -158,6 +160,9 @@ class RegistryClient:
     def remember_referrers_api(self, host: str, path: str, supported: bool) -> None:
         with self._lock:
             self._referrers_api[(host, path)] = supported
+            self._referrers_api.move_to_end((host, path))
+            while len(self._referrers_api) > self.limits.max_remembered_repositories:
+                self._referrers_api.popitem(last=False)
 
 
 def _resolves_internal(host: str) -> bool:

@@ -178,7 +178,7 @@ class Session:
         if not allow_truncate and length is not None and length.isdigit() and int(length) > cap:
             raise ContentTooLarge(f"{what}: response is {length} bytes, over the {cap}-byte cap")
         try:
-            body = read_body(resp, cap, deadline, what)
+            body = read_body(resp, cap, deadline, what, self._client.in_flight)
         except TransportError as exc:
             if deadline.expired():
                 raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None

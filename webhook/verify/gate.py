@@ -31,13 +31,15 @@ from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
 from webhook.trust.revocation import HttpRevocationSource
-from webhook.verify.cache import SingleFlight, TTLCache, VerdictCache
+from webhook.verify.cache import KeySet, SingleFlight, TTLCache, VerdictCache
 from webhook.verify.decision import Decision
 from webhook.verify.image import verify_image
 from webhook.verify.policy import Policy
 from webhook.verify.schemes import NotaryScheme, Trust
 
 log = logging.getLogger(__name__)
+
+MAX_TRUSTED_CHAINS = 1024  # SHA-256 keys (about 100 KiB)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class Gate:
         # Settings that change what a verification concludes belong in the verdict's key.
         self._settings = f"maxSignatures={max_signatures}"
         self.tags: TTLCache[str, str] = TTLCache(max_entries)
+        self.chains = KeySet(MAX_TRUSTED_CHAINS)  # hashes of chains that reached a trusted root
         self._flight: SingleFlight[tuple[str, str, str, str], Decision] = SingleFlight()
         self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
@@ -331,7 +334,8 @@ class Gate:
         revocation = self._revocation
         if isinstance(revocation, HttpRevocationSource):  # fetches end by the admission's deadline
             revocation = revocation.within(job.deadline)
-        scheme = NotaryScheme(Trust(job.trust.policy, job.trust.store, now, self._max_signatures, revocation))
+        trust = Trust(job.trust.policy, job.trust.store, now, self._max_signatures, revocation, self.chains)
+        scheme = NotaryScheme(trust)
         try:
             result = verify_image(repo, image, digest, scope=job.scope, scheme=scheme, deadline=job.deadline)
         except VerificationFailed as exc:

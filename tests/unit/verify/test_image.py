@@ -22,6 +22,7 @@ from webhook.notary.verifier import SignatureOutcome
 from webhook.oci.model import NOTARY_SIGNATURE, OCI_EMPTY, Descriptor
 from webhook.oci.reference import parse
 from webhook.trust.files import TrustFiles
+from webhook.verify.cache import KeySet
 from webhook.verify.image import verify_image
 from webhook.verify.schemes import NotaryScheme, Plan, Trust
 
@@ -144,3 +145,24 @@ def test_recursion_memory_or_any_error_in_one_referrer_fails_that_signature_only
     assert result.verdict.verified
     (_, first), (_, second) = result.verdict.outcomes
     assert not first.verified and type(error).__name__ in first.reason and second.verified
+
+
+def test_only_chains_that_reached_a_trusted_root_are_remembered(tmp_path: Path) -> None:
+    """The chain cache was filled during integrity, before anything was trusted: any registry could
+    fill it with chains of its own. Now it holds hashes of trusted chains only."""
+    trusted, strangers = make_chain(), [make_chain() for _ in range(5)]
+    write_trust_store(tmp_path / "store", "ca", "test", trusted.root)
+    material = TrustFiles(write_trust_policy(tmp_path / "trustpolicy.json"), tmp_path / "store").current()
+    memory = KeySet(10)
+    plan = NotaryScheme(Trust(material.policy, material.store, NOW, chains=memory)).plan(
+        "registry.example/team/app"
+    )
+    subject = Descriptor("application/vnd.oci.image.manifest.v1+json", "sha256:" + "ab" * 32, 100)
+    for chain in strangers:
+        envelope = sign(SignRequest(subject, chain.leaf_key, chain.certs, NOW, envelope=JWS))
+        assert not plan.verify(JWS, envelope, subject).verified
+    assert len(memory) == 0
+    envelope = sign(SignRequest(subject, trusted.leaf_key, trusted.certs, NOW, envelope=JWS))
+    for _ in range(2):
+        assert plan.verify(JWS, envelope, subject).verified
+    assert len(memory) == 1
