@@ -256,12 +256,14 @@ class HttpRepository:
         if descriptor.size > cap:
             raise ContentTooLarge(f"{what}: blob is {descriptor.size} bytes, over the {cap}-byte cap")
         resp = self._session.send("GET", f"{self._base}/blobs/{digest}", what, deadline, {}, redirects=True)
-        with opened(resp):
+        with self._session.room(resp, min(cap, descriptor.size), what, deadline), opened(resp):
             self._session.raise_for_status(resp, what, "blob")
             data = self._session.read(resp, min(cap, descriptor.size), what, deadline)
-        if len(data) != descriptor.size:
-            raise ContentMismatch(f"{what}: blob is {len(data)} bytes, its descriptor says {descriptor.size}")
-        check_digest(data, digest, what)
+            if len(data) != descriptor.size:
+                raise ContentMismatch(
+                    f"{what}: blob is {len(data)} bytes, its descriptor says {descriptor.size}"
+                )
+            check_digest(data, digest, what)
         return data
 
     def referrers(self, digest: str, deadline: Deadline, artifact_type: str | None = None) -> Referrers:

@@ -7,11 +7,12 @@ its body read under a cap. Repositories (``client.py``), referrers (``referrers.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A JSON document in memory while it is read and parsed: its bytes, their text, the parsed values.
+JSON_PARSE_FACTOR = 3
 
 
 def error_codes(body: bytes) -> list[str]:
@@ -119,6 +122,12 @@ class Session:
     ) -> Manifest:
         url = f"{self.base}/manifests/{quote(target, safe=':')}"
         resp = self.send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
+        with self.room(resp, self.limits.max_manifest_bytes, what, deadline, JSON_PARSE_FACTOR):
+            return self._manifest_from(resp, what, deadline, expected_digest)
+
+    def _manifest_from(
+        self, resp: Response, what: str, deadline: Deadline, expected_digest: str | None
+    ) -> Manifest:
         with opened(resp):
             if resp.status == 404 and expected_digest is None:
                 raise NotFound(f"{what}: no such tag (HTTP 404 from {self.host})")
@@ -164,6 +173,27 @@ class Session:
             raise RegistryUnavailable(f"{what}: registry {self.host} failed (HTTP {status})")
         raise RegistryProtocolError(f"{what}: unexpected HTTP {status} from {self.host} for the {kind}")
 
+    @contextlib.contextmanager
+    def room(
+        self, resp: Response, cap: int, what: str, deadline: Deadline, factor: int = 1
+    ) -> Iterator[None]:
+        """Hold room in the worker's in-flight budget while a body is read and worked on: ``factor``
+        times its size (its Content-Length, else the cap), waiting within the deadline for it."""
+        size = cap + 1
+        length = str(resp.headers.get("Content-Length", ""))
+        if length.isdigit() and int(length) < size:
+            size = int(length) + 1
+        budget = self._client.in_flight
+        try:
+            taken = budget.take(size * factor, deadline, what)
+        except BaseException:
+            resp.close()
+            raise
+        try:
+            yield
+        finally:
+            budget.give(taken)
+
     def read(
         self,
         resp: Response,
@@ -178,7 +208,7 @@ class Session:
         if not allow_truncate and length is not None and length.isdigit() and int(length) > cap:
             raise ContentTooLarge(f"{what}: response is {length} bytes, over the {cap}-byte cap")
         try:
-            body = read_body(resp, cap, deadline, what, self._client.in_flight)
+            body = read_body(resp, cap, deadline, what)
         except TransportError as exc:
             if deadline.expired():
                 raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None

@@ -6,6 +6,8 @@ the command at once with a message rather than workers that crash in a loop.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import ssl
@@ -108,8 +110,27 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+# glibc's mallopt parameters: M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8).
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+_MMAP_THRESHOLD_BYTES = 128 << 10
+
+
+def _tune_malloc() -> None:
+    """Large buffers (a manifest near its cap) straight from mmap and back to the system when freed,
+    and few arenas: by default glibc raises its mmap threshold after each such buffer is freed and
+    keeps later ones in per-thread arenas, where a worker's resident memory stays near its peak."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to tune
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    mallopt(_M_ARENA_MAX, 2)
+
+
 def serve(config_path: Path) -> None:
     config = load_config(config_path)
+    _tune_malloc()  # before gunicorn forks its workers, which inherit it
     # Metrics from every worker are added up at /metrics (prometheus-client multiprocess mode).
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not metrics_dir:
