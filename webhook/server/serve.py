@@ -1,4 +1,5 @@
-"""``referee serve``: the Flask app under gunicorn, over TLS, as it runs in a cluster.
+"""``referee serve``: the Flask app under gunicorn, over TLS, as it runs in a cluster; requests are
+read by the worker's event loop before a thread serves them (``worker.py``).
 
 The config is validated and the trust material loaded before gunicorn starts, so a bad file fails
 the command at once with a message rather than workers that crash in a loop.
@@ -25,15 +26,20 @@ from webhook.registry.credfiles import docker_config_files
 from webhook.reloading import Reloading, file_stamp
 from webhook.server.clientauth import read_ca_file
 from webhook.server.pullsecrets import KubernetesReader
+from webhook.server.worker import BoundedThreadWorker
 from webhook.trust.files import TrustFiles
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_S = 20  # an idle kept-alive connection is closed after this long
+MAX_CONNECTIONS_PER_WORKER = 1000  # open connections, kept-alive and being read included
+REQUEST_READ_TIMEOUT_S = 5.0  # the TLS handshake, headers and body of one request
+
 
 class TlsFiles:
     """The serving certificate and key (and the client CAs), re-read when they change on disk
-    (cert-manager, a rotated Secret): gunicorn's gthread workers ask for the TLS context on every
-    new connection, and get the one built from the files as they are now. A half-written pair keeps
+    (cert-manager, a rotated Secret): the workers ask for the TLS context on every new connection,
+    and get the one built from the files as they are now. A half-written pair keeps
     the previous context (``Reloading``)."""
 
     def __init__(self, client_ca_files: tuple[Path, ...] = ()) -> None:
@@ -76,7 +82,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": c.workers,
             "threads": c.threads,
-            "worker_class": "gthread",
+            # gthread, but a request is read in full by the worker's event loop before a thread
+            # is given to it (webhook/server/worker.py): slow clients cost no thread.
+            "worker_class": "webhook.server.worker.BoundedThreadWorker",
+            "keepalive": KEEPALIVE_S,
+            "worker_connections": MAX_CONNECTIONS_PER_WORKER,
             "timeout": int(c.admission_timeout_s) + 20,
             "graceful_timeout": 10,
             "accesslog": None,
@@ -97,6 +107,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
+        # Read by the workers, which gunicorn forks from this process.
+        BoundedThreadWorker.read_timeout_s = min(REQUEST_READ_TIMEOUT_S, c.deadline_s)
+        BoundedThreadWorker.max_request_bytes = c.max_body_bytes * 8  # oversized: read so far, then refused
 
     def load(self) -> Any:
         from webhook.server.app import create_app  # noqa: PLC0415 (in the worker, after the metrics directory is set)
