@@ -71,6 +71,7 @@ class RegistryConfig:
     plain_http: bool = False
     ca_file: str | None = None
     docker_config: str | None = None
+    token_realms: tuple[str, ...] = ()  # token-server hosts its credentials may go to
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _as_registries(value: Any, key: str, base: Path) -> dict[str, RegistryConfig
     registries: dict[str, RegistryConfig] = {}
     for host_name, settings in value.items():
         where = f"{key}.{host_name}"
-        section = _mapping(settings or {}, where, {"plainHTTP", "caFile", "dockerConfig"})
+        section = _mapping(settings or {}, where, {"plainHTTP", "caFile", "dockerConfig", "tokenRealms"})
         plain = _as_bool(section.get("plainHTTP", False), f"{where}.plainHTTP", base)
         host = _registry_key(str(host_name), plain, where)
         if host in registries:
@@ -289,6 +290,7 @@ def _as_registries(value: Any, key: str, base: Path) -> dict[str, RegistryConfig
             plain_http=plain,
             ca_file=str(ca_file) if ca_file else None,
             docker_config=str(docker_config) if docker_config else None,
+            token_realms=_as_strings(section.get("tokenRealms", []), f"{where}.tokenRealms", base),
         )
     return registries
 

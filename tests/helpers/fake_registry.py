@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,3 +93,18 @@ def fake_registry() -> Iterator[FakeRegistry]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def trickle_headers(h: FakeHandler, every_s: float = 0.2, lines: int = 100) -> None:
+    """A status line, then one header line every ``every_s`` (bounded: ``lines`` lines at most): a
+    registry that holds its client without ever finishing its headers."""
+    try:
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        h.wfile.flush()
+        for n in range(lines):
+            time.sleep(every_s)
+            h.wfile.write(f"X-Slow-{n}: still here\r\n".encode())
+            h.wfile.flush()
+    except OSError:
+        pass  # the client gave up, as it should
+    h.close_connection = True

@@ -19,6 +19,7 @@ from tests.helpers.artifacts import push_image
 from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry
 from tests.helpers.registries import RunningRegistry, distribution
 from tests.helpers.samples import SampleImages, sample_images
+from tests.helpers.slow_clients_fake import trickling_clients_fake
 from tests.helpers.tools import free_port
 from tests.integration.test_webhook import Server, pod, start_server
 from webhook.config import parse_config
@@ -27,6 +28,12 @@ from webhook.registry.credentials import Keyring
 from webhook.server.app import build_gate
 
 GK_API = "externaldata.gatekeeper.sh/v1beta1"
+
+
+def review_of(*images: str) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "uid-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+        "operation": "CREATE", "object": pod(*images)}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -454,3 +461,55 @@ def test_own_namespace_is_not_exempt_when_referee_does_not_know_it(
 def test_start_up_log_names_the_exempt_namespace(server: Server, hardened: Server) -> None:
     assert "Referee's own namespace referee-system is exempt" in server.log.read_text()
     assert "none is exempt" in hardened.log.read_text()
+
+
+def test_review_naming_an_image_twice_in_one_container_is_denied(
+    server: Server, images: SampleImages
+) -> None:
+    """JSON parsers disagree on which of two equal member names wins: a review that names an unsigned
+    image and then a signed one in the same container was judged by the signed one."""
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "dup-1", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "team-a",
+        "operation": "CREATE", "object": pod(images.signed)}})  # fmt: skip
+    twice = body.replace(
+        f'"image": "{images.signed}"', f'"image": "{images.unsigned}", "image": "{images.signed}"'
+    )
+    assert twice != body
+    resp = requests.post(f"{server.url}/validate", data=twice.encode(), verify=str(server.ca), timeout=30,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+    out = resp.json()["response"]
+    assert out["allowed"] is False and out["uid"] == "dup-1"
+    assert "duplicate member 'image'" in out["status"]["message"]
+
+
+def test_500_trickling_clients_do_not_delay_an_admission_fake(server: Server, images: SampleImages) -> None:
+    """gthread gave each connection a thread that read the request at the client's pace: twenty such
+    clients held every thread of the chart's defaults, and the API server's reviews waited."""
+    session = requests.Session()
+
+    def admit() -> float:
+        started = time.monotonic()
+        resp = session.post(
+            f"{server.url}/validate", json=review_of(images.signed), verify=str(server.ca), timeout=5
+        )
+        assert resp.json()["response"]["allowed"] is True
+        return time.monotonic() - started
+
+    admit()  # the verdict is cached from here on, in the worker this connection reaches
+    normal = sorted(admit() for _ in range(10))[5]
+    port = int(server.url.rsplit(":", 1)[1])
+    with trickling_clients_fake(port, server.ca, 500, every_s=0.5, for_s=20):
+        loaded = sorted(admit() for _ in range(10))
+    assert loaded[5] < normal + 0.25, (loaded, normal)
+    assert loaded[-1] < 1.0, loaded
+
+
+def test_a_client_that_never_finishes_its_request_is_closed_after_the_read_timeout_fake(
+    server: Server,
+) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with trickling_clients_fake(port, server.ca, 1, every_s=0.5, for_s=20) as [conn]:
+        conn.settimeout(10)
+        started = time.monotonic()
+        assert conn.recv(1) == b""  # closed by Referee, not answered
+        assert time.monotonic() - started < 7

@@ -135,7 +135,7 @@ def test_bad_reference_exits_2() -> None:
 def test_unreachable_registry_exits_3() -> None:
     proc = referee("discover", "--plain-http", "--timeout", "5", f"127.0.0.1:{free_port()}/demo/app:v1")
     assert proc.returncode == 3
-    assert "cannot reach" in proc.stderr
+    assert "could not be reached" in proc.stderr
 
 
 def test_tls_registry_without_plain_http_flag_is_unreachable_not_missing(registry: RunningRegistry) -> None:

@@ -4,14 +4,21 @@ within the deadline. (In-process fake: no real registry can be made to misbehave
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry
+from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry, trickle_headers
+from tests.helpers.registries import RunningRegistry
+from tests.helpers.samples import SampleImages, sample_images
+from tests.helpers.tools import free_port
+from webhook.config import parse_config
 from webhook.deadline import Deadline
 from webhook.errors import (
+    AuthenticationFailed,
     ContentMismatch,
     ContentTooLarge,
     DeadlineExceeded,
@@ -20,11 +27,16 @@ from webhook.errors import (
     RegistryProtocolError,
     RegistryUnavailable,
 )
+from webhook.notary.envelope import MAX_ENVELOPE_BYTES
 from webhook.oci.model import NOTARY_SIGNATURE, OCI_INDEX, OCI_MANIFEST, Descriptor, compute_digest
 from webhook.oci.reference import parse
 from webhook.registry import Limits
 from webhook.registry.client import ClientSettings, HostSettings, HttpRepository, RegistryClient
 from webhook.registry.credentials import Credential, Keyring
+from webhook.server.app import build_gate
+from webhook.transport import Reach, Transport, TransportError
+from webhook.verify.decision import Decision
+from webhook.verify.gate import Gate
 
 MANIFEST = json.dumps(
     {
@@ -428,8 +440,9 @@ def test_blob_redirect_to_storage_drops_credentials_and_is_digest_checked_fake(f
                 h.reply(307, b"", {"Location": f"http://{storage.host}/bucket/blob"})
 
         fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", needs_auth_then_redirects)
+        # The registry is configured and is itself on loopback: its redirects may stay there.
         client = RegistryClient(
-            ClientSettings(default=HostSettings(plain_http=True)),
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
             Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
         )
         data = client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_blob(descriptor, Deadline.after(5))
@@ -460,3 +473,311 @@ def test_upload_location_on_another_origin_is_refused_fake(fake: FakeRegistry) -
     with pytest.raises(RegistryProtocolError) as info:
         repo_handle.push_blob(b"{}", "application/vnd.oci.empty.v1+json", Deadline.after(5))
     assert "another origin" in str(info.value)
+
+
+# --- 1. no registry holds a thread past the deadline ---------------------------------------------
+
+
+def test_headers_trickled_a_line_at_a_time_end_at_the_deadline_fake(fake: FakeRegistry) -> None:
+    """urllib3's read timeout restarts on every byte: the exchange as a whole must be bounded."""
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle_headers)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(1.2))
+    assert time.monotonic() - start < 2.0
+
+
+def test_headers_trickled_past_the_request_timeout_trip_the_host_circuit_fake(fake: FakeRegistry) -> None:
+    fake.route("GET", f"{BASE}/manifests/{DIGEST}", trickle_headers)
+    handle = repo(fake, request_timeout_s=1.0)
+    start = time.monotonic()
+    with pytest.raises(RegistryUnavailable) as first:
+        handle.fetch_manifest(DIGEST, Deadline.after(5))
+    assert "did not answer within 1.0s" in str(first.value)
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(RegistryUnavailable) as second:  # refused at once: nothing sent
+        handle.fetch_manifest(DIGEST, Deadline.after(5))
+    assert "is not answering" in str(second.value)
+    assert fake.count("GET", f"{BASE}/manifests/{DIGEST}") == 1
+
+
+# --- 5. network reach only where the operator pointed it -----------------------------------------
+
+
+def test_redirect_to_an_internal_address_is_not_followed_fake(fake: FakeRegistry) -> None:
+    """A registry that is not configured cannot steer Referee to another internal address (here an
+    'admin endpoint' on another loopback port, standing in for cloud metadata)."""
+    with fake_registry() as admin:
+        admin.route(
+            "GET", "/admin/secrets", lambda h: h.reply(200, b"secret", {"Content-Type": OCI_MANIFEST})
+        )
+        fake.route(
+            "GET",
+            f"{BASE}/manifests/{DIGEST}",
+            lambda h: h.reply(302, b"", {"Location": f"http://{admin.host}/admin/secrets"}),
+        )
+        with pytest.raises(RegistryProtocolError) as info:
+            repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+        assert admin.hits == []
+        assert "internal address" in str(info.value) and "200" not in str(info.value)
+
+
+def test_redirect_from_https_to_plain_http_is_not_followed_fake(fake: FakeRegistry) -> None:
+    """Reach(plain_http=False): the rule a registry served over TLS is held to."""
+    with fake_registry() as other:
+        other.route("GET", "/x", lambda h: h.reply(200, b"x"))
+        fake.route("GET", "/start", lambda h: h.reply(307, b"", {"Location": f"http://{other.host}/x"}))
+        transport = Transport(max_redirects=5)
+        with pytest.raises(TransportError) as info:
+            transport.open(
+                "GET",
+                f"http://{fake.host}/start",
+                headers={},
+                timeout_s=5,
+                verify=True,
+                redirects=True,
+                reach=Reach(plain_http=False, internal=True),
+            )
+        assert info.value.kind == "refused" and "http URL" in info.value.reason
+        assert other.hits == []
+
+
+def test_link_header_with_an_overlong_url_is_not_followed_fake(fake: FakeRegistry) -> None:
+    long_link = f"{BASE}/referrers/{DIGEST}?page=" + "a" * 5000
+    fake.route(
+        "GET",
+        f"{BASE}/referrers/{DIGEST}",
+        lambda h: h.reply(
+            200, index(entry(1)), {"Content-Type": OCI_INDEX, "Link": f'<{long_link}>; rel="next"'}
+        ),
+    )
+    with pytest.raises(RegistryProtocolError) as info:
+        repo(fake).referrers(DIGEST, Deadline.after(5))
+    assert "characters" in str(info.value)
+    assert len(fake.hits) == 1
+
+
+def test_401_after_a_redirect_sends_no_credentials_to_the_other_host_fake(fake: FakeRegistry) -> None:
+    """The storage host a blob redirects to answers 401 with its own realm: the registry's Basic
+    credentials must not go to it."""
+    blob = b"signature envelope bytes"
+    descriptor = Descriptor("application/jose+json", compute_digest(blob), len(blob))
+    with fake_registry() as storage:
+        storage.route(
+            "GET",
+            "/bucket/blob",
+            lambda h: h.reply(401, b"", {"WWW-Authenticate": f'Bearer realm="http://{storage.host}/token"'}),
+        )
+        storage.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+
+        def needs_auth_then_redirects(h: FakeHandler) -> None:
+            if h.headers.get("Authorization") is None:
+                h.reply(401, b"", {"WWW-Authenticate": 'Basic realm="test"'})
+            else:
+                h.reply(307, b"", {"Location": f"http://{storage.host}/bucket/blob"})
+
+        fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", needs_auth_then_redirects)
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        with pytest.raises(AuthenticationFailed) as info:
+            client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_blob(descriptor, Deadline.after(5))
+        assert "none are sent there" in str(info.value)
+        assert ("GET", "/token") not in [(m, p.split("?")[0]) for m, p in storage.hits]
+        assert all(a is None for a in storage.authorizations)
+
+
+def token_challenge(realm: str) -> object:
+    def handler(h: FakeHandler) -> None:
+        if h.headers.get("Authorization", "").startswith("Bearer "):
+            serve_manifest()(h)  # type: ignore[operator]
+        else:
+            h.reply(401, b"", {"WWW-Authenticate": f'Bearer realm="{realm}",service="s"'})
+
+    return handler
+
+
+def test_credentials_are_not_sent_to_a_token_realm_on_another_domain_fake(fake: FakeRegistry) -> None:
+    """The registry is 127.0.0.1:P; its challenge names a realm on another host ('localhost')."""
+    with fake_registry() as tokens:
+        tokens.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+        realm = f"http://localhost:{tokens.host.rsplit(':', 1)[1]}/token"
+        fake.route("GET", f"{BASE}/manifests/{DIGEST}", token_challenge(realm))  # type: ignore[arg-type]
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: HostSettings(plain_http=True)}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        with pytest.raises(AuthenticationFailed) as info:
+            client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_manifest(DIGEST, Deadline.after(5))
+        assert "not on its own domain" in str(info.value) and "tokenRealms" in str(info.value)
+        assert tokens.hits == []
+
+
+def test_a_token_realm_configured_for_the_registry_receives_its_credentials_fake(fake: FakeRegistry) -> None:
+    with fake_registry() as tokens:
+        tokens.route("GET", "/token", lambda h: h.reply(200, b'{"token":"t"}'))
+        realm = f"http://localhost:{tokens.host.rsplit(':', 1)[1]}/token"
+        fake.route("GET", f"{BASE}/manifests/{DIGEST}", token_challenge(realm))  # type: ignore[arg-type]
+        settings = HostSettings(plain_http=True, token_realms=("localhost",))
+        client = RegistryClient(
+            ClientSettings(hosts={fake.host: settings}),
+            Keyring(((fake.host, Credential("alice", "secret", source="test")),)),
+        )
+        manifest = client.repository(parse(f"{fake.host}/demo/app:v1")).fetch_manifest(
+            DIGEST, Deadline.after(5)
+        )
+        assert manifest.descriptor.digest == DIGEST
+        assert [a for a in tokens.authorizations if a and a.startswith("Basic ")]
+
+
+def test_registry_warning_is_clipped_and_escaped_in_the_log_fake(
+    fake: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    warning = '299 - "' + "\x1b[2J" + "x" * 6000 + '"'
+    fake.route(
+        "GET",
+        f"{BASE}/manifests/{DIGEST}",
+        lambda h: h.reply(
+            200, MANIFEST, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST, "Warning": warning}
+        ),
+    )
+    with caplog.at_level("WARNING", logger="webhook.registry.session"):
+        repo(fake).fetch_manifest(DIGEST, Deadline.after(5))
+    [line] = [r.getMessage() for r in caplog.records if "warns" in r.getMessage()]
+    assert "\x1b" not in line and "\\x1b" in line
+    assert len(line) < 1500
+
+
+def test_unreachable_registry_is_named_in_a_persons_words() -> None:
+    port = free_port()
+    client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
+    with pytest.raises(RegistryUnavailable) as info:
+        client.repository(parse(f"127.0.0.1:{port}/demo/app:v1")).fetch_manifest(DIGEST, Deadline.after(5))
+    text = str(info.value)
+    assert f"127.0.0.1:{port} could not be reached" in text and "Errno" not in text and "refused" not in text
+
+
+# --- 1. (the gate) a stalled registry holds only its own share of the pool ------------------------
+
+
+@pytest.fixture(scope="module")
+def images(olareg: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> SampleImages:
+    return sample_images(olareg, tmp_path_factory.mktemp("hostile-images"), "hostile")
+
+
+@pytest.fixture()
+def trickling() -> Iterator[FakeRegistry]:
+    """Every request is answered by a status line and then a header line every 0.2 s."""
+    with fake_registry() as f:
+        f.fallback = trickle_headers
+        yield f
+
+
+def hostile_gate(images: SampleImages, tmp_path: Path, *hosts: str) -> Gate:
+    registries = {h: {"plainHTTP": True} for h in (images.registry.host, *hosts)}
+    config = parse_config(
+        {"trustPolicy": str(images.policy), "trustStore": str(images.store), "registries": registries},
+        base=tmp_path,
+        environ={},
+    )
+    return build_gate(config)  # the chart's defaults: 8 threads, so 16 verification workers
+
+
+def test_64_images_on_a_trickling_registry_hold_neither_cached_nor_healthy_images_fake(
+    images: SampleImages, trickling: FakeRegistry, tmp_path: Path
+) -> None:
+    """Before: 16 such images took every worker, and even cached images were "not decided in time"."""
+    gate = hostile_gate(images, tmp_path, trickling.host)
+    try:
+        assert gate.decide([images.signed], Deadline.after(10))[0].allowed  # now cached
+        started = time.monotonic()
+        assert not gate.decide([images.tampered], Deadline.after(10))[0].allowed
+        normal_s = time.monotonic() - started  # an uncached image on a healthy registry, no load
+        stalled: list[list[Decision]] = []
+        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(64)]
+        worker = threading.Thread(target=lambda: stalled.append(gate.decide(hostile, Deadline.after(3))))
+        worker.start()
+        time.sleep(0.5)  # every trickling exchange is in flight
+        started = time.monotonic()
+        [cached] = gate.decide([images.signed], Deadline.after(3))
+        cached_s = time.monotonic() - started
+        started = time.monotonic()
+        [uncached] = gate.decide([images.unsigned], Deadline.after(3))
+        uncached_s = time.monotonic() - started
+        worker.join(timeout=10)
+        assert cached.allowed and cached.cached and cached_s < 0.25, (cached, cached_s)
+        assert not uncached.inconclusive and "no Notation signature" in uncached.reason, uncached
+        assert uncached_s < normal_s + 1.0, (uncached_s, normal_s)
+        [decisions] = stalled
+        assert all(not d.allowed and d.inconclusive for d in decisions)
+    finally:
+        gate.close()
+
+
+def test_one_registry_host_takes_at_most_half_the_workers_fake(
+    images: SampleImages, trickling: FakeRegistry, tmp_path: Path
+) -> None:
+    gate = hostile_gate(images, tmp_path, trickling.host)
+    try:
+        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(32)]
+        worker = threading.Thread(target=lambda: gate.decide(hostile, Deadline.after(2)))
+        worker.start()
+        time.sleep(0.5)
+        assert len(trickling.hits) == 8  # 16 workers, 8 per host
+        worker.join(timeout=10)
+    finally:
+        gate.close()
+
+
+# --- 3. memory has a budget ----------------------------------------------------------------------
+
+
+def test_envelope_over_256_kib_is_refused_unread_fake(fake: FakeRegistry) -> None:
+    """Sixteen 32 MiB envelopes (notation's cap) in flight went past the chart's 512 Mi limit."""
+    blob = b"x" * (1 << 20)
+    descriptor = Descriptor("application/jose+json", compute_digest(blob), len(blob))
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", lambda h: h.reply(200, blob))
+    with pytest.raises(ContentTooLarge) as info:
+        repo(fake).fetch_blob(descriptor, Deadline.after(5), max_bytes=MAX_ENVELOPE_BYTES)
+    assert "262144" in str(info.value) and fake.hits == []
+
+
+def test_downloads_of_one_worker_share_one_byte_budget_fake(fake: FakeRegistry) -> None:
+    blob = bytes(range(256)) * 800  # 200 KiB
+    descriptor = Descriptor("application/octet-stream", compute_digest(blob), len(blob))
+
+    def slowly(h: FakeHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(blob)))
+        h.end_headers()
+        h.wfile.write(blob[:150_000])
+        h.wfile.flush()
+        time.sleep(0.3)
+        h.wfile.write(blob[150_000:])
+
+    fake.route("GET", f"{BASE}/blobs/{descriptor.digest}", slowly)
+    settings = ClientSettings(
+        default=HostSettings(plain_http=True), limits=Limits(max_in_flight_bytes=256 << 10)
+    )
+    client = RegistryClient(settings)
+    handle = client.repository(parse(f"{fake.host}/demo/app:v1"))
+    results: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(handle.fetch_blob(descriptor, Deadline.after(10))))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert results == [blob] * 4
+    assert client.in_flight.peak_bytes <= 256 << 10 and client.in_flight.used_bytes == 0
+
+
+def test_referrers_capability_is_remembered_for_a_bounded_number_of_repositories() -> None:
+    client = RegistryClient(ClientSettings(limits=Limits(max_remembered_repositories=100)))
+    for n in range(1000):
+        client.remember_referrers_api("r.example", f"team/app{n}", False)
+    assert client.referrers_api_known("r.example", "team/app0") is None
+    assert client.referrers_api_known("r.example", "team/app999") is False

@@ -222,12 +222,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         )
     scope = args.scope or parse(args.image).name
     now = dt.datetime.now(dt.UTC)
+    deadline = Deadline.after(args.timeout)
     source = HttpRevocationSource(network=not args.offline, crl_files=[Path(f) for f in args.crl_file])
-    scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source))
+    scheme = NotaryScheme(Trust(policy, store, now, args.max_signatures, source.within(deadline)))
     result = verify_image(
-        repo, image, target, scope=scope, scheme=scheme, deadline=Deadline.after(args.timeout),
-        statement=statements.select(scope),
-    )  # fmt: skip
+        repo, image, target, scope=scope, scheme=scheme, deadline=deadline, statement=statements.select(scope)
+    )
     if args.output == "json":
         print(json.dumps(verification_json(result), indent=2))
     else:

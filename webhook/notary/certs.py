@@ -10,8 +10,9 @@ validity is checked at the time the signing scheme says (``valid_at``). Pure.
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import hashlib
 from collections.abc import Iterable
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -124,25 +125,33 @@ def check_ca(cert: x509.Certificate, depth_below: int) -> None:
         raise ChainError(f"CA certificate {name!r} needs a critical keyUsage with keyCertSign")
 
 
-def check_chain(chain: tuple[x509.Certificate, ...]) -> None:
+class ChainMemory(Protocol):
+    """Keys (``chain_key``) of chains that passed ``check_chain`` and reached a trusted root."""
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def add(self, key: bytes) -> None: ...
+
+
+def check_chain(chain: tuple[x509.Certificate, ...], known: ChainMemory | None = None) -> None:
     """Order, issuance and profile of an envelope's chain (leaf first, root last).
 
-    These checks depend on the certificates alone, not on time or trust, so their outcome is kept
-    for chains seen before: one signer signs many images, and the issuer signatures are the costly
-    part of a cold verification.
+    These checks depend on the certificates alone, not on time or trust; a chain that passed them
+    and then reached a trusted root (its key in ``known``) is not checked again: one signer signs
+    many images, and the issuer signatures are the costly part of a cold verification. Only a hash
+    of such a chain is kept, so no registry can fill that memory with chains of its own.
     """
-    problem = _chain_problem(chain)
-    if problem is not None:
-        raise ChainError(problem)
+    if known is not None and chain_key(chain) in known:
+        return
+    _check_chain_uncached(chain)
 
 
-@functools.lru_cache(maxsize=1024)
-def _chain_problem(chain: tuple[x509.Certificate, ...]) -> str | None:
-    try:
-        _check_chain_uncached(chain)
-    except ChainError as exc:
-        return str(exc)
-    return None
+def chain_key(chain: tuple[x509.Certificate, ...]) -> bytes:
+    digest = hashlib.sha256()
+    for cert in chain:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        digest.update(len(der).to_bytes(4, "big") + der)
+    return digest.digest()
 
 
 def _check_chain_uncached(chain: tuple[x509.Certificate, ...]) -> None:

@@ -105,6 +105,10 @@ class RevocationSource(Protocol):
         """The CRLs an operator supplied whose issuer is ``issuer``; with any, no base CRL is downloaded."""
         ...
 
+    def crl_verified(self, url: str, raw: bytes) -> None:
+        """``raw``, fetched from ``url``, is a CRL signed by its issuer (a source may keep it now)."""
+        ...
+
 
 class RevocationStatus(Enum):
     GOOD = "good"
@@ -569,6 +573,7 @@ def _by_point(
             continue
         try:
             base = _read_crl(raw, ask.issuer, ask.now)
+            ask.source.crl_verified(url, raw)
             return _decide(ask, base, _scope(base, ask.cert, point), [])
         except (_Unusable, *_EVIDENCE_ERRORS) as exc:
             problems.append(f"{url}: {_why(exc)}")
@@ -692,6 +697,7 @@ def _delta(ask: _Ask, base: _Crl, offline_deltas: list[_Crl]) -> _Crl | None:
         except (_Unusable, *_EVIDENCE_ERRORS) as exc:
             problems.append(f"delta CRL {url}: {_why(exc)}")
             continue
+        ask.source.crl_verified(url, raw)
         mismatch = _belongs(delta, base)
         if mismatch is None:
             return delta

@@ -89,7 +89,10 @@ def sort_certificate_set(token: bytes) -> bytes:
     parts = _children(token, ci_content, ci_end)
     if len(parts) != 2 or parts[1][0] != 0xA0:
         raise TimestampError("the timestamp token is not a CMS ContentInfo")
-    _, _, sd_content, sd_end = _children(token, parts[1][2], parts[1][3])[0]  # SignedData SEQUENCE
+    signed_data = _children(token, parts[1][2], parts[1][3])
+    if not signed_data:
+        raise TimestampError("the timestamp token holds no SignedData")
+    _, _, sd_content, sd_end = signed_data[0]  # SignedData SEQUENCE
     fields = _children(token, sd_content, sd_end)
     certs = next((f for f in fields if f[0] == 0xA0), None)
     if certs is None:

@@ -21,6 +21,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from webhook.notary import revocation
 from webhook.notary.certs import (
     ChainError,
+    ChainMemory,
+    chain_key,
     check_chain,
     describe,
     subject_attributes,
@@ -122,11 +124,13 @@ def verify_signature(
     store: TrustStore,
     now: dt.datetime,
     revocation_source: RevocationSource | None = None,
+    chains: ChainMemory | None = None,
 ) -> SignatureOutcome:
     """Verify one signature envelope for the artifact ``target`` under ``policy``.
 
     ``revocation_source`` fetches OCSP responses and CRLs; without one, a certificate that names
-    revocation endpoints has an unknown status.
+    revocation endpoints has an unknown status. ``chains`` remembers the chains that passed their
+    checks and reached a trusted root, so that they are not checked again.
     """
     run = _Run(policy)
     info: SignerInfo | None = None
@@ -137,12 +141,14 @@ def verify_signature(
             return SignatureOutcome(True, "", tuple(run.checks))
         # Step 1, integrity (always enforced): parse, signature, chain profile, content type,
         # critical attributes, and the payload's target (notation compares it at every level).
-        info, problem = _integrity(media_type, envelope, target)
+        info, problem = _integrity(media_type, envelope, target, chains)
         run.record("integrity", problem)
         assert info is not None
         # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
-        untrusted = _authenticity(info, policy, store)
-        run.record("authenticity", untrusted)
+        problem, reached_root = _authenticity(info, policy, store)
+        if reached_root and chains is not None:
+            chains.add(chain_key(info.certificate_chain))  # it passed integrity's chain checks
+        run.record("authenticity", problem)
         # Step 3, expiry: the signature's own "best by" time.
         if info.expiry is not None and now >= info.expiry:
             run.record("expiry", f"the signature expired at {info.expiry.isoformat()}")
@@ -157,14 +163,10 @@ def verify_signature(
         # count against it.
         if policy.actions["revocation"] is Action.SKIP:
             run.skip("revocation", "the trust policy skips revocation checks")
-        elif untrusted is not None:
-            # Where authenticity is only logged (level audit), an untrusted chain's OCSP and CRL
-            # URLs are whatever its maker wrote: asking them would let anyone who can push a
-            # signature make Referee connect anywhere. Its revocation status proves nothing.
-            run.skip(
-                "revocation",
-                "not checked: the signer is not trusted, so its revocation endpoints are not asked",
-            )
+        elif not reached_root:
+            # A chain nobody trusts names its own OCSP and CRL URLs: asking them would let anyone
+            # who attaches a signature make Referee fetch where they like. Not asked, so unknown.
+            run.record("revocation", "not checked: the signing chain does not lead to a trusted certificate")
         else:
             signing_time = signed_by if problem is None else None
             run.record(
@@ -222,11 +224,13 @@ def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
     )
 
 
-def _integrity(media_type: str, envelope: bytes, target: Descriptor) -> tuple[SignerInfo | None, str | None]:
+def _integrity(
+    media_type: str, envelope: bytes, target: Descriptor, chains: ChainMemory | None
+) -> tuple[SignerInfo | None, str | None]:
     try:
         info = parse_envelope(media_type, envelope)
         info.verify_signature()
-        check_chain(info.certificate_chain)
+        check_chain(info.certificate_chain, chains)
     except (EnvelopeError, ChainError) as exc:
         return None, str(exc)
     if info.payload_content_type != PAYLOAD_TYPE:
@@ -260,17 +264,21 @@ def _payload_target(payload: bytes, target: Descriptor) -> str | None:
     return None
 
 
-def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> str | None:
+def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> tuple[str | None, bool]:
+    """The problem (None when the check passes), and whether the chain reached a trusted certificate."""
     store_type = "signingAuthority" if info.signing_scheme == SCHEME_SIGNING_AUTHORITY else "ca"
     names = policy.stores_of_type(store_type)
     trusted = store.certificates(store_type, names)
     if not trusted:
         scheme = info.signing_scheme
-        return f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}"
+        return (
+            f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}",
+            False,
+        )
     if trusted_anchor(info.certificate_chain, trusted) is None:
         stores = ", ".join(f"{store_type}:{n}" for n in names)
-        return f"the signing chain does not lead to a certificate in trust store(s) {stores}"
-    return None if policy.trust_any_identity else _identity_problem(info, policy)
+        return f"the signing chain does not lead to a certificate in trust store(s) {stores}", False
+    return (None if policy.trust_any_identity else _identity_problem(info, policy)), True
 
 
 def _identity_problem(info: SignerInfo, policy: TrustPolicy) -> str | None:

@@ -37,7 +37,9 @@ class Limits:
     connections_per_host: int = 16  # kept open for reuse; as many as the webhook verifies at once
     unanswered_cooldown_s: float = 5.0  # a registry that timed out is not asked again for this long
     manifest_cache_entries: int = 1024  # digest-checked manifests kept in memory
-    manifest_cache_bytes: int = 32 << 20
+    manifest_cache_bytes: int = 16 << 20  # counted as their size; parsed, about twice that
+    max_in_flight_bytes: int = 64 << 20  # what every download of a worker may hold at once
+    max_remembered_repositories: int = 4096  # referrers-API capability, per (host, repository)
 
 
 @dataclass(frozen=True)

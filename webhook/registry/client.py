@@ -17,11 +17,12 @@ What it promises, whatever the registry does:
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from webhook.deadline import Deadline
 from webhook.errors import (
@@ -45,7 +46,9 @@ from webhook.registry.health import HostHealth
 from webhook.registry.push import HttpPusher
 from webhook.registry.session import Session
 from webhook.transport import (
+    ByteBudget,
     Transport,
+    internal_address,
     opened,
 )
 
@@ -58,6 +61,7 @@ class HostSettings:
 
     plain_http: bool = False  # only when asked for: no TLS at all
     ca_file: str | None = None  # PEM bundle to trust instead of the system roots
+    token_realms: tuple[str, ...] = ()  # token-server hosts credentials may go to, beyond its own domain
 
 
 @dataclass(frozen=True)
@@ -84,15 +88,30 @@ class RegistryClient:
         self.on_response: Callable[[str, int], None] | None = None
         self.auth = AuthCache()  # authorization per (host, scope, credential), for every session
         self.health = HostHealth(self.limits.unanswered_cooldown_s)
-        self._referrers_api: dict[tuple[str, str], bool] = {}
+        self._referrers_api: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self.in_flight = ByteBudget(self.limits.max_in_flight_bytes)
         self._tags_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (host, path, tag)
         self._lock = threading.Lock()
+        self._internal_hosts: dict[str, bool] = {}  # configured hosts only: bounded by the config
         # Manifests are content-addressed and checked against their digest before they enter, so
         # a cached one is as good as a fresh fetch; bounded in entries and in bytes.
         self._manifests = ManifestCache(self.limits.manifest_cache_entries, self.limits.manifest_cache_bytes)
 
     def close(self) -> None:
         self._transport.close()
+
+    def configured_internal(self, host: str) -> bool:
+        """Whether ``host`` is a registry the operator configured and it is itself at a loopback,
+        private or link-local address: its redirects may then lead to such addresses too."""
+        if host not in self.settings.hosts:
+            return False
+        with self._lock:
+            known = self._internal_hosts.get(host)
+        if known is None:
+            known = _resolves_internal(host)
+            with self._lock:
+                self._internal_hosts[host] = known
+        return known
 
     def repository(self, ref: Reference, credentials: list[Credential] | None = None) -> HttpRepository:
         """A repository handle; credentials default to the keyring's answer for the reference."""
@@ -143,6 +162,20 @@ class RegistryClient:
     def remember_referrers_api(self, host: str, path: str, supported: bool) -> None:
         with self._lock:
             self._referrers_api[(host, path)] = supported
+            self._referrers_api.move_to_end((host, path))
+            while len(self._referrers_api) > self.limits.max_remembered_repositories:
+                self._referrers_api.popitem(last=False)
+
+
+def _resolves_internal(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or host
+    if internal_address(name):
+        return True
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return any(internal_address(str(info[4][0])) for info in infos)
 
 
 class HttpRepository:
@@ -218,12 +251,14 @@ class HttpRepository:
         if descriptor.size > cap:
             raise ContentTooLarge(f"{what}: blob is {descriptor.size} bytes, over the {cap}-byte cap")
         resp = self._session.send("GET", f"{self._base}/blobs/{digest}", what, deadline, {}, redirects=True)
-        with opened(resp):
+        with self._session.room(resp, min(cap, descriptor.size), what, deadline), opened(resp):
             self._session.raise_for_status(resp, what, "blob")
             data = self._session.read(resp, min(cap, descriptor.size), what, deadline)
-        if len(data) != descriptor.size:
-            raise ContentMismatch(f"{what}: blob is {len(data)} bytes, its descriptor says {descriptor.size}")
-        check_digest(data, digest, what)
+            if len(data) != descriptor.size:
+                raise ContentMismatch(
+                    f"{what}: blob is {len(data)} bytes, its descriptor says {descriptor.size}"
+                )
+            check_digest(data, digest, what)
         return data
 
     def referrers(self, digest: str, deadline: Deadline, artifact_type: str | None = None) -> Referrers:

@@ -25,9 +25,15 @@ class _Outage:
 
 class HostHealth:
     def __init__(
-        self, cooldown_s: float, *, min_wait_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        cooldown_s: float,
+        *,
+        min_wait_s: float = 1.0,
+        max_hosts: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cooldown_s = cooldown_s
+        self._max_hosts = max_hosts
         self._min_wait_s = min_wait_s
         self._clock = clock
         self._outages: dict[str, _Outage] = {}
@@ -56,9 +62,15 @@ class HostHealth:
             return  # our own budget was short: that says nothing about the registry
         with self._lock:
             now = self._clock()
+            self._outages.pop(host, None)
             self._outages[host] = _Outage(now, now + self._cooldown_s)
+            while len(self._outages) > self._max_hosts:  # the oldest outage is forgotten first
+                del self._outages[next(iter(self._outages))]
 
     def answered(self, host: str) -> None:
         if self._outages:  # read without the lock: the common case costs nothing
             with self._lock:
                 self._outages.pop(host, None)
+
+    def __len__(self) -> int:
+        return len(self._outages)

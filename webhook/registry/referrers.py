@@ -21,8 +21,8 @@ from webhook.oci.model import (
     parse_manifest,
 )
 from webhook.registry import Referrers
-from webhook.registry.session import Session, error_codes
-from webhook.transport import content_type, next_link, opened
+from webhook.registry.session import JSON_PARSE_FACTOR, Session, error_codes
+from webhook.transport import clip, content_type, next_link, opened
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def from_api(
     page_url: str | None = url
     while page_url is not None:
         if page_url in seen:
-            raise RegistryProtocolError(f"{what}: the registry's Link pages loop back to {page_url}")
+            raise RegistryProtocolError(
+                f"{what}: the registry's Link pages loop back to {clip(page_url, 200)}"
+            )
         seen.add(page_url)
         if len(seen) > session.limits.max_referrer_pages:
             raise RegistryProtocolError(
@@ -55,23 +57,24 @@ def from_api(
             )
         first = len(seen) == 1
         resp = session.send("GET", page_url, what, deadline, {"Accept": OCI_INDEX})
-        with opened(resp):
-            if first and resp.status in (404, 405):
-                body = session.read(resp, 64 * 1024, what, deadline, allow_truncate=True)
-                if "NAME_UNKNOWN" in error_codes(body):
-                    raise NotFound(f"{what}: repository {session.display} does not exist")
-                return None  # no referrers API here
-            session.raise_for_status(resp, what, "referrers list")
-            if content_type(resp) != OCI_INDEX:
-                if first:
-                    return None  # a 200 that is not an index: not the referrers API
-                raise RegistryProtocolError(f"{what}: a later referrers page is not an image index")
-            body = session.read(resp, session.limits.max_index_bytes, what, deadline)
-            applied = resp.headers.get(FILTERS_APPLIED_HEADER, "")
-            link = next_link(resp.headers.get("Link"))
-        index = parse_manifest(
-            body, OCI_INDEX, compute_digest(body), what, max_entries=session.limits.max_referrers
-        )
+        with session.room(resp, session.limits.max_index_bytes, what, deadline, JSON_PARSE_FACTOR):
+            with opened(resp):
+                if first and resp.status in (404, 405):
+                    body = session.read(resp, 64 * 1024, what, deadline, allow_truncate=True)
+                    if "NAME_UNKNOWN" in error_codes(body):
+                        raise NotFound(f"{what}: repository {session.display} does not exist")
+                    return None  # no referrers API here
+                session.raise_for_status(resp, what, "referrers list")
+                if content_type(resp) != OCI_INDEX:
+                    if first:
+                        return None  # a 200 that is not an index: not the referrers API
+                    raise RegistryProtocolError(f"{what}: a later referrers page is not an image index")
+                body = session.read(resp, session.limits.max_index_bytes, what, deadline)
+                applied = resp.headers.get(FILTERS_APPLIED_HEADER, "")
+                link = next_link(resp.headers.get("Link"))
+            index = parse_manifest(
+                body, OCI_INDEX, compute_digest(body), what, max_entries=session.limits.max_referrers
+            )
         page = list(index.manifests)
         if artifact_type is not None:
             legacy = index.annotations.get(LEGACY_FILTERS_ANNOTATION, "")
@@ -83,7 +86,8 @@ def from_api(
         next_url = urljoin(page_url, link) if link else None
         if next_url is not None and urlsplit(next_url)[:2] != origin:
             raise RegistryProtocolError(
-                f"{what}: the registry's Link header points to another origin ({next_url}); not followed"
+                f"{what}: the registry's Link header points to another origin ({clip(next_url, 200)}); "
+                "not followed"
             )
         page_url = next_url
     return Referrers(digest, _dedupe(collected), "referrers-api")
@@ -102,21 +106,24 @@ def from_tag(
     what = f"{session.display}:{tag} (referrers tag for {digest})"
     url = f"{session.base}/manifests/{tag}"
     resp = session.send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT})
-    with opened(resp):
-        if resp.status == 404:
-            body = session.read(resp, 64 * 1024, what, deadline, allow_truncate=True)
-            if "NAME_UNKNOWN" in error_codes(body):
-                raise NotFound(f"{what}: repository {session.display} does not exist")
+    with session.room(resp, session.limits.max_index_bytes, what, deadline, JSON_PARSE_FACTOR):
+        with opened(resp):
+            if resp.status == 404:
+                body = session.read(resp, 64 * 1024, what, deadline, allow_truncate=True)
+                if "NAME_UNKNOWN" in error_codes(body):
+                    raise NotFound(f"{what}: repository {session.display} does not exist")
+                return Referrers(digest, (), "tag-schema")
+            session.raise_for_status(resp, what, "referrers tag")
+            media_type = content_type(resp)
+            body = session.read(resp, session.limits.max_index_bytes, what, deadline)
+            header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
+        actual = session.check_header_digest(body, header_digest, what)
+        if media_type not in INDEX_TYPES:
+            log.warning(
+                "%s: tag holds %s, not an image index; treating as no referrers", what, clip(media_type, 80)
+            )
             return Referrers(digest, (), "tag-schema")
-        session.raise_for_status(resp, what, "referrers tag")
-        media_type = content_type(resp)
-        body = session.read(resp, session.limits.max_index_bytes, what, deadline)
-        header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
-    actual = session.check_header_digest(body, header_digest, what)
-    if media_type not in INDEX_TYPES:
-        log.warning("%s: tag holds %s, not an image index; treating as no referrers", what, media_type)
-        return Referrers(digest, (), "tag-schema")
-    index = parse_manifest(body, media_type, actual, what, max_entries=session.limits.max_referrers)
+        index = parse_manifest(body, media_type, actual, what, max_entries=session.limits.max_referrers)
     collected = list(index.manifests)
     _check_count(session, collected, what)
     if artifact_type is not None:

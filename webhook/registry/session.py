@@ -7,11 +7,12 @@ its body read under a cap. Repositories (``client.py``), referrers (``referrers.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -39,10 +40,13 @@ from webhook.oci.reference import validate_digest
 from webhook.registry.auth import Challenge, basic_authorization, fetch_token, parse_challenges
 from webhook.registry.credentials import Credential
 from webhook.transport import (
+    Reach,
     Response,
     TransportError,
+    clip,
     content_type,
     opened,
+    origin,
     read_body,
 )
 
@@ -52,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A JSON document in memory while it is read and parsed: its bytes, their text, the parsed values.
+JSON_PARSE_FACTOR = 3
 
 
 def error_codes(body: bytes) -> list[str]:
@@ -101,6 +107,10 @@ class Session:
         self._scheme = "http" if host_settings.plain_http else "https"
         self._verify: bool | str = host_settings.ca_file or True
         self._plain_http = host_settings.plain_http
+        # Redirect hops: http only where the registry is configured for it; internal addresses
+        # only for a registry the operator configured that is itself at such an address.
+        self._reach = Reach(plain_http=self._plain_http, internal=client.configured_internal(host))
+        self._token_realms = host_settings.token_realms
         self.limits = client.limits
         self._scope = f"repository:{path}:pull,push" if push else f"repository:{path}:pull"
         self.base = f"{self._scheme}://{host}/v2/{path}"
@@ -112,15 +122,20 @@ class Session:
     ) -> Manifest:
         url = f"{self.base}/manifests/{quote(target, safe=':')}"
         resp = self.send("GET", url, what, deadline, {"Accept": MANIFEST_ACCEPT}, redirects=True)
+        with self.room(resp, self.limits.max_manifest_bytes, what, deadline, JSON_PARSE_FACTOR):
+            return self._manifest_from(resp, what, deadline, expected_digest)
+
+    def _manifest_from(
+        self, resp: Response, what: str, deadline: Deadline, expected_digest: str | None
+    ) -> Manifest:
         with opened(resp):
             if resp.status == 404 and expected_digest is None:
                 raise NotFound(f"{what}: no such tag (HTTP 404 from {self.host})")
             self.raise_for_status(resp, what, "manifest")
             media_type = content_type(resp)
             if media_type not in MANIFEST_TYPES:
-                raise ContentMismatch(
-                    f"{what}: registry served {media_type or 'no Content-Type'}, not a manifest"
-                )
+                served = clip(media_type, 80) or "no Content-Type"
+                raise ContentMismatch(f"{what}: registry served {served}, not a manifest")
             body = self.read(resp, self.limits.max_manifest_bytes, what, deadline)
             header_digest = resp.headers.get("Docker-Content-Digest", "").strip()
         if expected_digest is not None:
@@ -137,7 +152,7 @@ class Session:
                 validate_digest(header_digest)
             except ValueError:
                 raise RegistryProtocolError(
-                    f"{what}: invalid Docker-Content-Digest {header_digest!r}"
+                    f"{what}: invalid Docker-Content-Digest {clip(header_digest, 100)!r}"
                 ) from None
             actual = compute_digest(body, header_digest.split(":", 1)[0])
             if actual != header_digest:
@@ -158,6 +173,27 @@ class Session:
             raise RegistryUnavailable(f"{what}: registry {self.host} failed (HTTP {status})")
         raise RegistryProtocolError(f"{what}: unexpected HTTP {status} from {self.host} for the {kind}")
 
+    @contextlib.contextmanager
+    def room(
+        self, resp: Response, cap: int, what: str, deadline: Deadline, factor: int = 1
+    ) -> Iterator[None]:
+        """Hold room in the worker's in-flight budget while a body is read and worked on: ``factor``
+        times its size (its Content-Length, else the cap), waiting within the deadline for it."""
+        size = cap + 1
+        length = str(resp.headers.get("Content-Length", ""))
+        if length.isdigit() and int(length) < size:
+            size = int(length) + 1
+        budget = self._client.in_flight
+        try:
+            taken = budget.take(size * factor, deadline, what)
+        except BaseException:
+            resp.close()
+            raise
+        try:
+            yield
+        finally:
+            budget.give(taken)
+
     def read(
         self,
         resp: Response,
@@ -176,7 +212,8 @@ class Session:
         except TransportError as exc:
             if deadline.expired():
                 raise DeadlineExceeded(f"{what}: out of time while reading from {self.host}") from None
-            raise RegistryUnavailable(f"{what}: reading from {self.host} failed ({exc.reason})") from None
+            log.info("%s: reading from %s failed: %s", what, self.host, exc.reason)
+            raise RegistryUnavailable(f"{what}: the answer of {self.host} broke off") from None
         if len(body) > cap:
             if allow_truncate:
                 return body[:cap]
@@ -214,7 +251,14 @@ class Session:
             )
             if resp.status == 401:
                 challenge = resp.headers.get("WWW-Authenticate", "")
+                final = origin(resp.url or url)
                 resp.close()
+                if final != origin(self.base):
+                    # A redirect hop asks for credentials: they are the registry's, never another's.
+                    raise AuthenticationFailed(
+                        f"{what}: {self.host} redirected to {clip(final[1], 100)}, which asks for "
+                        "credentials; none are sent there"
+                    )
                 self._reauthenticate(challenge, auth, what, deadline)
                 continue
             if resp.status in RETRY_STATUSES:
@@ -224,7 +268,7 @@ class Session:
             self._client.observe(method, resp.status)
             warning = resp.headers.get("Warning")
             if warning:  # distribution-spec: report registry warnings, never act on them
-                log.warning("%s: registry %s warns: %s", what, self.host, str(warning)[:4096])
+                log.warning("%s: registry %s warns: %s", what, self.host, clip(warning, 1000))
             return resp
 
     def _request_once(
@@ -256,24 +300,38 @@ class Session:
                 timeout_s=timeout,
                 verify=self._verify,
                 redirects=redirects,
+                reach=self._reach,
                 body=body,
             )
             self._client.health.answered(self.host)
             return resp
         except TransportError as exc:
+            # The person reads what failed; the socket-level cause goes to the log.
+            log.info("%s: %s %s: %s (%s)", what, method, self.host, exc.kind, exc.reason)
             if exc.kind == "timeout":
                 self._client.health.timed_out(self.host, timeout)
-            if exc.kind == "redirects":
-                raise RegistryProtocolError(f"{what}: {exc.reason}") from None
+            if exc.kind in ("redirects", "refused"):
+                raise RegistryProtocolError(
+                    f"{what}: {self.host} answered with {exc.reason}; not followed"
+                ) from None
             if exc.kind == "tls":
-                raise RegistryUnavailable(f"{what}: TLS with {self.host} failed ({exc.reason})") from None
+                if exc.reason == "certificate verify failed":
+                    raise RegistryUnavailable(
+                        f"{what}: the TLS certificate of {self.host} is not trusted "
+                        "(certificate verify failed)"
+                    ) from None
+                raise RegistryUnavailable(
+                    f"{what}: no TLS connection could be made with {self.host}"
+                ) from None
             if exc.kind == "timeout":
                 if deadline.expired():
                     raise DeadlineExceeded(f"{what}: out of time waiting for {self.host}") from None
                 raise RegistryUnavailable(
                     f"{what}: {self.host} did not answer within {timeout:.1f}s"
                 ) from None
-            raise RegistryUnavailable(f"{what}: cannot reach {self.host} ({exc.reason})") from None
+            if exc.kind == "protocol":
+                raise RegistryUnavailable(f"{what}: {self.host} broke off the connection") from None
+            raise RegistryUnavailable(f"{what}: {self.host} could not be reached") from None
 
     def _reauthenticate(self, challenge: str, auth: _AuthAttempt, what: str, deadline: Deadline) -> None:
         """Get fresh authorization after a 401, moving to the next credential when one is refused."""
@@ -324,6 +382,8 @@ class Session:
                 credential,
                 registry=self.host,
                 allow_plain_http=self._plain_http,
+                realms=self._token_realms,
+                internal=self._reach.internal,
                 verify=self._verify,
                 deadline=deadline,
                 request_timeout_s=self.limits.request_timeout_s,

@@ -39,7 +39,7 @@ log = logging.getLogger("referee.admission")
 def build_gate(config: Config) -> Gate:
     """Everything that talks to registries and holds trust material, made once per worker."""
     hosts = {
-        host: HostSettings(plain_http=r.plain_http, ca_file=r.ca_file)
+        host: HostSettings(plain_http=r.plain_http, ca_file=r.ca_file, token_realms=r.token_realms)
         for host, r in config.registries.items()
     }
     credentials = docker_config_files(

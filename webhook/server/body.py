@@ -1,14 +1,15 @@
-"""Reading request bodies: bounded by ``limits.maxBodyBytes``, JSON, and for AdmissionReviews the
-uid even of a body Referee will not check (so that the denial reaches the API server)."""
+"""Reading request bodies: bounded by ``limits.maxBodyBytes``, strict JSON (``webhook.strictjson``:
+no duplicate members, no NaN, nesting capped), and for AdmissionReviews the uid even of a body
+Referee will not check (so that the denial reaches the API server)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from flask import request
 
+from webhook import strictjson
 from webhook.server.admission import (
     UID_PREFIX_BYTES,
     AdmissionError,
@@ -38,9 +39,9 @@ def read_review(max_bytes: int) -> AdmissionRequest | Unreadable:
         )
     data = request.get_data(cache=False)
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return Unreadable(uid_from_prefix(data), "the request body is not JSON")
+        doc = strictjson.loads(data)
+    except strictjson.JSONError as exc:
+        return Unreadable(uid_from_prefix(data), f"the request body is not JSON Referee reads ({exc})")
     try:
         return parse_review(doc)
     except AdmissionError as exc:
@@ -54,9 +55,9 @@ def read_json(max_bytes: int) -> Any:
         drain(length or 0, max_bytes * 8)
         raise AdmissionError(f"the request body must have a Content-Length of at most {max_bytes} bytes")
     try:
-        return json.loads(request.get_data(cache=False))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise AdmissionError("the request body is not JSON") from None
+        return strictjson.loads(request.get_data(cache=False))
+    except strictjson.JSONError as exc:
+        raise AdmissionError(f"the request body is not JSON Referee reads ({exc})") from None
 
 
 def drain(length: int, cap: int) -> bytes:

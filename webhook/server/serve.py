@@ -1,4 +1,5 @@
-"""``referee serve``: the Flask app under gunicorn, over TLS, as it runs in a cluster.
+"""``referee serve``: the Flask app under gunicorn, over TLS, as it runs in a cluster; requests are
+read by the worker's event loop before a thread serves them (``worker.py``).
 
 The config is validated and the trust material loaded before gunicorn starts, so a bad file fails
 the command at once with a message rather than workers that crash in a loop.
@@ -6,6 +7,8 @@ the command at once with a message rather than workers that crash in a loop.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import ssl
@@ -24,16 +27,21 @@ from webhook.reloading import Reloading, file_stamp
 from webhook.server.clientauth import read_ca_file
 from webhook.server.health import serve_in_thread, wait_for_trust
 from webhook.server.pullsecrets import KubernetesReader
+from webhook.server.worker import BoundedThreadWorker
 from webhook.trust.files import TrustFiles
 from webhook.verify.policy import PolicyFile
 
 log = logging.getLogger(__name__)
 
+KEEPALIVE_S = 20  # an idle kept-alive connection is closed after this long
+MAX_CONNECTIONS_PER_WORKER = 1000  # open connections, kept-alive and being read included
+REQUEST_READ_TIMEOUT_S = 5.0  # the TLS handshake, headers and body of one request
+
 
 class TlsFiles:
     """The serving certificate and key (and the client CAs), re-read when they change on disk
-    (cert-manager, a rotated Secret): gunicorn's gthread workers ask for the TLS context on every
-    new connection, and get the one built from the files as they are now. A half-written pair keeps
+    (cert-manager, a rotated Secret): the workers ask for the TLS context on every new connection,
+    and get the one built from the files as they are now. A half-written pair keeps
     the previous context (``Reloading``)."""
 
     def __init__(self, client_ca_files: tuple[Path, ...] = ()) -> None:
@@ -76,7 +84,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": c.workers,
             "threads": c.threads,
-            "worker_class": "gthread",
+            # gthread, but a request is read in full by the worker's event loop before a thread
+            # is given to it (webhook/server/worker.py): slow clients cost no thread.
+            "worker_class": "webhook.server.worker.BoundedThreadWorker",
+            "keepalive": KEEPALIVE_S,
+            "worker_connections": MAX_CONNECTIONS_PER_WORKER,
             "timeout": int(c.admission_timeout_s) + 20,
             "graceful_timeout": 10,
             "accesslog": None,
@@ -99,6 +111,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
+        # Read by the workers, which gunicorn forks from this process.
+        BoundedThreadWorker.read_timeout_s = min(REQUEST_READ_TIMEOUT_S, c.deadline_s)
+        BoundedThreadWorker.max_request_bytes = c.max_body_bytes * 8  # oversized: read so far, then refused
 
     def load(self) -> Any:
         from webhook.server.app import create_app  # noqa: PLC0415 (in the worker, after the metrics directory is set)
@@ -121,8 +136,27 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+# glibc's mallopt parameters: M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8).
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+_MMAP_THRESHOLD_BYTES = 128 << 10
+
+
+def _tune_malloc() -> None:
+    """Large buffers (a manifest near its cap) straight from mmap and back to the system when freed,
+    and few arenas: by default glibc raises its mmap threshold after each such buffer is freed and
+    keeps later ones in per-thread arenas, where a worker's resident memory stays near its peak."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc: nothing to tune
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    mallopt(_M_ARENA_MAX, 2)
+
+
 def serve(config_path: Path) -> None:
     config = load_config(config_path)
+    _tune_malloc()  # before gunicorn forks its workers, which inherit it
     # Metrics from every worker are added up at /metrics (prometheus-client multiprocess mode).
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not metrics_dir:

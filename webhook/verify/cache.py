@@ -113,3 +113,31 @@ class SingleFlight(Generic[K, V]):
         if call.error is not None:
             raise call.error
         return call.value  # type: ignore[return-value]
+
+
+class KeySet:
+    """A bounded set of keys, the least recently used dropped first (``notary.certs.ChainMemory``)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes):
+            return False
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: bytes) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._max:
+                self._keys.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -1,6 +1,10 @@
 """The gate: many images of one request decided in parallel, within the deadline, from the cache
 when a verdict is known, one verification in flight per (image, trust, credentials).
 
+A known verdict is answered in the request's own thread, without waiting for the pool; every other
+image takes a slot of its registry host first (at most ``per_host`` at once), so a registry that
+stalls can hold only its own share of the pool, never the verifications of other registries.
+
 The pipeline for one image is ``verify.image``; what Referee adds around the trust policy (exempt,
 allowed registries, digests) is ``verify.policy``; the verdict store is ``verify.cache``.
 """
@@ -12,7 +16,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from webhook.deadline import Deadline
@@ -26,13 +30,16 @@ from webhook.registry import Registry, Repository
 from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
-from webhook.verify.cache import SingleFlight, TTLCache, VerdictCache
+from webhook.trust.revocation import HttpRevocationSource
+from webhook.verify.cache import KeySet, SingleFlight, TTLCache, VerdictCache
 from webhook.verify.decision import Decision
 from webhook.verify.image import verify_image
 from webhook.verify.policy import Policy, PolicyFile, Statement
 from webhook.verify.schemes import NotaryScheme, Trust
 
 log = logging.getLogger(__name__)
+
+MAX_TRUSTED_CHAINS = 1024  # SHA-256 keys (about 100 KiB)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Gate:
         policy: Policy | None = None,
         denied_ttl_s: float = 15.0,
         workers: int = 16,
+        per_host: int | None = None,
         credentials: Reloading[Keyring] | None = None,
         verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
         statements: PolicyFile | None = None,
@@ -117,9 +125,11 @@ class Gate:
         self._settings = f"maxSignatures={max_signatures}"
         # Tag -> digest, per credentials: a registry may show a private tag to some callers only.
         self.tags: TTLCache[tuple[str, str], str] = TTLCache(max_entries)
+        self.chains = KeySet(MAX_TRUSTED_CHAINS)  # hashes of chains that reached a trusted root
         self._flight: SingleFlight[tuple[str, str, str, str], Decision] = SingleFlight()
         self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="referee-verify")
+        self._hosts = HostSlots(per_host if per_host is not None else max(1, workers // 2))
         self._count_lock = threading.Lock()
         self.verifications = 0  # signature verifications run (not answered from cache or shared)
 
@@ -160,20 +170,89 @@ class Gate:
         moment every signature of the request is judged at (taken here when not given)."""
         unique = list(dict.fromkeys(images))
         request = _Request(deadline, keyring, now or dt.datetime.now(dt.UTC))
-        futures = {image: self._pool.submit(self._decide_one, image, request) for image in unique}
+        answers: dict[str, Decision] = {}
+        waiting: list[tuple[str, str]] = []  # (image, registry host) still to be given a slot
+        for image in unique:
+            known = self._known(image, request)
+            if isinstance(known, Decision):
+                answers[image] = known
+            else:
+                waiting.append((image, known))
+        futures: dict[str, Future[Decision]] = {}
+        while waiting:
+            seen = self._hosts.releases
+            waiting = [(i, h) for i, h in waiting if not self._start(i, h, request, futures)]
+            if waiting and not self._hosts.wait_for_release(seen, deadline.remaining_s()):
+                break
         wait(futures.values(), timeout=max(0.0, deadline.remaining_s()))
         out = []
-        for image, future in futures.items():
-            if future.done():
+        for image in unique:
+            if image in answers:
+                out.append(answers[image])
+                continue
+            future = futures.get(image)
+            if future is not None and future.done():
                 try:
                     out.append(future.result())
                 except Exception:  # a bug must deny the image, not fail the whole request
                     log.exception("internal error while deciding %s", image)
                     out.append(Decision.unchecked(image, "internal error while verifying"))
             else:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
                 out.append(Decision.late(image))
         return out
+
+    def _start(self, image: str, host: str, request: _Request, futures: dict[str, Future[Decision]]) -> bool:
+        """Submit ``image`` if its registry host has a free slot; the slot is given back when done."""
+        if not self._hosts.try_acquire(host):
+            return False
+        try:
+            future = self._pool.submit(self._decide_one, image, request)
+        except RuntimeError:  # the pool is shut down
+            self._hosts.release(host)
+            raise
+        future.add_done_callback(lambda _: self._hosts.release(host))
+        futures[image] = future
+        return True
+
+    def _known(self, image: str, request: _Request) -> Decision | str:
+        """A decision that needs no registry (a malformed reference, Referee's policy, a cached
+        verdict for a digest already known), else the registry host the image must be read from."""
+        try:
+            ref = parse_reference(image)
+        except InvalidReference:
+            return self._decide_one(image, request)
+        if self._policy.precheck(ref) is not None:
+            return self._decide_one(image, request)
+        who = ",".join(c.fingerprint() for c in self._credentials(ref, request.keyring))
+        digest = ref.digest or self.tags.get((str(ref), who))
+        if digest is None:
+            return ref.api_host
+        job = self._job(image, ref, digest, request)
+        for key in (job.key, job.denied_key):
+            if self.verdicts.entry(key) is not None:
+                return self._decide_one(image, request)
+        return ref.api_host
+
+    def _job(self, image: str, ref: Reference, digest: str, request: _Request) -> _Job:
+        credentials = self._credentials(ref, request.keyring)
+        # The policy document's fingerprint joins the key: a changed statement is a cache miss.
+        document = self._statements.current()
+        settings = (
+            f"{self._settings}|policy={document.fingerprint}" if document.fingerprint else self._settings
+        )
+        return _Job(
+            image,
+            ref.name,
+            digest,
+            self._trust.current(),
+            request.deadline,
+            tuple(credentials),
+            request.now,
+            settings,
+            document.select(ref.name),
+        )
 
     def _decide_one(self, image: str, request: _Request) -> Decision:
         started = time.monotonic()
@@ -197,7 +276,6 @@ class Gate:
 
     def _decide_reference(self, image: str, ref: Reference, request: _Request) -> Decision:
         deadline = request.deadline
-        trust = self._trust.current()
         credentials = self._credentials(ref, request.keyring)
         repo = self._client.repository(ref, credentials)
         who = ",".join(c.fingerprint() for c in credentials)
@@ -209,14 +287,7 @@ class Gate:
             return Decision.unchecked(image, str(exc))
         except TimeoutError:
             return Decision.late(image)
-        # The policy document's fingerprint joins the key: a changed statement is a cache miss.
-        document = self._statements.current()
-        settings = (
-            f"{self._settings}|policy={document.fingerprint}" if document.fingerprint else self._settings
-        )
-        job = _Job(image, ref.name, digest, trust, deadline, tuple(credentials), request.now, settings,
-                   document.select(ref.name))  # fmt: skip
-        return self._cached_or_verified(job)
+        return self._cached_or_verified(self._job(image, ref, digest, request))
 
     def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
         files = self._credentials_files
@@ -272,9 +343,11 @@ class Gate:
         image, digest = job.image, job.digest
         now = job.now
         repo = self._client.repository(parse_reference(f"{job.scope}@{digest}"), list(job.credentials))
-        scheme = NotaryScheme(
-            Trust(job.trust.policy, job.trust.store, now, self._max_signatures, self._revocation)
-        )
+        revocation = self._revocation
+        if isinstance(revocation, HttpRevocationSource):  # fetches end by the admission's deadline
+            revocation = revocation.within(job.deadline)
+        trust = Trust(job.trust.policy, job.trust.store, now, self._max_signatures, revocation, self.chains)
+        scheme = NotaryScheme(trust)
         try:
             result = verify_image(
                 repo,
@@ -321,3 +394,43 @@ class Gate:
                         if limit is not None:
                             ttl = min(ttl, (limit - now).total_seconds())
         return ttl
+
+
+class HostSlots:
+    """At most ``limit`` verifications in flight per registry host; the map holds busy hosts only."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._busy: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self.releases = 0  # how many slots were given back, ever
+
+    def try_acquire(self, host: str) -> bool:
+        with self._cond:
+            count = self._busy.get(host, 0)
+            if count >= self._limit:
+                return False
+            self._busy[host] = count + 1
+            return True
+
+    def release(self, host: str) -> None:
+        with self._cond:
+            count = self._busy.get(host, 0) - 1
+            if count > 0:
+                self._busy[host] = count
+            else:
+                self._busy.pop(host, None)
+            self.releases += 1
+            self._cond.notify_all()
+
+    def wait_for_release(self, seen: int, timeout_s: float) -> bool:
+        """Wait until a slot is given back after ``releases`` was ``seen``; False when
+        ``timeout_s`` passed first."""
+        if timeout_s <= 0:
+            return False
+        with self._cond:
+            return self._cond.wait_for(lambda: self.releases != seen, timeout_s)
+
+    def busy(self, host: str) -> int:
+        with self._cond:
+            return self._busy.get(host, 0)

@@ -8,10 +8,11 @@ every rule of a scheme lives behind ``SignatureScheme``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from webhook.deadline import Deadline
-from webhook.errors import VerificationFailed
+from webhook.errors import VerificationFailed, VerificationInconclusive
 from webhook.notary.verifier import SignatureOutcome, Verdict
 from webhook.oci.model import Descriptor, Manifest
 from webhook.registry import Repository
@@ -25,6 +26,8 @@ from webhook.verify.policy import (
     Statement,
 )
 from webhook.verify.schemes import NotASignature, Plan, SignatureScheme
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RULE = SignerRule()
 
@@ -192,9 +195,10 @@ class _Pipeline:
         return ManifestCheck(label, subject, verdict, judgement, judgement.met, reason)
 
     def _verify_one(self, descriptor: Descriptor, subject: Descriptor, plan: Plan) -> SignatureOutcome:
-        """One referrer. A referrer that is not a signature, or whose bytes do not match their
-        digest, is an integrity failure of that signature (the next one may still verify); registry
-        trouble (``VerificationInconclusive``) ends the whole image."""
+        """One referrer. A referrer that is not a signature, whose bytes do not match their digest,
+        or that any parser or check fails on in any way (a ``RecursionError``, a ``MemoryError``, a
+        bug) is an integrity failure of that signature: the next one may still verify. Registry
+        trouble (``VerificationInconclusive``, the deadline included) ends the whole image."""
         repo, deadline = self.repo, self.deadline
         try:
             manifest = repo.fetch_manifest(descriptor.digest, deadline, expected=descriptor)
@@ -202,11 +206,18 @@ class _Pipeline:
             envelope = repo.fetch_blob(
                 envelope_descriptor, deadline, max_bytes=self.scheme.max_envelope_bytes
             )
+            return plan.verify(envelope_descriptor.media_type, envelope, subject)
+        except VerificationInconclusive:
+            raise
         except NotASignature as exc:
             return plan.not_a_signature(str(exc))
         except VerificationFailed as exc:
             return plan.not_a_signature(f"signature manifest: {exc}")
-        return plan.verify(envelope_descriptor.media_type, envelope, subject)
+        except Exception as exc:  # whatever one referrer's bytes do, they fail that referrer only
+            log.warning(
+                "referrer %s could not be checked: %s", descriptor.digest, type(exc).__name__, exc_info=True
+            )
+            return plan.not_a_signature(f"the signature could not be checked ({type(exc).__name__})")
 
 
 class _Statement:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from webhook.errors import VerificationFailed
+from webhook.notary.certs import ChainMemory
 from webhook.notary.envelope import ENVELOPE_TYPES, MAX_ENVELOPE_BYTES
 from webhook.notary.revocation import RevocationSource
 from webhook.notary.trustpolicy import TrustPolicy, TrustPolicyDocument
@@ -74,6 +75,7 @@ class Trust:
     now: dt.datetime
     max_signatures: int = DEFAULT_MAX_SIGNATURES
     revocation: RevocationSource | None = None
+    chains: ChainMemory | None = None  # chains that reached a trusted root, not checked again
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class _NotaryPlan:
             store=self.trust.store,
             now=self.trust.now,
             revocation_source=self.trust.revocation,
+            chains=self.trust.chains,
         )
 
     def not_a_signature(self, problem: str) -> SignatureOutcome:

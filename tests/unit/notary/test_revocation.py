@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.helpers.evidence_fake import EvidenceServerFake, evidence_server_fake
+from tests.helpers.fake_registry import fake_registry
 from tests.helpers.revocation import (
     UNKNOWN_OID,
     Entry,
@@ -39,6 +41,7 @@ from tests.helpers.revocation import (
 )
 from tests.helpers.tsa import local_tsa
 from webhook.cli.sign import TimestampAuthority
+from webhook.deadline import Deadline
 from webhook.notary.envelope import JWS, SCHEME_SIGNING_AUTHORITY, SCHEME_X509
 from webhook.notary.signer import SignRequest, Timestamper, sign
 from webhook.notary.trustpolicy import TrustPolicy, parse_trust_policy
@@ -547,3 +550,60 @@ def test_unreadable_crl_at_first_url_falls_through_to_the_next(fake: EvidenceSer
     fake.routes["/broken.crl"] = b"<html>maintenance</html>"
     fake.routes["/ca.crl"] = make_crl(pki.ca)
     passed(verify(pki))
+
+
+# --- what a signature's author can make Referee fetch ---------------------------------------------
+
+
+def test_revocation_is_not_fetched_for_a_chain_that_never_reached_a_trusted_root(
+    fake: EvidenceServerFake,
+) -> None:
+    """At level audit a failed authenticity check only logs: a chain nobody trusts used to make
+    Referee fetch the OCSP and CRL URLs its author wrote."""
+    pki = make_pki(ocsp=(fake.url("/ocsp"),), crl=(point(fake.url("/ca.crl")),))
+    stranger = make_pki()  # the trust store holds another root
+    chain = pki.chain
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    envelope = sign(SignRequest(TARGET, chain.leaf_key, chain.certs, when, envelope=JWS))
+    store = TrustStore({("ca", "test"): (stranger.root.cert,)})
+    outcome = verify_signature(
+        JWS, envelope, TARGET, policy=policy("audit"), store=store, now=dt.datetime.now(dt.UTC),
+        revocation_source=HttpRevocationSource(),
+    )  # fmt: skip
+    assert fake.requests == []
+    assert check(outcome).status is Status.LOGGED and "not checked" in check(outcome).message
+
+
+def test_revocation_fetches_end_by_the_admissions_deadline() -> None:
+    with fake_registry() as silent:
+        silent.fallback = lambda h: time.sleep(5)  # accepts, never answers
+        pki = make_pki(ocsp=(f"http://{silent.host}/ocsp",))
+        started = time.monotonic()
+        outcome = verify(pki, HttpRevocationSource().within(Deadline.after(0.5)))
+        assert time.monotonic() - started < 1.5  # not the 2 s OCSP timeout
+        refused(outcome, "unknown")
+
+
+def test_revocation_urls_asked_for_one_verification_are_capped(fake: EvidenceServerFake) -> None:
+    pki = make_pki(
+        ocsp=tuple(fake.url(f"/ocsp{i}") for i in range(8)),
+        crl=(point(*[fake.url(f"/crl{i}") for i in range(8)]),),
+    )
+    outcome = verify(pki, HttpRevocationSource().within(Deadline.after(10), max_urls=3))
+    assert len(fake.requests) == 3
+    refused(outcome, "unknown")
+
+
+def test_a_crl_is_kept_only_once_it_verified(fake: EvidenceServerFake) -> None:
+    """A CRL that parses but is signed by another key used to be cached (and served from memory)."""
+    pki = crl_pki(fake)
+    impostor = Issued(pki.ca.cert, make_pki().ca.key)  # the CA's name, another key
+    fake.routes["/ca.crl"] = make_crl(impostor)
+    source = HttpRevocationSource()
+    for _ in range(2):
+        refused(verify(pki, source), "not signed by the issuer")
+    assert len(fake.requests) == 2  # asked again: the forged CRL was not kept
+    fake.routes["/ca.crl"] = make_crl(pki.ca)
+    for _ in range(2):
+        passed(verify(pki, source))
+    assert len(fake.requests) == 3  # the good one was

@@ -6,7 +6,7 @@ import pytest
 
 from webhook.deadline import Deadline
 from webhook.errors import AuthenticationFailed
-from webhook.registry.auth import AuthCache, fetch_token, parse_challenges, parse_token_response
+from webhook.registry.auth import AuthCache, fetch_token, parse_challenges, parse_token_response, same_site
 from webhook.registry.credentials import Credential
 from webhook.transport import Transport
 
@@ -133,3 +133,46 @@ def test_registry_token_is_used_as_is_without_a_token_request() -> None:
 def test_token_answer_that_is_not_strict_json_is_refused(body: bytes) -> None:
     with pytest.raises(AuthenticationFailed, match="invalid JSON"):
         parse_token_response(body, "realm")
+
+
+# --- a budget for what registries hand out ---------------------------------------------------------
+
+
+def test_token_cache_is_bounded_in_entries_and_bytes() -> None:
+    """A hostile registry used to get one cached token of up to 1 MiB per repository: about 64 MiB
+    for one pod of 64 images."""
+    cache = AuthCache(max_entries=100, max_bytes=1 << 20)
+    for n in range(1000):
+        cache.put(("evil.example", f"repository:r{n}:pull", "anon"), "Bearer " + "t" * 15_000, 3600)
+    assert len(cache) <= 100 and cache.bytes <= 1 << 20
+    assert cache.get(("evil.example", "repository:r999:pull", "anon")) is not None  # the newest stay
+
+
+def test_a_token_over_16_kib_is_refused() -> None:
+    body = b'{"token": "' + b"t" * (17 << 10) + b'"}'
+    with pytest.raises(AuthenticationFailed) as info:
+        parse_token_response(body, "https://auth.example/token")
+    assert "at most 16384" in str(info.value)
+
+
+def test_a_token_lifetime_is_capped_at_an_hour() -> None:
+    token = parse_token_response(b'{"token": "t", "expires_in": 315360000}', "https://auth.example/token")
+    assert token.lifetime_s <= 3600
+
+
+@pytest.mark.parametrize(
+    ("realm_host", "registry", "configured", "allowed"),
+    [
+        ("auth.docker.io", "registry-1.docker.io", (), True),  # Docker Hub, out of the box
+        ("gitlab.com", "registry.gitlab.com", (), True),
+        ("127.0.0.1", "127.0.0.1:5000", (), True),  # the registry's own host, another port
+        ("evil.example", "registry-1.docker.io", (), False),
+        ("evil.github.io", "mine.github.io", (), False),  # a public suffix is no shared domain
+        ("127.0.0.2", "127.0.0.1:5000", (), False),
+        ("tokens.example.net", "registry.example.com", ("tokens.example.net",), True),
+    ],
+)
+def test_credentials_go_only_to_a_realm_of_the_registrys_own_site(
+    realm_host: str, registry: str, configured: tuple[str, ...], allowed: bool
+) -> None:
+    assert same_site(realm_host, registry, configured) is allowed

@@ -50,3 +50,12 @@ def test_a_zero_cooldown_turns_it_off() -> None:
     health = HostHealth(0.0, clock=Clock())
     health.timed_out("r.example", waited_s=10)
     assert health.refusal("r.example") == ""
+
+
+def test_outages_remembered_are_bounded_in_hosts() -> None:
+    """Hosts come from pod specs: a thousand made-up registries must not grow the map for ever."""
+    health = HostHealth(5.0, max_hosts=100)
+    for n in range(1000):
+        health.timed_out(f"r{n}.example", 10.0)
+    assert len(health) == 100
+    assert health.refusal("r999.example") and not health.refusal("r0.example")

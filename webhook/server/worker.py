@@ -1,0 +1,182 @@
+"""gunicorn's threaded worker, with every request read in full before a thread is given to it.
+
+gunicorn's gthread worker gives a thread to a connection as soon as it has a byte to read, and the
+thread then reads the TLS handshake, the headers and the body at the client's pace: with no read
+timeout, about twenty clients that trickle a byte a second hold every thread of the chart's two
+workers, and the API server's AdmissionReviews wait behind them. Here the worker's own event loop
+does the TLS handshake and reads the request head and body without blocking, within
+``read_timeout_s`` for the whole request and ``max_request_bytes`` in all; only a request read to
+its end is handed to a thread (gunicorn parses it from memory). A slow client costs a socket and a
+buffer, never a thread, and is closed when its time is up. Kept-alive connections are bounded by
+gunicorn's ``keepalive`` (seconds) and ``worker_connections`` (count).
+
+Everything else is gunicorn's: TLS contexts from the ``ssl_context`` hook (so certificates rotate
+without a restart), the client certificate on the socket for mutual TLS per endpoint group,
+graceful shutdown, and the arbiter's worker management (Prometheus multiprocess metrics included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import selectors
+import ssl
+import time
+from collections import deque
+from functools import partial
+from typing import Any
+
+from gunicorn import http
+from gunicorn import sock as gsock
+from gunicorn.workers.gthread import ThreadWorker
+
+HEAD_END = b"\r\n\r\n"
+MAX_HEAD_BYTES = 64 << 10
+RECV_BYTES = 64 << 10
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
+
+
+class _Reading:
+    """One request being read by the event loop: its bytes so far and when its time is up."""
+
+    def __init__(self, conn: Any, data: bytes, expires_at: float, max_bytes: int) -> None:
+        self.conn = conn
+        self.data = bytearray(data)
+        self.expires_at = expires_at
+        self.max_bytes = max_bytes
+        self.handshaken = not isinstance(conn.sock, ssl.SSLSocket) or conn.initialized
+        self.continued = False
+
+    def complete(self) -> bool | None:
+        """True when the whole request is here, False when more is needed, None when it never
+        will be acceptable (a head over its cap)."""
+        end = self.data.find(HEAD_END)
+        if end < 0:
+            return None if len(self.data) > MAX_HEAD_BYTES else False
+        head = b"\r\n" + bytes(self.data[: end + 2])
+        body = len(self.data) - end - len(HEAD_END)
+        if _CHUNKED.search(head):  # read to the last chunk (or the cap)
+            return bytes(self.data[end + len(HEAD_END) :]).endswith(b"0\r\n\r\n") or body >= self.max_bytes
+        length = _CONTENT_LENGTH.search(head)
+        if length is None:
+            return True
+        # An oversized body is read up to the cap; the request handler answers it from what it has.
+        return body >= min(int(length.group(1)), self.max_bytes)
+
+    def wants_continue(self) -> bool:
+        end = self.data.find(HEAD_END)
+        return end >= 0 and bool(_EXPECT_CONTINUE.search(b"\r\n" + bytes(self.data[: end + 2])))
+
+
+class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread with requests read by the event loop (see the module's docstring)."""
+
+    read_timeout_s = 5.0  # the whole request: TLS handshake, head and body
+    max_request_bytes = 32 << 20  # set by ``referee serve`` from limits.maxBodyBytes
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: deque[_Reading] = deque()
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Every connection with a request to read comes here (new, kept alive, or with bytes it
+        read ahead): a thread is given only to a request read to its end."""
+        if getattr(conn, "referee_ready", False):
+            conn.referee_ready = False
+            super().enqueue_req(conn)
+            return
+        buffered = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        if self.cfg.is_ssl and not conn.initialized and not isinstance(conn.sock, ssl.SSLSocket):
+            try:
+                conn.sock = gsock.ssl_context(self.cfg).wrap_socket(
+                    conn.sock,
+                    server_side=True,
+                    suppress_ragged_eofs=self.cfg.suppress_ragged_eofs,
+                    do_handshake_on_connect=False,
+                )
+            except (OSError, ValueError):
+                self._drop(conn)
+                return
+        conn.sock.setblocking(False)
+        state = _Reading(conn, buffered, time.monotonic() + self.read_timeout_s, self.max_request_bytes)
+        if state.handshaken and state.complete():
+            self._dispatch(state)
+            return
+        self.reading.append(state)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_event, state))
+
+    def _on_event(self, state: _Reading, _fileobj: Any) -> None:
+        conn = state.conn
+        try:
+            if not state.handshaken:
+                try:
+                    conn.sock.do_handshake()
+                except ssl.SSLWantReadError:
+                    self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_event, state))
+                    return
+                except ssl.SSLWantWriteError:
+                    self.poller.modify(conn.sock, selectors.EVENT_WRITE, partial(self._on_event, state))
+                    return
+                state.handshaken = True
+                self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_event, state))
+            while True:
+                try:
+                    chunk = conn.sock.recv(RECV_BYTES)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    break
+                if not chunk:  # the client went away
+                    self._stop_reading(state)
+                    self._drop(conn)
+                    return
+                state.data += chunk
+                done = state.complete()
+                if done is None or len(state.data) > state.max_bytes + MAX_HEAD_BYTES:
+                    self._stop_reading(state)
+                    self._drop(conn)
+                    return
+                if done:
+                    break
+            done = state.complete()
+            if done:
+                self._stop_reading(state)
+                self._dispatch(state)
+            elif state.wants_continue() and not state.continued:
+                state.continued = True
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except (OSError, ssl.SSLError, ValueError):
+            self._stop_reading(state)
+            self._drop(conn)
+
+    def _dispatch(self, state: _Reading) -> None:
+        conn = state.conn
+        if conn.parser is None:
+            conn.initialized = True
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(state.data))
+        conn.data_ready = True
+        conn.referee_ready = True
+        self.enqueue_req(conn)
+
+    def _stop_reading(self, state: _Reading) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(state.conn.sock)
+        with contextlib.suppress(ValueError):
+            self.reading.remove(state)
+
+    def _drop(self, conn: Any) -> None:
+        self.nr_conns -= 1
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def murder_pending(self) -> None:
+        """Close connections whose request did not arrive in time (and gunicorn's own)."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.reading and self.reading[0].expires_at <= now:
+            state = self.reading.popleft()
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(state.conn.sock)
+            self._drop(state.conn)
