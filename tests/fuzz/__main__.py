@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import sys
 import time
 
@@ -26,8 +27,8 @@ def outcome(
         result = target_run(data)  # type: ignore[operator]
     except typed as exc:
         return f"{type(exc).__name__}:{str(exc)[:40]}", None
-    except RecursionError as exc:
-        return "RecursionError", exc
+    except (RecursionError, MemoryError) as exc:
+        return type(exc).__name__, exc
     except Exception as exc:  # noqa: BLE001 (a finding)
         return f"!{type(exc).__name__}", exc
     return f"ok:{_summary(result)[:60]}", None
@@ -49,7 +50,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: no limit)")
     parser.add_argument("--seed", default="referee")
     parser.add_argument("--target", action="append", help="run only these targets (repeatable)")
+    parser.add_argument(
+        "--memory-mib", type=int, default=2048, help="address-space cap: a runaway is a finding"
+    )
     args = parser.parse_args()
+    cap = args.memory_mib << 20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, max(cap, resource.getrlimit(resource.RLIMIT_AS)[1])))
     rng = random.Random(args.seed)  # noqa: S311 (reproducible inputs, not secrets)
     targets = [t for t in TARGETS if not args.target or t.name in args.target]
     corpus = {t.name: t.seeds() for t in targets}
