@@ -56,6 +56,7 @@ MAX_TOKEN_RESPONSE_BYTES = 64 << 10
 AUTH_CACHE_ENTRIES = 4096
 AUTH_CACHE_BYTES = 8 << 20
 CLIENT_ID = "referee"
+MAX_CHALLENGES = 16  # in one WWW-Authenticate value
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,13 @@ def parse_challenges(header: str) -> list[Challenge]:  # noqa: PLR0912 (one toke
                     k += 1
             params[token.lower()] = value
             i = k
+        elif not token:
+            i = j + 1  # a stray quote or '=': skip it (without this, '"' looped for ever)
         else:
             if scheme is not None:
                 challenges.append(Challenge(scheme, params))
+                if len(challenges) >= MAX_CHALLENGES:
+                    return challenges
             scheme, params = token.lower(), {}
             i = j
     if scheme is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from webhook.deadline import Deadline
@@ -176,3 +179,18 @@ def test_credentials_go_only_to_a_realm_of_the_registrys_own_site(
     realm_host: str, registry: str, configured: tuple[str, ...], allowed: bool
 ) -> None:
     assert same_site(realm_host, registry, configured) is allowed
+
+
+def test_a_challenge_of_one_quote_does_not_hang_the_parser() -> None:
+    """``WWW-Authenticate: "`` made parse_challenges loop for ever, adding empty challenges until the
+    worker ran out of memory (found by tests/fuzz). Run in a child with a memory cap and a timeout."""
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from webhook.registry.auth import parse_challenges\n"
+        "assert parse_challenges('\"') == []\n"
+        "assert parse_challenges('\"=\", Basic realm=x')[-1].scheme == 'basic'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]

@@ -1,8 +1,14 @@
-"""A fake registry that lies, loops, stalls or throttles: each case ends in the right typed error,
-within the deadline. (In-process fake: no real registry can be made to misbehave like this.)"""
+"""The hostile matrix: registries that lie, loop, stall, throttle, steer Referee elsewhere or cost it
+memory, each case ending in the right typed error (or denial) within the deadline; the last section
+sends one pod per hostile registry to `referee serve` and wants each denied, with its reason, before
+the webhook's timeout. (In-process fakes: no real registry can be made to misbehave like this; the
+healthy registry beside them is a real olareg.) Slow clients and hostile AdmissionReviews are in
+test_admission_hardening.py, parsers under fuzzing in tests/fuzz, revocation in
+tests/unit/notary/test_revocation.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -11,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.fake_registry import FakeHandler, FakeRegistry, fake_registry, trickle_headers
+from tests.helpers.costly_registry_fake import CostlyRegistryFake
+from tests.helpers.fake_registry import FakeHandler, FakeRegistry, Route, fake_registry, trickle_headers
 from tests.helpers.registries import RunningRegistry
 from tests.helpers.samples import SampleImages, sample_images
 from tests.helpers.tools import free_port
+from tests.integration.test_webhook import Server, pod, start_server
 from webhook.config import parse_config
 from webhook.deadline import Deadline
 from webhook.errors import (
@@ -781,3 +789,82 @@ def test_referrers_capability_is_remembered_for_a_bounded_number_of_repositories
         client.remember_referrers_api("r.example", f"team/app{n}", False)
     assert client.referrers_api_known("r.example", "team/app0") is None
     assert client.referrers_api_known("r.example", "team/app999") is False
+
+
+# --- every hostile registry, end to end ---------------------------------------------------------
+
+
+def _lone_quote_challenge(h: FakeHandler) -> None:
+    h.reply(401, b"", {"WWW-Authenticate": '"'})
+
+
+def _redirect_to(target: str) -> Route:
+    return lambda h: h.reply(302, b"", {"Location": target})
+
+
+def _foreign_realm(port: int) -> Route:
+    return lambda h: h.reply(401, b"", {"WWW-Authenticate": f'Bearer realm="http://localhost:{port}/token"'})
+
+
+def _huge_envelope(h: FakeHandler) -> None:
+    """A tag, one referrer, a signature manifest naming a 1 MiB envelope (never served)."""
+    path = h.path.split("?")[0]
+    big = {"mediaType": "application/jose+json", "digest": "sha256:" + "f" * 64, "size": 1 << 20}
+    empty = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": compute_digest(b"{}"), "size": 2}
+    sig = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": NOTARY_SIGNATURE,
+                      "config": empty, "layers": [big]}).encode()  # fmt: skip
+    if "/referrers/" in path:
+        body = index({"mediaType": OCI_MANIFEST, "digest": compute_digest(sig), "size": len(sig),
+                      "artifactType": NOTARY_SIGNATURE})  # fmt: skip
+        h.reply(200, body, {"Content-Type": OCI_INDEX})
+    elif path.endswith(compute_digest(sig)):
+        h.reply(200, sig, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": compute_digest(sig)})
+    elif "/manifests/" in path:
+        h.reply(200, MANIFEST, {"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST})
+    else:
+        h.reply(404, b"{}", {"Content-Type": "application/json"})
+
+
+HOSTILE = (
+    "trickles-headers",
+    "redirects-to-a-file",
+    "foreign-realm",
+    "lone-quote-challenge",
+    "costly",
+    "huge-envelope",
+)
+
+
+@pytest.fixture(scope="module")
+def matrix(
+    olareg: RunningRegistry, images: SampleImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    costly = CostlyRegistryFake()
+    with contextlib.ExitStack() as stack:
+        fakes = {name: stack.enter_context(fake_registry()) for name in (*HOSTILE, "admin")}
+        admin = fakes.pop("admin")
+        admin.fallback = lambda h: h.reply(200, MANIFEST, {"Content-Type": OCI_MANIFEST})
+        fakes["trickles-headers"].fallback = trickle_headers
+        fakes["redirects-to-a-file"].fallback = _redirect_to("file:///etc/passwd")
+        fakes["foreign-realm"].fallback = _foreign_realm(int(admin.host.rsplit(":", 1)[1]))
+        fakes["lone-quote-challenge"].fallback = _lone_quote_challenge
+        fakes["costly"].fallback = costly.handle
+        fakes["huge-envelope"].fallback = _huge_envelope
+        server = stack.enter_context(contextlib.contextmanager(start_server)(
+            tmp_path_factory.mktemp("matrix"), olareg, images.policy, images.store,
+            plain_hosts=tuple(f.host for f in fakes.values())))  # fmt: skip
+        yield server, {name: fake.host for name, fake in fakes.items()} | {"admin": admin.host}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_each_hostile_registry_is_denied_within_the_deadline_fake(
+    matrix: tuple[Server, dict[str, str]], images: SampleImages, hostile: str
+) -> None:
+    server, hosts = matrix
+    image = f"{hosts[hostile]}/demo/app:v1"
+    started = time.monotonic()
+    out = server.review(pod(image, images.signed))
+    elapsed = time.monotonic() - started
+    assert out["allowed"] is False and image in out["status"]["message"], out
+    assert elapsed < 5.0, elapsed  # the webhook's timeout in start_server's config
+    assert server.review(pod(images.signed))["allowed"] is True  # and the server still answers
