@@ -65,7 +65,7 @@ class Challenge:
     params: Mapping[str, str] = field(hash=False)
 
 
-def parse_challenges(header: str) -> list[Challenge]:  # noqa: PLR0912 (one tokenizer loop reads best)
+def parse_challenges(header: str) -> list[Challenge]:  # noqa: PLR0912, PLR0915 (one tokenizer loop reads best)
     """Parse a ``WWW-Authenticate`` value (RFC 7235) into its challenges.
 
     Tolerant of what registries send: several challenges in one header, quoted strings with
