@@ -31,13 +31,13 @@ def outcome(
         return type(exc).__name__, exc
     except Exception as exc:  # noqa: BLE001 (a finding)
         return f"!{type(exc).__name__}", exc
-    return f"ok:{_summary(result)[:60]}", None
+    return f"ok:{_summary(result)[-80:]}", None
 
 
 def _summary(result: object) -> str:
     """What an answer says, to tell inputs that reached different places apart."""
     if isinstance(result, list):
-        return ";".join(_summary(r)[:20] for r in result)
+        return ";".join(_summary(r)[-30:] for r in result)
     reason = getattr(result, "reason", None) or getattr(result, "detail", None)
     return str(reason) if reason is not None else type(result).__name__
 
