@@ -36,9 +36,8 @@ from typing import Any
 
 import requests
 
-from bench.bench_webhook import process, review, sign_and_push
+from bench.bench_webhook import process, review, signed_images
 from tests.helpers import pki, registries
-from tests.helpers.artifacts import push_image
 from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
 from tests.helpers.costly_registry_fake import CostlyRegistryFake
 from tests.helpers.fake_registry import fake_registry, trickle_headers
@@ -91,11 +90,7 @@ def main() -> int:  # noqa: PLR0915 (one scenario after another, in order)
         chain = make_chain()
         client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
         print("preparing signed images ...", file=sys.stderr)
-        images = []
-        for i in range(1 + 2 * args.cold_images):
-            push_image(reg, f"bench/app{i}", "v1", work / f"img{i}", content=f"image {i}")
-            images.append(f"{reg.host}/bench/app{i}:v1")
-            sign_and_push(client, images[-1], chain)
+        images = signed_images(reg, client, chain, work, prefix="bench", count=1 + 2 * args.cold_images)
         warm, cold_before, cold_during = (
             images[0],
             images[1 : 1 + args.cold_images],

@@ -66,6 +66,18 @@ def sign_and_push(client: RegistryClient, image: str, chain: Chain) -> None:
     pusher.push_referrer(signature_manifest(envelope, JWS, request), subject.digest, deadline)
 
 
+def signed_images(
+    reg: RunningRegistry, client: RegistryClient, chain: Chain, work: Path, *, prefix: str, count: int
+) -> list[str]:
+    """``count`` small images ``PREFIX/appN:v1`` pushed to ``reg``, each signed with ``chain``."""
+    images = []
+    for i in range(count):
+        push_image(reg, f"{prefix}/app{i}", "v1", work / f"img{i}", content=f"{prefix} image {i}")
+        images.append(f"{reg.host}/{prefix}/app{i}:v1")
+        sign_and_push(client, images[-1], chain)
+    return images
+
+
 def review(images: list[str], uid: str) -> dict[str, Any]:
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "bench",
@@ -201,12 +213,7 @@ def main() -> int:
         chain = make_chain()
         client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
         print("preparing signed images ...", file=sys.stderr)
-        images = []
-        for i in range(20 + 8 + 3 * 20):
-            push_image(reg, f"bench/app{i}", "v1", work / f"img{i}", content=f"image {i}")
-            image = f"{reg.host}/bench/app{i}:v1"
-            sign_and_push(client, image, chain)
-            images.append(image)
+        images = signed_images(reg, client, chain, work, prefix="bench", count=20 + 8 + 3 * 20)
         warm, cold_single, cold_twenty = images[:20], images[20:28], images[28:]
         write_trust_store(work / "truststore", "ca", "bench", chain.root)
         write_trust_policy(work / "trustpolicy.json", stores=["ca:bench"])

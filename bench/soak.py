@@ -29,9 +29,8 @@ from typing import Any
 import aiohttp
 
 from bench.bench_hostile import worker_peak_rss_mib
-from bench.bench_webhook import process, review, sign_and_push, worker_rss_mib
+from bench.bench_webhook import process, review, signed_images, worker_rss_mib
 from tests.helpers import pki, registries
-from tests.helpers.artifacts import push_image
 from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
 from tests.helpers.costly_registry_fake import CostlyRegistryFake
 from tests.helpers.fake_registry import fake_registry, trickle_headers
@@ -122,11 +121,7 @@ def main() -> int:
         chain = make_chain()
         client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
         print("preparing signed images ...", file=sys.stderr)
-        signed = []
-        for i in range(12):
-            push_image(reg, f"soak/app{i}", "v1", work / f"img{i}", content=f"soak {i}")
-            signed.append(f"{reg.host}/soak/app{i}:v1")
-            sign_and_push(client, signed[-1], chain)
+        signed = signed_images(reg, client, chain, work, prefix="soak", count=12)
         write_trust_store(work / "truststore", "ca", "soak", chain.root)
         write_trust_policy(work / "trustpolicy.json", stores=["ca:soak"])
         ca = pki.make_ca(work)

@@ -203,9 +203,13 @@ def _watched(sock: socket.socket) -> None:
     _watchdog.watch(sock, exchange)
 
 
-class _Connection(HTTPConnection):
+class _Watched:
+    """Every socket a connection opens, or takes from the pool for a new exchange, is watched."""
+
+    sock: socket.socket | None
+
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         try:
             _watched(sock)
         except OSError:
@@ -216,23 +220,15 @@ class _Connection(HTTPConnection):
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # a connection from the pool: its socket serves this exchange
             _watched(self.sock)
-        super().request(method, url, *args, **kwargs)
+        super().request(method, url, *args, **kwargs)  # type: ignore[misc]
 
 
-class _TlsConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        try:
-            _watched(sock)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+class _Connection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        if self.sock is not None:
-            _watched(self.sock)
-        super().request(method, url, *args, **kwargs)
+
+class _TlsConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _Pool(HTTPConnectionPool):
