@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need, at the versions in scripts/versions.env:
-#   - Debian packages (docker-registry, apache2-utils) through apt-get;
+#   - Debian packages (docker-registry, apache2-utils, wrk, redis-server) through apt-get;
 #   - Go-built tools (olareg, oras, notation, opa, helm) into .tools/bin;
 #   - a Python virtual environment with Referee and its development tools in .venv.
 # Idempotent: a tool already built at the recorded version is not rebuilt. Go's module and build
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$root"
 
 install_debs() {
-  local want=("docker-registry=$DOCKER_REGISTRY_DEB" "apache2-utils=$APACHE2_UTILS_DEB" "wrk=$WRK_DEB") missing=()
+  local want=("docker-registry=$DOCKER_REGISTRY_DEB" "apache2-utils=$APACHE2_UTILS_DEB" "wrk=$WRK_DEB" "redis-server=$REDIS_SERVER_DEB") missing=()
   local spec name version
   for spec in "${want[@]}"; do
     name=${spec%%=*}; version=${spec#*=}
@@ -24,8 +24,8 @@ install_debs() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   log "apt-get install ${missing[*]}"
   $sudo apt-get update -qq
-  # The package's maintainer script would start a system-wide registry on :5000; tests start
-  # their own, so keep the service from starting.
+  # The packages' maintainer scripts would start a system-wide registry on :5000 and a Redis on
+  # :6379; tests start their own, so keep the services from starting.
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
