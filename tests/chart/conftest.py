@@ -162,7 +162,11 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
                 "exemptNamespaces": ["sandbox"],
                 "exemptImages": ["registry.k8s.io/pause:*"],
                 "registries": {
-                    "registry.example.com:5000": {"caCert": user_ca_pem, "dockerConfigSecret": "regcred"},
+                    "registry.example.com:5000": {
+                        "caCert": user_ca_pem,
+                        "dockerConfigSecret": "regcred",
+                        "tokenRealms": ["auth.example.net"],
+                    },
                     "localhost:5000": {"plainHTTP": True},
                 },
                 "networkPolicy": {"enabled": True},

@@ -582,6 +582,7 @@ def test_registries_and_existing_trust_material_are_mounted(rendered: dict[str, 
     private = config["registries"]["registry.example.com:5000"]
     assert private["caFile"].startswith("/etc/referee/config/registry-")
     assert private["dockerConfig"].startswith("/etc/referee/registries/")
+    assert private["tokenRealms"] == ["auth.example.net"]
     assert config["registries"]["localhost:5000"] == {"plainHTTP": True}
     volumes = {
         v["name"]: v for v in rendered["extras"].one("Deployment")["spec"]["template"]["spec"]["volumes"]
