@@ -515,7 +515,6 @@ port 6379
 protected-mode yes
 save ""
 appendonly no
-dir /data
 maxmemory {{ int .Values.redis.maxMemoryMebibytes }}mb
 maxmemory-policy allkeys-lru
 maxclients {{ int .Values.redis.maxClients }}
