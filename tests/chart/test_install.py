@@ -83,6 +83,7 @@ def test_every_rendered_object_passes_server_side_dry_run(
         # The NetworkPolicy cannot name the API server until its sources are given.
         ("selfSigned", ["from any source: set\nnetworkPolicy.apiServerCIDRs"]),
         ("pullSecretsUnauthenticated", ["WARNING: pullSecrets.trustUnauthenticatedCallers: any caller"]),
+        ("scaleOut", ["bundled Redis (referee-redis:6379): one instance", "set cache.shared.url"]),
     ],
 )
 def test_notes_say_what_to_do_next(
