@@ -197,6 +197,26 @@ def cases(base_values: dict[str, Any], pem_dir: Path) -> dict[str, dict[str, Any
                 }
             },
         },
+        # Scaled out: the bundled Redis, the autoscaler, and a spread over zones beside the nodes'.
+        "scaleOut": deep_merge(
+            base_values,
+            {
+                "redis": {"enabled": True},
+                "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 7},
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                    },
+                    {
+                        "maxSkew": 2,
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "whenUnsatisfiable": "DoNotSchedule",
+                    },
+                ],
+            },
+        ),
         "gatekeeperCertManager": deep_merge(
             base_values,
             {"tls": {"mode": "certManager"}, "gatekeeper": {"enabled": True, "caBundle": "Zm9v"}},

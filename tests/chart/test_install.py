@@ -5,6 +5,7 @@ Gatekeeper's CRDs installed."""
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.chart import CHART, NAMESPACE, RELEASE, Rendered, helm
+from tests.helpers.chart import CHART, KUBE_VERSION, NAMESPACE, RELEASE, Rendered, helm
 from tests.helpers.cluster import Cluster
 
 # Kinds whose CRDs are not in this cluster (checked against their schemas in test_crds instead):
@@ -82,6 +83,7 @@ def test_every_rendered_object_passes_server_side_dry_run(
         # The NetworkPolicy cannot name the API server until its sources are given.
         ("selfSigned", ["from any source: set\nnetworkPolicy.apiServerCIDRs"]),
         ("pullSecretsUnauthenticated", ["WARNING: pullSecrets.trustUnauthenticatedCallers: any caller"]),
+        ("scaleOut", ["bundled Redis (referee-redis:6379): one instance", "set cache.shared.url"]),
     ],
 )
 def test_notes_say_what_to_do_next(
@@ -216,3 +218,51 @@ def test_the_api_server_metrics_the_alerts_read_exist_with_those_labels(
         assert [
             line for line in metrics if line.startswith(metric + "{") and all(x in line for x in labels)
         ], metric
+
+
+def shared_cache_secrets(cluster: Cluster) -> dict[str, dict[str, str]]:
+    """The data of the bundled Redis's password Secret and of the signing key Secret, as stored."""
+    return {name: cluster.get("secret", name, NAMESPACE)["data"]
+            for name in (f"{RELEASE}-redis", f"{RELEASE}-shared-cache-key")}  # fmt: skip
+
+
+def test_the_generated_redis_password_and_signing_key_survive_upgrades_and_reinstalls(
+    cluster: Cluster, value_files: dict[str, Path]
+) -> None:
+    """Bug this guards against: a password or signing key made anew on each `helm upgrade` would
+    lock Referee out of its Redis until Redis restarted, and turn every shared verdict into a miss
+    (signed with another key). The chart reads the live Secrets back (lookup) and keeps them on
+    uninstall (helm.sh/resource-policy: keep), so a reinstall finds them too."""
+    values = str(value_files["scaleOut"])
+    kube_helm(cluster, "install", RELEASE, str(CHART), "--create-namespace", "--values", values)
+    try:
+        first = shared_cache_secrets(cluster)
+        assert len(base64.b64decode(first[f"{RELEASE}-shared-cache-key"]["signing-key"])) == 48
+        kube_helm(cluster, "upgrade", RELEASE, str(CHART), "--values", values,
+                  "--set", "redis.maxMemoryMebibytes=64")  # fmt: skip
+        after = shared_cache_secrets(cluster)
+        conf = base64.b64decode(after[f"{RELEASE}-redis"]["redis.conf"]).decode()
+        assert "maxmemory 64mb" in conf  # the upgrade did change the Secret...
+        assert (
+            after[f"{RELEASE}-redis"]["password"] == first[f"{RELEASE}-redis"]["password"]
+        )  # ...not the password
+        assert after[f"{RELEASE}-shared-cache-key"] == first[f"{RELEASE}-shared-cache-key"]
+        password = base64.b64decode(first[f"{RELEASE}-redis"]["password"]).decode()
+        assert f"requirepass {password}\n" in conf
+        # Without a cluster to read them from (helm template), the same values make new ones.
+        fresh = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                     "--kube-version", KUBE_VERSION, "--values", values).stdout  # fmt: skip
+        assert first[f"{RELEASE}-redis"]["password"] not in fresh
+        assert first[f"{RELEASE}-shared-cache-key"]["signing-key"] not in fresh
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+        assert shared_cache_secrets(cluster) == after  # kept on uninstall
+        kube_helm(cluster, "install", RELEASE, str(CHART), "--values", values)
+        again = shared_cache_secrets(cluster)  # adopted by the reinstall, the secrets unchanged
+        assert again[f"{RELEASE}-redis"]["password"] == first[f"{RELEASE}-redis"]["password"]
+        assert again[f"{RELEASE}-shared-cache-key"] == first[f"{RELEASE}-shared-cache-key"]
+        hpa = cluster.get("horizontalpodautoscaler", RELEASE, NAMESPACE)
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 7)
+    finally:
+        kube_helm(cluster, "uninstall", RELEASE, "--wait")
+        cluster.kubectl("delete", "secret", f"{RELEASE}-redis", f"{RELEASE}-shared-cache-key",
+                        "-n", NAMESPACE, "--ignore-not-found")  # fmt: skip

@@ -42,7 +42,7 @@ KUBERNETES_VERSIONS = [f"1.{minor}" for minor in range(30, 38)]
     "case",
     ["defaults", "selfSigned", "certManager", "certManagerIssuer", "secret", "mutation", "gatekeeper", "url",
      "audit", "pullSecrets", "pullSecretsUnauthenticated", "hardened", "extras", "existingTrust",
-     "gatekeeperCertManager", "networkPolicySources"],
+     "gatekeeperCertManager", "networkPolicySources", "scaleOut"],
 )  # fmt: skip
 def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
     proc = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--values", str(value_files[case]))
@@ -68,6 +68,18 @@ def test_helm_lint_strict(case: str, value_files: dict[str, Path]) -> None:
         ("tls.admissionClientNames=kube-apiserver", "admissionClientNames"),
         ("pullSecrets.trustUnauthenticatedCallers=maybe", "trustUnauthenticatedCallers"),
         ("mutation.kinds={Pods}", "kinds"),
+        ("autoscaling.minReplicas=0", "minReplicas"),
+        ("autoscaling.maxReplicas=five", "maxReplicas"),
+        ("autoscaling.targetCPUUtilizationPercentage=101", "targetCPUUtilizationPercentage"),
+        ("autoscaling.enabled=yes", "enabled"),
+        ("autoscaling.maxReplica=5", "maxReplica"),
+        ("topologySpreadConstraints[0].whenUnsatisfiable=Sometimes", "whenUnsatisfiable"),
+        ("topologySpreadConstraints[0].maxSkew=0", "maxSkew"),
+        ("redis.enabled=1", "enabled"),
+        ("redis.image.tag=", "tag"),
+        ("redis.image.digest=sha256:abc", "digest"),
+        ("redis.maxMemoryMebibytes=lots", "maxMemoryMebibytes"),
+        ("redis.password=hunter2", "password"),
     ],
 )
 def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str) -> None:
@@ -78,7 +90,7 @@ def test_schema_rejects_unknown_keys_and_wrong_values(setting: str, phrase: str)
 
 def test_the_rendered_configuration_is_one_referee_accepts(rendered: dict[str, Rendered]) -> None:
     for name, out in rendered.items():
-        [container] = out.one("Deployment")["spec"]["template"]["spec"]["containers"]
+        [container] = out.get("Deployment", RELEASE)["spec"]["template"]["spec"]["containers"]
         environ = container_env(container, NAMESPACE)
         config = parse_config(out.config(), base=Path("/etc/referee/config"), environ=environ)
         assert str(config.trust_policy).startswith("/etc/referee/trust/"), name

@@ -416,3 +416,106 @@ Gatekeeper's own. */}}
 {{- required "gatekeeper.caBundle is required with tls.mode=certManager until cert-manager has issued the certificate (cert-manager cannot inject a Provider's caBundle): set it, or upgrade once the Secret exists" $ca -}}
 {{- end -}}
 {{- end -}}
+
+{{/* --- Scaling out: the shared verdict cache, the bundled Redis, the replica count ------------ */}}
+
+{{/* Labels of the bundled Redis's pods: a name of their own, so that none of Referee's selectors
+(its Service, Deployment, PodDisruptionBudget, NetworkPolicy) ever picks a Redis pod. */}}
+{{- define "referee.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "referee.name" . }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: shared-cache
+{{- end -}}
+
+{{- define "referee.redisLabels" -}}
+{{ include "referee.redisSelectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "referee.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The bundled Redis's Service, Deployment and password Secret: <fullname>-redis. */}}
+{{- define "referee.redisName" -}}
+{{- include "referee.fullname" . }}-redis
+{{- end -}}
+
+{{- define "referee.redisImage" -}}
+{{- $image := .Values.redis.image -}}
+{{- if $image.digest -}}
+{{ $image.repository }}@{{ $image.digest }}
+{{- else -}}
+{{ $image.repository }}:{{ $image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The shared cache's Redis URL: cache.shared.url when given, else the bundled Redis's
+(redis://<fullname>-redis:6379/0) with redis.enabled, else "" (no shared cache). */}}
+{{- define "referee.sharedCacheURL" -}}
+{{- $url := dig "shared" "url" "" (.Values.cache | default dict) -}}
+{{- if $url -}}
+{{- $url -}}
+{{- else if .Values.redis.enabled -}}
+{{- printf "redis://%s:6379/0" (include "referee.redisName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when Referee uses a shared cache (cache.shared.url set, or redis.enabled). */}}
+{{- define "referee.sharedCacheEnabled" -}}
+{{- if include "referee.sharedCacheURL" . -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the shared cache's Redis password, as JSON {"name": …, "key": …} (name ""
+when there is none): the bundled Redis's <fullname>-redis (key password) when Referee uses it,
+else cache.shared.passwordSecret. */}}
+{{- define "referee.sharedCachePasswordSecret" -}}
+{{- $given := dig "shared" "passwordSecret" dict (.Values.cache | default dict) -}}
+{{- if and .Values.redis.enabled (not (dig "shared" "url" "" (.Values.cache | default dict))) -}}
+{{- toJson (dict "name" (include "referee.redisName" .) "key" "password") -}}
+{{- else -}}
+{{- toJson (dict "name" (get $given "name" | default "") "key" (get $given "key" | default "password")) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret (key signing-key) holding the key every shared verdict is signed with:
+cache.shared.signingKeySecret.name, else the generated <fullname>-shared-cache-key. "" without a
+shared cache. */}}
+{{- define "referee.sharedCacheSigningKeySecret" -}}
+{{- if include "referee.sharedCacheEnabled" . -}}
+{{- dig "shared" "signingKeySecret" "name" "" (.Values.cache | default dict) | default (printf "%s-shared-cache-key" (include "referee.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A generated secret value kept across upgrades: the live Secret's data[key] (base64) when the
+Secret exists (lookup, on upgrade), else a fresh one from the "fresh" argument (base64). Input:
+{"root": ., "name": <Secret name>, "key": <data key>, "fresh": <base64 value>}.
+*/}}
+{{- define "referee.keptSecretValue" -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- $kept := "" -}}
+{{- if $live -}}{{- $kept = index ($live.data | default dict) .key | default "" -}}{{- end -}}
+{{- $kept | default .fresh -}}
+{{- end -}}
+
+{{/* The fewest Referee replicas there will be: autoscaling.minReplicas with the autoscaler,
+else replicaCount. The PodDisruptionBudget is made against it. */}}
+{{- define "referee.minReplicas" -}}
+{{- if .Values.autoscaling.enabled -}}
+{{- .Values.autoscaling.minReplicas -}}
+{{- else -}}
+{{- .Values.replicaCount -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis's configuration, but its password (added in the Secret): a cache only,
+nothing written to disk, memory bounded, oldest keys evicted first. */}}
+{{- define "referee.redisConfig" -}}
+port 6379
+protected-mode yes
+save ""
+appendonly no
+maxmemory {{ int .Values.redis.maxMemoryMebibytes }}mb
+maxmemory-policy allkeys-lru
+maxclients {{ int .Values.redis.maxClients }}
+{{- end -}}
