@@ -416,3 +416,37 @@ Gatekeeper's own. */}}
 {{- required "gatekeeper.caBundle is required with tls.mode=certManager until cert-manager has issued the certificate (cert-manager cannot inject a Provider's caBundle): set it, or upgrade once the Secret exists" $ca -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The shared cache (cache.shared): its url, and the Secrets whose files Referee reads. */}}
+{{- define "referee.sharedCacheURL" -}}
+{{- .Values.cache.shared.url -}}
+{{- end -}}
+
+{{- define "referee.sharedCachePasswordSecret" -}}
+{{- .Values.cache.shared.passwordSecret.name -}}
+{{- end -}}
+
+{{- define "referee.sharedCacheKeySecret" -}}
+{{- .Values.cache.shared.signingKeySecret.name | default (printf "%s-shared-cache-key" (include "referee.fullname" .)) -}}
+{{- end -}}
+
+{{/* The projected sources of the shared-cache volume (mounted at <mountRoot>/shared-cache). */}}
+{{- define "referee.sharedCacheSources" -}}
+{{- $shared := .Values.cache.shared -}}
+- secret:
+    name: {{ include "referee.sharedCacheKeySecret" . }}
+    items:
+      - {key: signing-key, path: signing-key}
+{{- with include "referee.sharedCachePasswordSecret" . }}
+- secret:
+    name: {{ . }}
+    items:
+      - {key: {{ $shared.passwordSecret.key }}, path: password}
+{{- end }}
+{{- with $shared.caSecret.name }}
+- secret:
+    name: {{ . }}
+    items:
+      - {key: {{ $shared.caSecret.key }}, path: ca.crt}
+{{- end }}
+{{- end -}}

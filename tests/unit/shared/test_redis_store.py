@@ -1,0 +1,169 @@
+"""The Redis store against a real redis-server: values signed and checked, lookups counted, and
+every call within its budget whether Redis answers, is stopped, or is paused."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.helpers.redis_server import RedisServer
+from webhook.shared import codec
+from webhook.shared.redis_store import MIN_BACKOFF_S, RedisStore, SharedOutages, StoreSettings
+
+KEY = b"s" * 32
+BUDGET_S = 0.005
+
+
+def store(server: RedisServer, *, key: bytes = KEY, prefix: str = "referee:", budget_s: float = BUDGET_S,
+          password: str | None = None) -> RedisStore:  # fmt: skip
+    return RedisStore(StoreSettings(server.url, key, password or server.password, None, prefix, budget_s))
+
+
+def digest(data: Mapping[str, Any]) -> str | None:
+    value = data.get("digest")
+    return value if isinstance(value, str) else None
+
+
+def count(kind: str, result: str) -> float:
+    return REGISTRY.get_sample_value("referee_shared_cache_total", {"kind": kind, "result": result}) or 0.0
+
+
+def test_a_value_put_by_one_replica_is_a_hit_for_another(server: RedisServer) -> None:
+    one, other = store(server), store(server)
+    hits = count("tag", "hit")
+    one.put("tag", "registry/app:v1|anon", {"digest": "sha256:ab"}, 30)
+    found = other.get("tag", "registry/app:v1|anon", digest)
+    assert found is not None
+    value, age_s, left_s = found
+    assert value == "sha256:ab" and 0 <= age_s < 1 and 29 < left_s <= 30
+    assert count("tag", "hit") == hits + 1
+    ttl_ms = server.client().pttl(one.key("tag", "registry/app:v1|anon"))
+    assert 29_000 < ttl_ms <= 30_000  # Redis forgets it with the entry's time to live
+
+
+def test_keys_are_hashed_under_the_prefix_and_name_no_image(server: RedisServer) -> None:
+    store(server, prefix="team-a:").put("tag", "registry.example/secret-project:v1|cred", {"digest": "x"}, 30)
+    [key] = server.client().keys("*")
+    assert key.startswith(b"team-a:v1:tag:") and b"secret-project" not in key and len(key) == 14 + 64
+
+
+def test_a_miss_is_counted(server: RedisServer) -> None:
+    misses = count("verdict", "miss")
+    assert store(server).get("verdict", "nothing", digest) is None
+    assert count("verdict", "miss") == misses + 1
+
+
+def test_forged_allow_planted_in_redis_is_a_rejected_miss(server: RedisServer) -> None:
+    """An attacker who can write to Redis plants values under the key Referee reads."""
+    ours = store(server)
+    key = ours.key("verdict", "image")
+    rejected = count("verdict", "rejected")
+    planted = [
+        b'{"allowed": true}',  # plain JSON
+        codec.seal(b"attacker-key-of-32-bytes-or-more!", key, "verdict", {"digest": "x"},
+                   stored_at=time.time(), expires_at=time.time() + 60),  # signed with another key
+    ]  # fmt: skip
+    for value in planted:
+        assert value is not None
+        server.client().set(key, value)
+        assert ours.get("verdict", "image", digest) is None
+    assert count("verdict", "rejected") == rejected + 2
+
+
+def test_value_replayed_under_another_key_is_a_rejected_miss(server: RedisServer) -> None:
+    ours = store(server)
+    ours.put("verdict", "signed-image", {"digest": "sha256:signed"}, 60)
+    client = server.client()
+    client.set(ours.key("verdict", "unsigned-image"), client.get(ours.key("verdict", "signed-image")))
+    rejected = count("verdict", "rejected")
+    assert ours.get("verdict", "unsigned-image", digest) is None
+    assert count("verdict", "rejected") == rejected + 1
+
+
+def test_value_that_does_not_describe_its_key_is_rejected(server: RedisServer) -> None:
+    ours = store(server)
+    ours.put("verdict", "image", {"digest": "sha256:other"}, 60)
+    assert ours.get("verdict", "image", lambda d: None) is None
+
+
+def test_oversized_value_planted_in_redis_is_read_bounded_and_rejected(server: RedisServer) -> None:
+    ours = store(server, budget_s=0.5)
+    key = ours.key("verdict", "image")
+    server.client().set(key, b"RS1" + b"x" * (64 << 20))  # 64 MiB
+    started = time.monotonic()
+    assert ours.get("verdict", "image", digest) is None
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_key_of_another_type_is_a_miss(server: RedisServer) -> None:
+    ours = store(server)
+    server.client().rpush(ours.key("verdict", "image"), b"x")
+    assert ours.get("verdict", "image", digest) is None
+    assert ours.state() == "available"  # Redis answered: it is not down
+
+
+def test_a_wrong_password_is_an_error_and_said_in_the_state(server: RedisServer) -> None:
+    ours = store(server, password="wrong")
+    assert ours.get("verdict", "image", digest) is None
+    assert ours.state().startswith("unavailable (the password was refused")
+
+
+def test_stopped_redis_costs_one_budget_then_nothing_until_the_back_off(server: RedisServer) -> None:
+    ours = store(server)
+    ours.put("tag", "t", {"digest": "d"}, 30)
+    server.stop()
+    errors = count("tag", "error")
+    started = time.monotonic()
+    assert ours.get("tag", "t", digest) is None  # refused: one connection attempt
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for _ in range(100):
+        assert ours.get("tag", "t", digest) is None  # the circuit is open: Redis is not asked
+        ours.put("tag", "t", {"digest": "d"}, 30)
+    assert first < 0.05 and time.monotonic() - started < 0.05
+    assert count("tag", "error") >= errors + 101
+    assert ours.state().startswith("unavailable (connection refused")
+    server.start()
+    time.sleep(MIN_BACKOFF_S + 0.1)
+    ours.put("tag", "t", {"digest": "d"}, 30)  # the probe: Redis answers, the circuit closes
+    assert ours.get("tag", "t", digest) is not None
+    assert ours.state() == "available"
+
+
+@pytest.mark.parametrize("stall", ["CLIENT PAUSE", "DEBUG SLEEP"])
+def test_a_stalled_redis_holds_a_request_no_longer_than_the_budget(server: RedisServer, stall: str) -> None:
+    ours = store(server)
+    ours.put("verdict", "v", {"digest": "d"}, 30)
+    staller = server.client()
+    if stall == "CLIENT PAUSE":
+        staller.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    else:
+        import threading  # noqa: PLC0415
+
+        threading.Thread(target=lambda: staller.execute_command("DEBUG", "SLEEP", "1.5"), daemon=True).start()
+        time.sleep(0.1)
+    started = time.monotonic()
+    assert ours.get("verdict", "v", digest) is None
+    waited = time.monotonic() - started
+    assert waited < BUDGET_S * 4 + 0.01, f"waited {waited * 1000:.1f} ms"
+    assert ours.state().startswith("unavailable (no answer within 5 ms")
+    started = time.monotonic()
+    for _ in range(50):
+        assert ours.get("verdict", "v", digest) is None
+    assert time.monotonic() - started < 0.02  # the circuit is open
+    time.sleep(1.6)  # the stall is over and the back-off too
+    assert ours.get("verdict", "v", digest) is not None
+
+
+def test_host_outages_are_shared_and_cleared(server: RedisServer) -> None:
+    one, other = SharedOutages(store(server)), SharedOutages(store(server))
+    assert other.outage_age("registry.example") is None
+    one.report_outage("registry.example", 30)
+    age = other.outage_age("registry.example")
+    assert age is not None and 0 <= age < 1
+    other.report_answer("registry.example")
+    assert one.outage_age("registry.example") is None
