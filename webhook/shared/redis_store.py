@@ -39,7 +39,6 @@ T = TypeVar("T")
 
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
-STATE_RECHECK_S = 5.0  # /readyz asks Redis itself when nothing else has for this long
 MAX_CONNECTIONS = 64  # per worker; a call that finds none free is a miss
 
 
@@ -97,7 +96,6 @@ class _Circuit:
         self.open_until = 0.0
         self.backoff_s = 0.0
         self.problem = ""
-        self.last_contact = float("-inf")
 
     def allow(self) -> bool:
         with self._lock:
@@ -114,7 +112,7 @@ class _Circuit:
         with self._lock:
             was_closed = not self.problem
             self.backoff_s = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, self.backoff_s * 2))
-            self.last_contact = now = self._clock()
+            now = self._clock()
             self.open_until = now + self.backoff_s
             self.problem = problem
             return was_closed
@@ -124,7 +122,6 @@ class _Circuit:
         with self._lock:
             was_open = bool(self.problem)
             self.problem, self.backoff_s, self.open_until = "", 0.0, 0.0
-            self.last_contact = self._clock()
             return was_open
 
 
@@ -218,12 +215,10 @@ class RedisStore:
         self._call(lambda r: r.delete(key), kind)
 
     def state(self) -> str:
-        """For /readyz: "available", or "unavailable (why; asked again in N s)". Asks Redis (within
-        the budget) when nothing has for ``STATE_RECHECK_S``, or when the circuit's probe is due."""
+        """For /readyz: "available", or "unavailable (why; asked again in N s)". Asks Redis (a PING,
+        within the budget) unless the circuit is open and its probe is not yet due."""
         circuit = self._circuit
-        if self._monotonic() - circuit.last_contact >= STATE_RECHECK_S or (
-            circuit.problem and self._monotonic() >= circuit.open_until
-        ):
+        if not circuit.problem or self._monotonic() >= circuit.open_until:
             self._call(lambda r: r.ping(), "")
         if circuit.problem:
             left = max(0.0, circuit.open_until - self._monotonic())
