@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+SLOW_CALL_S = 0.1  # a call this slow opens the circuit (a server trickling its answer); not lower: a
+# process starved of CPU for a moment must not turn sharing off
 MAX_CONNECTIONS = 64  # per worker; a call that finds none free is a miss
 
 
@@ -242,7 +244,7 @@ class RedisStore:
             self._count(kind, "error")
             return False, None
         waited = self._monotonic() - started
-        if waited > 4 * self._settings.budget_s + 0.01:  # the sockets were each in time, the whole not
+        if waited > max(4 * self._settings.budget_s, SLOW_CALL_S):  # each socket read in time, the whole not
             self._failed(f"answered in {waited * 1000:.0f} ms, beyond the budget")
         elif self._circuit.answered():
             log.warning("shared cache: Redis at %s answers again", self.where)
