@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.helpers import pki
+from tests.helpers.artifacts import push_image
 from tests.helpers.counting_proxy import CountingProxy, counting_proxy
 from tests.helpers.redis_server import RedisServer, redis_server
 from tests.helpers.registries import RunningRegistry
@@ -120,6 +121,25 @@ def test_a_verdict_one_replica_verified_is_a_hit_on_the_other_with_no_registry_r
     assert cluster.proxy.total() == read, "the other replica read the registry"
     assert shared_count(cluster.other, "verdict", "hit") > hits
     assert readyz(cluster.other)["sharedCache"] == "available"
+
+
+def test_a_deployment_admitted_on_one_replica_prewarms_its_pods_on_the_other(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The ReplicaSet's pods, arriving at another replica a moment after their Deployment was
+    admitted, resolve the tag and find the verdict in the shared cache: no registry read."""
+    registry = cluster.images.registry
+    digest = push_image(registry, "shared/prewarm", "v1", tmp_path, content="prewarm")
+    cluster.images.notation.sign(registry, f"{registry.host}/shared/prewarm@{digest}")
+    image = f"{cluster.proxy.host}/shared/prewarm:v1"
+    template = {"spec": {"template": {"spec": pod(image)["spec"]}}}
+    read = cluster.proxy.total()
+    assert cluster.one.review(template, kind="Deployment", group="apps")["allowed"] is True
+    assert cluster.proxy.total() > read
+    read = cluster.proxy.total()
+    for _ in range(4):
+        assert cluster.other.review(pod(image))["allowed"] is True
+    assert cluster.proxy.total() == read
 
 
 def test_forged_allow_planted_in_redis_for_an_unsigned_image_is_denied(cluster: Cluster) -> None:
