@@ -28,6 +28,7 @@ from tests.integration.test_webhook import Server, pod
 from webhook.oci.reference import parse
 from webhook.shared import codec
 from webhook.trust.files import TrustFiles
+from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify import records
 
 SIGNING_KEY = b"referee-replicas-only-" + b"k" * 26
@@ -106,8 +107,9 @@ def keys_of(cluster: Cluster, image: str, digest: str) -> tuple[str, str]:
     """The Redis keys a replica reads for ``image`` (by tag, no credentials): its tag and its allow."""
     ref = parse(image)
     trust = TrustFiles(cluster.images.policy, cluster.images.store).current().fingerprint
+    settings = f"maxSignatures=10|revocation={HttpRevocationSource().fingerprint}"
     return (redis_key("tag", (str(ref), "")),
-            redis_key("verdict", (ref.name, digest, f"{trust}|maxSignatures=10")))  # fmt: skip
+            redis_key("verdict", (ref.name, digest, f"{trust}|{settings}")))  # fmt: skip
 
 
 def test_a_verdict_one_replica_verified_is_a_hit_on_the_other_with_no_registry_read(cluster: Cluster) -> None:

@@ -225,10 +225,11 @@ class RedisStore:
         """The value under ``name`` with its age and the time it has left (seconds), when Redis
         answers within the budget with a value that passes the codec's check and ``parse``."""
         key = self.key(kind, name)
-        ok, raw = self._call(lambda r: r.getrange(key, 0, codec.MAX_VALUE_BYTES), kind)
+        ok, answers = self._call(lambda r: _value_and_ttl(r, key), kind)
         if not ok:
             return None
-        if not isinstance(raw, bytes) or not raw:
+        raw, pttl_ms = answers
+        if not isinstance(raw, bytes) or not raw or not isinstance(pttl_ms, int):
             self._count(kind, "miss")
             return None
         now = self._clock()
@@ -246,7 +247,12 @@ class RedisStore:
             self._count(kind, "rejected")
             return None
         self._count(kind, "hit")
-        return value, max(0.0, now - sealed.stored_at), sealed.expires_at - now
+        # The time left is the shortest of the value's own (this replica's clock), Redis's (the
+        # server's; none when the key has no expiry) and the whole time it was stored for: a reader
+        # whose clock lags the writer's never keeps it longer.
+        redis_left_s = pttl_ms / 1000 if pttl_ms > 0 else float("inf")
+        left_s = min(sealed.expires_at - now, redis_left_s, sealed.expires_at - sealed.stored_at)
+        return value, max(0.0, now - sealed.stored_at), left_s
 
     def put(self, kind: str, name: str, data: Mapping[str, Any], ttl_s: float) -> None:
         if ttl_s <= 0:
@@ -304,6 +310,14 @@ class RedisStore:
     def _count(kind: str, result: str) -> None:
         if kind:
             metrics().shared_cache.labels(kind, result).inc()
+
+
+def _value_and_ttl(client: redis.Redis, key: str) -> list[Any]:
+    """The value's first ``MAX_VALUE_BYTES`` + 1 bytes and its time to live, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    pipe.getrange(key, 0, codec.MAX_VALUE_BYTES)
+    pipe.pttl(key)
+    return pipe.execute()
 
 
 def _describe(exc: BaseException, budget_s: float) -> str:

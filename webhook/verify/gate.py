@@ -126,8 +126,11 @@ class Gate:
         self.verdicts: VerdictCache[tuple[str, str, str], Decision] = (
             TTLCache(max_entries) if verdicts is None else verdicts
         )
-        # Settings that change what a verification concludes belong in the verdict's key.
+        # Settings that change what a verification concludes belong in the verdict's key (replicas
+        # sharing a cache may differ in them).
         self._settings = f"maxSignatures={max_signatures}"
+        if isinstance(revocation, HttpRevocationSource):
+            self._settings += f"|revocation={revocation.fingerprint}"
         # Tag -> digest, per credentials: a registry may show a private tag to some callers only.
         self.tags: VerdictCache[tuple[str, str], str] = TTLCache(max_entries) if tags is None else tags
         self._shared_state = shared_state  # the shared cache's state, for /readyz

@@ -219,3 +219,14 @@ def test_a_redis_trickling_its_answer_holds_a_request_no_longer_than_the_budget_
         waited = time.monotonic() - started
         assert waited < STALL_BUDGET_S * CALL_BUDGETS + SCHEDULING_S, f"waited {waited * 1000:.1f} ms"
         assert ours.state().startswith("unavailable (no answer within 20 ms")
+
+
+def test_a_reader_whose_clock_lags_keeps_a_value_no_longer_than_redis_does(server: RedisServer) -> None:
+    """A replica whose clock is 20 s behind the writer's reads a value Redis expires in 2 s."""
+    writer = store(server)
+    writer.put("tag", "t", {"digest": "d"}, 300)
+    server.client().pexpire(writer.key("tag", "t"), 2000)
+    lagging = RedisStore(StoreSettings(server.url, KEY, server.password, None, "referee:", BUDGET_S),
+                         clock=lambda: time.time() - 20)  # fmt: skip
+    found = lagging.get("tag", "t", digest)
+    assert found is not None and found[2] <= 2.0
