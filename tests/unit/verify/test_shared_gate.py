@@ -21,6 +21,7 @@ from webhook.oci.model import OCI_EMPTY
 from webhook.server.app import shared_caches
 from webhook.shared.redis_store import RedisStore, StoreSettings
 from webhook.trust.files import TrustFiles
+from webhook.trust.revocation import HttpRevocationSource
 from webhook.verify import records
 from webhook.verify.gate import Gate
 
@@ -211,3 +212,24 @@ def test_records_keep_the_structured_decision_and_no_words_of_the_request(regist
     assert records.verdict_from(key, {**record, "allowed": "yes"}) is None
     assert records.verdict_from(key, {**record, "extra": 1}) is None
     assert records.tag_from(("t", ""), {"digest": "latest"}) is None
+
+
+def test_replicas_with_other_revocation_settings_never_share_a_verdict(
+    registry: Registry, server: RedisServer
+) -> None:
+    """One replica checks revocation online, the other offline: each verifies for itself."""
+    fake, trust_policy, store_dir = registry
+    gates = []
+    for network in (True, False):
+        store = RedisStore(StoreSettings(server.url, b"k" * 32, server.password, None, "referee:", 1.0))
+        revocation = HttpRevocationSource(network=network)
+        gates.append(Gate(fake, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, tag_ttl_s=30,
+                          max_entries=100, max_signatures=10, revocation=revocation,
+                          workers=2, **shared_caches(store, 100)))  # fmt: skip
+    try:
+        for g in gates:
+            assert g.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        assert [g.verifications for g in gates] == [1, 1]
+    finally:
+        for g in gates:
+            g.close()
