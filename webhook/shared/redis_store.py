@@ -44,7 +44,8 @@ MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 CALL_BUDGETS = 3  # all the reads of one call (AUTH on a new connection, the command) end by then
 MIN_READ_S = 0.0005  # a read after the deadline still takes what already arrived (a starved process)
-MAX_CONNECTIONS = 64  # per worker; a call that finds none free is a miss
+MAX_CONNECTIONS = 64
+REFUSAL_LOG_INTERVAL_S = 10.0  # per worker; a call that finds none free is a miss
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ class RedisStore:
         self._clock = clock
         self._monotonic = monotonic
         self._circuit = _Circuit(monotonic)
+        self._log_lock = threading.Lock()
+        self._next_refusal_log = float("-inf")
+        self._refusals_unlogged = 0
         parts = urlsplit(settings.url)
         self.where = f"{parts.hostname}:{parts.port}"  # for people: never the password
         budget = settings.budget_s
@@ -235,7 +239,7 @@ class RedisStore:
         now = self._clock()
         sealed = codec.unseal(self._settings.signing_key, key, kind, raw, now)
         if isinstance(sealed, str):
-            log.warning("shared cache: the %s value under %s is refused: %s", kind, key, sealed)
+            self._refused(f"the {kind} value under {key} is refused: {sealed}")
             self._count(kind, "rejected")
             return None
         try:
@@ -243,7 +247,7 @@ class RedisStore:
         except Exception:  # noqa: BLE001 (a value that trips the parser is refused, like any other)
             value = None
         if value is None:
-            log.warning("shared cache: the %s value under %s does not describe its key", kind, key)
+            self._refused(f"the {kind} value under {key} does not describe its key")
             self._count(kind, "rejected")
             return None
         self._count(kind, "hit")
@@ -288,7 +292,7 @@ class RedisStore:
             result = work(self._redis)
         except redis.ResponseError as exc:  # Redis answered (a key of another type, say)
             self._circuit.answered()
-            log.warning("shared cache: Redis refused a command: %s", str(exc)[:200])
+            self._refused(f"Redis refused a command: {str(exc)[:200]}")
             self._count(kind, "rejected")
             return False, None
         except Exception as exc:  # noqa: BLE001 (an outage of the store is a miss, whatever it is)
@@ -300,6 +304,19 @@ class RedisStore:
         if self._circuit.answered():
             log.warning("shared cache: Redis at %s answers again", self.where)
         return True, result
+
+    def _refused(self, what: str) -> None:
+        """Logged at most once per ``REFUSAL_LOG_INTERVAL_S``: whoever writes to Redis can make
+        every lookup refuse a value, not fill the log (the metric counts each one)."""
+        now = self._monotonic()
+        with self._log_lock:
+            if now < self._next_refusal_log:
+                self._refusals_unlogged += 1
+                return
+            skipped, self._refusals_unlogged = self._refusals_unlogged, 0
+            self._next_refusal_log = now + REFUSAL_LOG_INTERVAL_S
+        more = f" ({skipped} more since the last such line)" if skipped else ""
+        log.warning("shared cache: %s%s", what, more)
 
     def _failed(self, problem: str) -> None:
         if self._circuit.failed(problem):

@@ -230,3 +230,19 @@ def test_a_reader_whose_clock_lags_keeps_a_value_no_longer_than_redis_does(serve
                          clock=lambda: time.time() - 20)  # fmt: skip
     found = lagging.get("tag", "t", digest)
     assert found is not None and found[2] <= 2.0
+
+
+def test_values_planted_to_fill_the_log_are_logged_once_per_interval(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An adversary who can write to Redis makes every lookup refuse a value: each is counted, the
+    log gets one line per interval."""
+    ours = store(server)
+    client = server.client()
+    rejected = count("verdict", "rejected")
+    with caplog.at_level("WARNING", logger="webhook.shared.redis_store"):
+        for n in range(50):
+            client.set(ours.key("verdict", f"image{n}"), b"RS1" + b"\0" * 40)
+            assert ours.get("verdict", f"image{n}", digest) is None
+    assert count("verdict", "rejected") == rejected + 50
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
