@@ -25,6 +25,14 @@ turn a check off). Pure: ``parse_config`` takes the parsed document and the envi
         admission: {caFile: /etc/referee/apiserver-ca.crt, names: [kube-apiserver]}
         provider: {caFile: /etc/referee/gatekeeper-ca.crt, names: []}
     cache: {verdictTTLSeconds: 300, deniedTTLSeconds: 15, tagTTLSeconds: 30, maxEntries: 10000}
+    cache:
+      shared:                          # verdicts, tag digests and registry outages shared through Redis
+        url: redis://redis.referee-system:6379/0   # or rediss://; no password here
+        passwordFile: /etc/referee/shared-cache/password
+        caFile: /etc/referee/shared-cache/ca.crt   # for rediss://
+        signingKeyFile: /etc/referee/shared-cache/signing-key   # >= 32 bytes, the same on every replica
+        keyPrefix: "referee:"
+        budgetMilliseconds: 5
     timeouts: {admissionSeconds: 10, marginSeconds: 1, providerSeconds: 3, providerMutationSeconds: 1}
     limits: {maxBodyBytes: 3145728, maxImagesPerRequest: 64, maxSignatures: 10}
     revocation: {offline: false, crlFiles: []}
@@ -116,6 +124,12 @@ class Config:
     kubeconfig: Path | None  # for the Kubernetes API; None: the in-cluster service account
     pull_secret_ttl_s: float
     trust_unauthenticated_callers: bool  # read pull secrets for callers without a certificate
+    shared_cache_url: str  # redis:// or rediss://; "" for none
+    shared_cache_password_file: Path | None
+    shared_cache_ca_file: Path | None
+    shared_cache_signing_key_file: Path | None  # required with a url
+    shared_cache_key_prefix: str
+    shared_cache_budget_ms: float  # the most a request waits on the shared cache per call
 
     @property
     def tls_client_ca_file(self) -> Path | None:
@@ -212,6 +226,34 @@ def _number(minimum: float, *, integer: bool = False, maximum: float | None = No
         return int(value) if integer else float(value)
 
     return read
+
+
+def _as_redis_url(value: Any, key: str, base: Path) -> str:
+    """A Redis URL without credentials: the password comes from a file, never from a config dump."""
+    if not isinstance(value, str):
+        raise ConfigError(f"config: {key} must be a string")
+    if not value:
+        return ""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("redis", "rediss"):
+        raise ConfigError(f"config: {key} must be redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB]")
+    where, _, db = rest.partition("/")
+    if "@" in where:
+        raise ConfigError(
+            f"config: {key} must not carry a user or password; give cache.shared.passwordFile instead"
+        )
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "?" in rest or "#" in rest:
+        raise ConfigError(f"config: {key} must be {scheme}://HOST:PORT[/DB], not {value!r}")
+    if db and not db.isdigit():
+        raise ConfigError(f"config: {key}: the database is a number, not {db!r}")
+    return value
+
+
+def _as_key_prefix(value: Any, key: str, base: Path) -> str:
+    if not isinstance(value, str) or not value or len(value) > 64 or not value.isprintable() or " " in value:
+        raise ConfigError(f"config: {key} must be 1 to 64 printable characters without spaces")
+    return value
 
 
 def _one_of(*choices: str) -> Reader:
@@ -340,6 +382,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache.deniedTTLSeconds", "denied_ttl_s", _number(0), 15.0, "how long a denial is kept", "s"),
     Setting("cache.tagTTLSeconds", "tag_ttl_s", _number(0), 30.0, "how long a tag's digest is kept", "s"),
     Setting("cache.maxEntries", "cache_max_entries", _number(0, integer=True), 10_000, "entries per cache"),
+    Setting("cache.shared.url", "shared_cache_url", _as_redis_url, "",
+            "redis://HOST:PORT[/DB] or rediss://…: verdicts, tag digests and registry outages shared "
+            "by every replica (docs/shared-cache.md); empty: none", shown="—"),
+    Setting("cache.shared.passwordFile", "shared_cache_password_file", _as_optional_path, None,
+            "a file holding the Redis password (AUTH)"),
+    Setting("cache.shared.caFile", "shared_cache_ca_file", _as_optional_path, None,
+            "the CA (PEM) a rediss:// server's certificate is verified with; its name is checked"),
+    Setting("cache.shared.signingKeyFile", "shared_cache_signing_key_file", _as_optional_path, None,
+            "required with a url: the HMAC-SHA256 key (at least 32 bytes) every shared entry is signed "
+            "and checked with; only Referee's replicas may hold it"),
+    Setting("cache.shared.keyPrefix", "shared_cache_key_prefix", _as_key_prefix, "referee:",
+            "every Redis key Referee writes starts with it"),
+    Setting("cache.shared.budgetMilliseconds", "shared_cache_budget_ms", _number(0, maximum=1000), 5.0,
+            "the most a request waits on Redis per call; slower is a miss", "ms"),
     Setting("timeouts.admissionSeconds", "admission_timeout_s", _number(0, maximum=30), 10.0,
             "the webhook's timeoutSeconds (at most 30)", "s"),
     Setting("timeouts.marginSeconds", "timeout_margin_s", _number(-1e-9), 1.0,
@@ -440,6 +496,13 @@ def _check_together(config: Config) -> None:
         raise ConfigError("config: tls.certFile and tls.keyFile go together")
     if (config.admission_client or config.provider_client) and not config.tls_cert_file:
         raise ConfigError("config: client authentication needs TLS (tls.certFile and tls.keyFile)")
+    if config.shared_cache_url and config.shared_cache_signing_key_file is None:
+        raise ConfigError(
+            "config: cache.shared.signingKeyFile is required with cache.shared.url: without a key only "
+            "Referee holds, anyone who can write to that Redis could grant an allow"
+        )
+    if config.shared_cache_ca_file and not config.shared_cache_url.startswith("rediss://"):
+        raise ConfigError("config: cache.shared.caFile is for a rediss:// url")
     if config.pull_secrets and config.admission_client is None and not config.trust_unauthenticated_callers:
         raise ConfigError(
             "config: kubernetes.pullSecrets reads Secrets for whoever calls /validate; require the API "

@@ -26,6 +26,7 @@ class Metrics:
     verify_seconds: Histogram
     registry_requests: Counter
     cache: Counter
+    shared_cache: Counter
     in_flight: Gauge
     certificate_expiry: Gauge
 
@@ -61,6 +62,9 @@ def _make() -> Metrics:
             "referee_registry_requests_total", "Registry HTTP answers", ["method", "status"]
         ),
         cache=prom.Counter("referee_cache_lookups_total", "Verdict cache lookups", ["cache", "result"]),
+        shared_cache=prom.Counter(
+            "referee_shared_cache_total", "Shared cache (Redis) lookups", ["kind", "result"]
+        ),
         in_flight=prom.Gauge(
             "referee_verifications_in_flight", "Signature verifications running", multiprocess_mode="livesum"
         ),

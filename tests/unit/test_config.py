@@ -196,3 +196,84 @@ def test_single_flight_shares_errors_and_forgets_them() -> None:
     with pytest.raises(RuntimeError):
         flight.do("k", boom, 1)
     assert flight.do("k", lambda: 7, 1) == 7
+
+
+# --- cache.shared ---------------------------------------------------------------------------------
+
+BASE = {"trustPolicy": "/p.json", "trustStore": "/s"}
+
+
+def shared(**keys: Any) -> dict[str, Any]:
+    return {**BASE, "cache": {"shared": keys}}
+
+
+def test_no_shared_cache_unless_a_url_is_given() -> None:
+    config = parse_config(BASE, base=Path("/"), environ={})
+    assert config.shared_cache_url == "" and config.shared_cache_budget_ms == 5.0
+    assert config.shared_cache_key_prefix == "referee:"
+
+
+def test_a_shared_cache_with_every_key(tmp_path: Path) -> None:
+    config = parse_config(
+        shared(url="rediss://redis.example:6380/3", passwordFile="pw", caFile="/ca.pem",
+               signingKeyFile="key", keyPrefix="prod:", budgetMilliseconds=2.5),
+        base=tmp_path, environ={},
+    )  # fmt: skip
+    assert config.shared_cache_url == "rediss://redis.example:6380/3"
+    assert config.shared_cache_password_file == tmp_path / "pw"
+    assert config.shared_cache_signing_key_file == tmp_path / "key"
+    assert config.shared_cache_ca_file == Path("/ca.pem")
+    assert (config.shared_cache_key_prefix, config.shared_cache_budget_ms) == ("prod:", 2.5)
+
+
+@pytest.mark.parametrize(
+    ("keys", "phrase"),
+    [
+        ({"url": "http://redis:6379", "signingKeyFile": "/k"}, "cache.shared.url must be redis://"),
+        ({"url": "redis://:secret@redis:6379", "signingKeyFile": "/k"}, "passwordFile instead"),
+        ({"url": "redis://default:secret@redis:6379", "signingKeyFile": "/k"}, "passwordFile instead"),
+        ({"url": "redis://redis", "signingKeyFile": "/k"}, "HOST:PORT"),
+        ({"url": "redis://redis:6379/x", "signingKeyFile": "/k"}, "database is a number"),
+        ({"url": "redis://redis:6379?password=x", "signingKeyFile": "/k"}, "HOST:PORT"),
+        ({"url": "redis://redis:6379"}, "cache.shared.signingKeyFile is required"),
+        ({"url": "redis://redis:6379", "signingKeyFile": "/k", "caFile": "/ca"}, "caFile is for a rediss://"),
+        ({"budgetMilliseconds": 0}, "cache.shared.budgetMilliseconds must be a number greater than 0"),
+        ({"budgetMilliseconds": 5000}, "cache.shared.budgetMilliseconds is at most 1000"),
+        ({"keyPrefix": ""}, "cache.shared.keyPrefix"),
+        ({"keyPrefix": "a b"}, "cache.shared.keyPrefix"),
+        ({"passwrdFile": "/pw"}, "unknown key(s) cache.shared.passwrdFile"),
+    ],
+)
+def test_shared_cache_mistakes_are_refused_naming_the_key(keys: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(shared(**keys), base=Path("/"), environ={})
+    assert phrase in str(caught.value)
+    assert "secret" not in str(caught.value)  # a password in the url is never repeated
+
+
+@pytest.mark.parametrize(("content", "phrase"), [(None, "cannot read"), (b"k" * 31, "holds 31 bytes")])
+def test_a_missing_or_short_signing_key_refuses_to_start(
+    tmp_path: Path, content: bytes | None, phrase: str
+) -> None:
+    from webhook.server.app import shared_settings  # noqa: PLC0415
+
+    key = tmp_path / "signing-key"
+    if content is not None:
+        key.write_bytes(content)
+    config = parse_config(shared(url="redis://127.0.0.1:6379", signingKeyFile=str(key)), base=tmp_path,
+                          environ={})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"cache\.shared\.signingKeyFile") as caught:
+        shared_settings(config)
+    assert phrase in str(caught.value)
+
+
+def test_the_password_comes_from_its_file_stripped_and_is_never_shown(tmp_path: Path) -> None:
+    from webhook.server.app import shared_settings  # noqa: PLC0415
+
+    (tmp_path / "key").write_bytes(b"k" * 48)
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    config = parse_config(shared(url="redis://127.0.0.1:6379", signingKeyFile="key", passwordFile="pw"),
+                          base=tmp_path, environ={})  # fmt: skip
+    settings = shared_settings(config)
+    assert settings.password == "s3cret-pw" and settings.signing_key == b"k" * 48
+    assert "s3cret" not in repr(settings) and "kkkk" not in repr(settings)

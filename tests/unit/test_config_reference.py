@@ -36,6 +36,12 @@ CHART: dict[str, str | None] = {
     "cache.deniedTTLSeconds": "cache.deniedTTLSeconds",
     "cache.tagTTLSeconds": "cache.tagTTLSeconds",
     "cache.maxEntries": "cache.maxEntries",
+    "cache.shared.url": "cache.shared.url",
+    "cache.shared.passwordFile": "cache.shared.passwordSecret",  # mounted as shared-cache/password
+    "cache.shared.caFile": "cache.shared.caSecret",  # mounted as shared-cache/ca.crt
+    "cache.shared.signingKeyFile": "cache.shared.signingKeySecret",  # mounted as shared-cache/signing-key
+    "cache.shared.keyPrefix": "cache.shared.keyPrefix",
+    "cache.shared.budgetMilliseconds": "cache.shared.budgetMilliseconds",
     "timeouts.admissionSeconds": "webhook.timeoutSeconds",
     "timeouts.marginSeconds": "timeouts.marginSeconds",
     "timeouts.providerSeconds": "gatekeeper.providerTimeoutSeconds",

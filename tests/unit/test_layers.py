@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "webhook"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", ("webhook", "webhook.errors", "webhook.deadline", "webhook.metrics", "webhook.reloading",
                 "webhook.strictjson", "webhook.transport")),
+    ("shared store", ("webhook.shared",)),
     ("pure cores", ("webhook.notary", "webhook.oci")),
     ("registry", ("webhook.registry",)),
     ("trust I/O", ("webhook.trust",)),
@@ -79,3 +80,20 @@ def test_imports_point_downward(path: Path) -> None:
 def test_pure_cores_do_no_io(path: Path) -> None:
     found = [n for n in imports_of(path) if any(n == m or n.startswith(m + ".") for m in IO_MODULES)]
     assert found == [], f"{module_name(path)} imports I/O modules"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if module_name(p).startswith("webhook.shared")], ids=module_name
+)
+def test_the_shared_store_imports_only_basics(path: Path) -> None:
+    """The Redis adapter knows nothing of images, registries or decisions: the gate's records are
+    made in verify/records.py, and server/app.py wires the store in."""
+    basics = LAYERS[0][1]
+    found = [n for n in imports_of(path) if n.startswith("webhook") and layer_of(n) > 1]
+    assert found == [], f"{module_name(path)} imports beyond {', '.join(basics)}"
+
+
+def test_the_codec_does_no_io() -> None:
+    found = [n for n in imports_of(PACKAGE / "shared" / "codec.py")
+             if any(n == m or n.startswith(m + ".") for m in (*IO_MODULES, "redis"))]  # fmt: skip
+    assert found == []

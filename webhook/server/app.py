@@ -28,8 +28,12 @@ from webhook.server.body import Unreadable, read_json, read_review
 from webhook.server.clientauth import Caller, ClientCheck
 from webhook.server.handlers import admit, log_decision, log_refusal, pin, provide, refuse, result_of
 from webhook.server.pullsecrets import KubernetesReader, PullSecrets
+from webhook.shared.redis_store import RedisStore, SharedOutages, StoreSettings, read_settings
 from webhook.trust.files import TrustFiles
 from webhook.trust.revocation import HttpRevocationSource
+from webhook.verify import records
+from webhook.verify.cache import SharedStore, TTLCache, TwoLevelCache
+from webhook.verify.decision import Decision
 from webhook.verify.gate import Gate
 from webhook.verify.policy import Policy, PolicyFile
 
@@ -47,6 +51,7 @@ def build_gate(config: Config) -> Gate:
     )
     client = RegistryClient(ClientSettings(hosts=hosts))
     client.on_response = lambda method, status: metrics().registry_requests.labels(method, str(status)).inc()
+    shared = _shared_caches(config, client)
     return Gate(
         client,
         TrustFiles(config.trust_policy, config.trust_store),
@@ -60,6 +65,42 @@ def build_gate(config: Config) -> Gate:
         policy=Policy.from_config(config),
         workers=max(4, config.threads * 2),
         statements=PolicyFile(config.policy),
+        **shared,
+    )
+
+
+def _shared_caches(config: Config, client: RegistryClient) -> dict[str, Any]:
+    """With ``cache.shared.url``: the verdict and tag caches backed by Redis, the registry hosts'
+    outages shared, and the store's state for /readyz (Gate keyword arguments); else nothing."""
+    if not config.shared_cache_url:
+        return {}
+    store = RedisStore(shared_settings(config))
+    client.health.share(SharedOutages(store))
+    return {**shared_caches(store, config.cache_max_entries), "shared_state": store.state}
+
+
+def shared_caches(store: SharedStore, max_entries: int) -> dict[str, Any]:
+    """The gate's verdict and tag caches: local first, then ``store`` (Gate keyword arguments)."""
+    verdicts: TwoLevelCache[tuple[str, str, str], Decision] = TwoLevelCache(
+        TTLCache(max_entries), store, "verdict",
+        name=records.name_of, encode=records.verdict_record, decode=records.verdict_from,
+    )  # fmt: skip
+    tags: TwoLevelCache[tuple[str, str], str] = TwoLevelCache(
+        TTLCache(max_entries), store, "tag",
+        name=records.name_of, encode=records.tag_record, decode=records.tag_from,
+    )  # fmt: skip
+    return {"verdicts": verdicts, "tags": tags}
+
+
+def shared_settings(config: Config) -> StoreSettings:
+    """The shared cache's settings with its files read (a ConfigError names the key at fault)."""
+    return read_settings(
+        config.shared_cache_url,
+        signing_key_file=config.shared_cache_signing_key_file,
+        password_file=config.shared_cache_password_file,
+        ca_file=config.shared_cache_ca_file,
+        key_prefix=config.shared_cache_key_prefix,
+        budget_ms=config.shared_cache_budget_ms,
     )
 
 
@@ -214,6 +255,9 @@ def _readiness(gate: Gate) -> dict[str, Any]:
     policy_error = gate.policy_reload_error()
     if policy_error:
         body["policyReloadError"] = policy_error
+    shared = gate.shared_cache_state()
+    if shared:  # still ready when Redis is down: the local cache answers, decisions do not change
+        body["sharedCache"] = shared
     return body
 
 

@@ -178,6 +178,10 @@ def serve(config_path: Path) -> None:
     for auth in (config.admission_client, config.provider_client):
         if auth is not None:
             read_ca_file(auth.ca_file)
+    if config.shared_cache_url:
+        from webhook.server.app import shared_settings  # noqa: PLC0415 (Flask is for the workers)
+
+        shared_settings(config)  # the signing key, the password and the CA files
     if config.pull_secrets:
         KubernetesReader(config.kubeconfig)  # the kubeconfig, or the pod's service account token
     if not (config.tls_cert_file and config.tls_key_file):

@@ -12,6 +12,7 @@ admission asks through ``within(deadline)``: every fetch ends by the deadline, a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -75,6 +76,14 @@ class HttpRevocationSource:
                 raise ConfigError(f"cannot read CRL file {path}: {exc.strerror}") from None
             except ValueError:
                 raise ConfigError(f"{path} is not a DER or PEM CRL") from None
+
+    @property
+    def fingerprint(self) -> str:
+        """What a verdict depends on here: whether revocation is asked online, and the CRL files."""
+        digest = hashlib.sha256(b"network" if self._network else b"offline")
+        for _, data in self._offline:
+            digest.update(hashlib.sha256(data).digest())
+        return digest.hexdigest()[:16]
 
     def within(self, deadline: Deadline, max_urls: int = MAX_URLS_PER_VERIFICATION) -> RevocationSource:
         """This source for one verification: fetches end by ``deadline``, ``max_urls`` at most."""

@@ -1,14 +1,15 @@
-"""Small thread-safe caches: the verdict-cache seam and its in-memory TTL map bounded in entries, and
-single flight for identical work."""
+"""Small thread-safe caches: the verdict-cache seam, its in-memory TTL map bounded in entries, the
+two-level cache that puts a shared store (Redis, ``webhook.shared``) behind it, and single flight
+for identical work."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -60,12 +61,13 @@ class TTLCache(Generic[K, V]):
             self.hits += 1
             return Entry(entry[0], now - entry[2], entry[1] - now)
 
-    def put(self, key: K, value: V, ttl_s: float) -> None:
+    def put(self, key: K, value: V, ttl_s: float, age_s: float = 0.0) -> None:
+        """Keep ``value`` for ``ttl_s``; ``age_s``: how old it already is (read from elsewhere)."""
         if ttl_s <= 0 or self._max <= 0:
             return
         with self._lock:
             now = self._clock()
-            self._entries[key] = (value, now + ttl_s, now)
+            self._entries[key] = (value, now + ttl_s, now - max(0.0, age_s))
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
@@ -76,6 +78,71 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+T = TypeVar("T")
+
+
+class SharedStore(Protocol):
+    """A store every replica reads and writes (``webhook.shared.redis_store.RedisStore``): values
+    are JSON objects under a kind and a name; any failure, slowness or doubt is a miss."""
+
+    def get(
+        self, kind: str, name: str, parse: Callable[[Mapping[str, Any]], T | None]
+    ) -> tuple[T, float, float] | None: ...  # the value, its age and the time it has left
+
+    def put(self, kind: str, name: str, data: Mapping[str, Any], ttl_s: float) -> None: ...
+
+
+class TwoLevelCache(Generic[K, V]):
+    """The local ``TTLCache`` first, then the shared store; a value found there is kept locally for
+    the time it has left. ``put`` writes both with the entry's time to live. ``encode`` gives the
+    data to share (None: kept locally only); ``decode`` reads it back for a key, or None when it does
+    not describe that key (then it is refused and counted)."""
+
+    def __init__(
+        self,
+        local: TTLCache[K, V],
+        shared: SharedStore,
+        kind: str,
+        *,
+        name: Callable[[K], str],
+        encode: Callable[[V], Mapping[str, Any] | None],
+        decode: Callable[[K, Mapping[str, Any]], V | None],
+    ) -> None:
+        self.local = local
+        self._shared = shared
+        self._kind = kind
+        self._name = name
+        self._encode = encode
+        self._decode = decode
+
+    def entry(self, key: K) -> Entry[V] | None:
+        found = self.local.entry(key)
+        if found is not None:
+            return found
+        shared = self._shared.get(self._kind, self._name(key), lambda data: self._decode(key, data))
+        if shared is None:
+            return None
+        value, age_s, left_s = shared
+        self.local.put(key, value, left_s, age_s)
+        return Entry(value, age_s, left_s)
+
+    def get(self, key: K) -> V | None:
+        found = self.entry(key)
+        return None if found is None else found.value
+
+    def put(self, key: K, value: V, ttl_s: float) -> None:
+        self.local.put(key, value, ttl_s)
+        data = self._encode(value)
+        if data is not None and ttl_s > 0:
+            self._shared.put(self._kind, self._name(key), data, ttl_s)
+
+    def clear(self) -> None:
+        self.local.clear()
+
+    def __len__(self) -> int:
+        return len(self.local)
 
 
 class _Call(Generic[V]):

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -108,7 +109,9 @@ class Gate:
         per_host: int | None = None,
         credentials: Reloading[Keyring] | None = None,
         verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
+        tags: VerdictCache[tuple[str, str], str] | None = None,
         statements: PolicyFile | None = None,
+        shared_state: Callable[[], str] | None = None,
     ) -> None:
         self._client = client
         self._trust = trust_files
@@ -120,11 +123,17 @@ class Gate:
         self._policy = policy or Policy()
         self._credentials_files = credentials  # configured credentials; else the client's keyring
         self._statements = statements or PolicyFile(None)  # Referee's policy document
-        self.verdicts: VerdictCache[tuple[str, str, str], Decision] = verdicts or TTLCache(max_entries)
-        # Settings that change what a verification concludes belong in the verdict's key.
+        self.verdicts: VerdictCache[tuple[str, str, str], Decision] = (
+            TTLCache(max_entries) if verdicts is None else verdicts
+        )
+        # Settings that change what a verification concludes belong in the verdict's key (replicas
+        # sharing a cache may differ in them).
         self._settings = f"maxSignatures={max_signatures}"
+        if isinstance(revocation, HttpRevocationSource):
+            self._settings += f"|revocation={revocation.fingerprint}"
         # Tag -> digest, per credentials: a registry may show a private tag to some callers only.
-        self.tags: TTLCache[tuple[str, str], str] = TTLCache(max_entries)
+        self.tags: VerdictCache[tuple[str, str], str] = TTLCache(max_entries) if tags is None else tags
+        self._shared_state = shared_state  # the shared cache's state, for /readyz
         self.chains = KeySet(MAX_TRUSTED_CHAINS)  # hashes of chains that reached a trusted root
         self._flight: SingleFlight[tuple[str, str, str, str], Decision] = SingleFlight()
         self._resolving: SingleFlight[tuple[str, str], str] = SingleFlight()
@@ -152,6 +161,14 @@ class Gate:
         if files is not None:
             files.current()
         return self._trust.last_error, files.last_error if files else ""
+
+    def shared_cache_state(self) -> str:
+        """The shared cache's state ("" when there is none): it never makes Referee unready."""
+        return self._shared_state() if self._shared_state else ""
+
+    def _tag(self, ref: Reference, who: str) -> str | None:
+        found = self.tags.entry((str(ref), who))
+        return None if found is None else found.value
 
     def policy_reload_error(self) -> str:
         """Why the Referee policy document on disk is not the one in use ("" when it is)."""
@@ -226,7 +243,7 @@ class Gate:
         if self._policy.precheck(ref) is not None:
             return self._decide_one(image, request)
         who = ",".join(c.fingerprint() for c in self._credentials(ref, request.keyring))
-        digest = ref.digest or self.tags.get((str(ref), who))
+        digest = ref.digest or self._tag(ref, who)
         if digest is None:
             return ref.api_host
         job = self._job(image, ref, digest, request)
@@ -280,7 +297,7 @@ class Gate:
         repo = self._client.repository(ref, credentials)
         who = ",".join(c.fingerprint() for c in credentials)
         try:
-            digest = ref.digest or self.tags.get((str(ref), who)) or self._resolve(repo, ref, deadline, who)
+            digest = ref.digest or self._tag(ref, who) or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
             return Decision.refused(image, str(exc))
         except VerificationInconclusive as exc:

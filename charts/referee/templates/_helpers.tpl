@@ -519,3 +519,26 @@ maxmemory {{ int .Values.redis.maxMemoryMebibytes }}mb
 maxmemory-policy allkeys-lru
 maxclients {{ int .Values.redis.maxClients }}
 {{- end -}}
+
+{{/* The projected sources of the shared-cache volume (mounted at <mountRoot>/shared-cache): the
+signing key, the Redis password when there is one, the CA of a rediss:// server when given. */}}
+{{- define "referee.sharedCacheSources" -}}
+{{- $shared := .Values.cache.shared -}}
+{{- $password := include "referee.sharedCachePasswordSecret" . | fromJson -}}
+- secret:
+    name: {{ include "referee.sharedCacheSigningKeySecret" . }}
+    items:
+      - {key: signing-key, path: signing-key}
+{{- with $password.name }}
+- secret:
+    name: {{ . }}
+    items:
+      - {key: {{ $password.key }}, path: password}
+{{- end }}
+{{- with $shared.caSecret.name }}
+- secret:
+    name: {{ . }}
+    items:
+      - {key: {{ $shared.caSecret.key }}, path: ca.crt}
+{{- end }}
+{{- end -}}

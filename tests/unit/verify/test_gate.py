@@ -27,6 +27,10 @@ HOST = "registry.example"
 
 @pytest.fixture
 def registry(tmp_path: Path) -> tuple[MemoryRegistryFake, Path, Path]:
+    return signed_registry(tmp_path)
+
+
+def signed_registry(tmp_path: Path) -> tuple[MemoryRegistryFake, Path, Path]:
     """``team/app:v1`` signed by a chain whose leaf is valid for 30 days; its signature expires in 7."""
     chain = make_chain(LeafSpec(not_after=dt.timedelta(days=30)))
     fake = MemoryRegistryFake()

@@ -1,0 +1,48 @@
+"""Registry outages shared between replicas through a real redis-server: a host one replica saw time
+out is refused by the others for what is left of its cool-down, and the probe that is answered
+clears it for all. A shared claim only ever refuses sooner; it never admits."""
+
+from __future__ import annotations
+
+import time
+
+from tests.helpers.redis_server import RedisServer
+from webhook.registry.health import SHARED_RECHECK_S, HostHealth
+from webhook.shared.redis_store import RedisStore, SharedOutages, StoreSettings
+
+
+def replica(server: RedisServer, cooldown_s: float = 5.0) -> HostHealth:
+    health = HostHealth(cooldown_s)
+    health.share(SharedOutages(RedisStore(StoreSettings(server.url, b"k" * 32, server.password))))
+    return health
+
+
+def test_a_timeout_seen_by_one_replica_spares_the_others(server: RedisServer) -> None:
+    one, other = replica(server), replica(server)
+    assert other.refusal("r.example") == ""
+    one.timed_out("r.example", waited_s=4.0)
+    time.sleep(SHARED_RECHECK_S)  # the other looked the host up a moment ago: it asks again after this
+    reason = other.refusal("r.example")
+    assert "r.example is not answering (a request of another replica timed out" in reason
+    assert other.refusal("r.example") != ""  # now known locally: Redis is not asked again
+    assert other.refusal("elsewhere.example") == ""
+
+
+def test_the_probe_that_is_answered_clears_the_outage_for_every_replica(server: RedisServer) -> None:
+    one, other, third = replica(server, cooldown_s=1.0), replica(server, 1.0), replica(server, 1.0)
+    one.timed_out("r.example", waited_s=4.0)
+    assert other.refusal("r.example") != ""
+    time.sleep(1.05)
+    assert other.refusal("r.example") == ""  # its probe
+    other.answered("r.example")
+    assert third.refusal("r.example") == ""
+
+
+def test_a_claim_in_a_stopped_redis_refuses_nothing(server: RedisServer) -> None:
+    health = replica(server)
+    server.stop()
+    started = time.monotonic()
+    assert health.refusal("r.example") == ""
+    health.timed_out("r.example", waited_s=4.0)  # reported to nobody, within the budget
+    assert time.monotonic() - started < 0.1
+    assert health.refusal("r.example") != ""  # the local circuit still works

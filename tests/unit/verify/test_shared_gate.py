@@ -1,0 +1,235 @@
+"""Two gates (two replicas) over one real redis-server: a verdict or tag one of them learnt is the
+other's without a registry read; denials keep their per-credential key; "could not check" is never
+shared; and what an adversary plants in Redis is never an allow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
+from tests.helpers.memory_registry_fake import MemoryRegistryFake
+from tests.helpers.redis_server import RedisServer, redis_server
+from tests.unit.verify.test_gate import HOST, NOW, signed_registry
+from webhook.deadline import Deadline
+from webhook.errors import RegistryUnavailable
+from webhook.oci.model import OCI_EMPTY
+from webhook.server.app import shared_caches
+from webhook.shared.redis_store import RedisStore, StoreSettings
+from webhook.trust.files import TrustFiles
+from webhook.trust.revocation import HttpRevocationSource
+from webhook.verify import records
+from webhook.verify.gate import Gate
+
+SIGNED = f"{HOST}/team/app:v1"
+Registry = tuple[MemoryRegistryFake, Path, Path]
+
+
+@pytest.fixture()
+def registry(tmp_path: Path) -> Registry:
+    return signed_registry(tmp_path)
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as running:
+        yield running
+
+
+def count(kind: str, result: str) -> float:
+    return REGISTRY.get_sample_value("referee_shared_cache_total", {"kind": kind, "result": result}) or 0.0
+
+
+def replica(registry: Registry, server: RedisServer, *, key: bytes = b"k" * 32) -> tuple[Gate, RedisStore]:
+    fake, trust_policy, store_dir = registry
+    store = RedisStore(StoreSettings(server.url, key, server.password, None, "referee:", 1.0))
+    g = Gate(fake, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, tag_ttl_s=30, max_entries=100,
+             max_signatures=10, revocation=None, workers=2, shared_state=store.state,
+             **shared_caches(store, 100))  # fmt: skip
+    return g, store
+
+
+def unsigned(fake: MemoryRegistryFake) -> str:
+    config = fake.push_blob(b"{}")
+    image = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+                        "layers": [], "annotations": {"n": "unsigned"}}).encode()  # fmt: skip
+    fake.push_manifest(image, tag="team/unsigned:v1")
+    return f"{HOST}/team/unsigned:v1"
+
+
+def test_a_verdict_one_replica_verified_is_the_others_without_reading_the_registry(
+    registry: Registry, server: RedisServer
+) -> None:
+    fake = registry[0]
+    (one, _), (other, _) = replica(registry, server), replica(registry, server)
+    try:
+        [first] = one.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert first.allowed and one.verifications == 1
+        reads = fake.reads
+        [second] = other.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert second.allowed and second.cached and second.image == SIGNED
+        assert second.signer_subject == first.signer_subject and second.digest == first.digest
+        assert other.verifications == 0 and fake.reads == reads  # the tag's digest was shared too
+        assert other.shared_cache_state() == "available"
+    finally:
+        one.close()
+        other.close()
+
+
+def test_a_denial_is_shared_under_its_per_credential_key_briefly(
+    registry: Registry, server: RedisServer
+) -> None:
+    image = unsigned(registry[0])
+    (one, _), (other, _) = replica(registry, server), replica(registry, server)
+    try:
+        [denied] = one.decide([image], Deadline.after(10), now=NOW)
+        assert not denied.allowed and not denied.inconclusive
+        [again] = other.decide([image], Deadline.after(10), now=NOW)
+        assert not again.allowed and again.cached and other.verifications == 0
+        client = server.client()
+        ttls = [client.pttl(k) for k in client.keys("referee:v1:verdict:*")]
+        assert len(ttls) == 1 and 0 < ttls[0] <= 15_000  # deniedTTLSeconds, not the verdict TTL
+    finally:
+        one.close()
+        other.close()
+
+
+class _Unreachable(dict[str, object]):
+    """The registry's referrers cannot be read: the verification cannot conclude."""
+
+    def get(self, *args: object) -> object:
+        raise RegistryUnavailable("registry.example did not answer")
+
+
+def test_could_not_check_is_never_shared(registry: Registry, server: RedisServer) -> None:
+    registry[0].referrers_of = _Unreachable()  # type: ignore[assignment]
+    one, _ = replica(registry, server)
+    try:
+        [unchecked] = one.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert not unchecked.allowed and unchecked.inconclusive, unchecked
+        assert server.client().keys("referee:v1:verdict:*") == []
+        assert server.client().keys("referee:v1:tag:*") != []  # the tag was read: that is shared
+    finally:
+        one.close()
+
+
+def test_allow_replayed_under_an_unsigned_images_key_is_denied(
+    registry: Registry, server: RedisServer
+) -> None:
+    """An adversary who can write to Redis copies the signed image's allow (and its tag's digest)
+    under the keys the unsigned image is looked up with."""
+    image = unsigned(registry[0])
+    (one, store), (victim, _) = replica(registry, server), replica(registry, server)
+    try:
+        [allowed] = one.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert allowed.allowed
+        client = server.client()
+        [allow_key] = client.keys("referee:v1:verdict:*")
+        [tag_key] = client.keys("referee:v1:tag:*")
+        digest = registry[0].tags["team/unsigned:v1"]
+        trust = victim.trust_material().fingerprint
+        for key in ((f"{HOST}/team/unsigned", digest, f"{trust}|maxSignatures=10"),):
+            client.set(store.key("verdict", records.name_of(key)), client.get(allow_key))
+        client.set(store.key("tag", records.name_of((image, ""))), client.get(tag_key))
+        rejected = {kind: count(kind, "rejected") for kind in ("verdict", "tag")}
+        [decision] = victim.decide([image], Deadline.after(10), now=NOW)
+        assert not decision.allowed and "no Notation signature" in decision.reason, decision
+        assert victim.verifications == 1
+        # Both planted values were read, and refused.
+        assert count("tag", "rejected") > rejected["tag"]
+        assert count("verdict", "rejected") > rejected["verdict"]
+    finally:
+        one.close()
+        victim.close()
+
+
+def test_an_allow_signed_with_another_replicas_key_is_not_believed(
+    registry: Registry, server: RedisServer
+) -> None:
+    """A Redis shared with another Referee installation (another signing key, same prefix)."""
+    (theirs, _), (ours, _) = replica(registry, server, key=b"t" * 32), replica(registry, server)
+    try:
+        assert theirs.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        rejected = count("verdict", "rejected")
+        [decision] = ours.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert decision.allowed and not decision.cached and ours.verifications == 1
+        assert count("verdict", "rejected") > rejected
+    finally:
+        theirs.close()
+        ours.close()
+
+
+def test_replicas_with_another_trust_never_share_a_verdict(
+    registry: Registry, server: RedisServer, tmp_path: Path
+) -> None:
+    """A replica whose trust store holds another root must verify for itself (and deny)."""
+    fake = registry[0]
+    other_store = tmp_path / "other-store"
+    write_trust_store(other_store, "ca", "test", make_chain().root)
+    (one, _) = replica(registry, server)
+    (other, _) = replica((fake, write_trust_policy(tmp_path / "other.json"), other_store), server)
+    try:
+        assert one.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        [decision] = other.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert not decision.allowed and other.verifications == 1
+    finally:
+        one.close()
+        other.close()
+
+
+def test_redis_stopped_changes_no_decision(registry: Registry, server: RedisServer) -> None:
+    image = unsigned(registry[0])
+    one, _ = replica(registry, server)
+    try:
+        before = [d.allowed for d in one.decide([SIGNED, image], Deadline.after(10), now=NOW)]
+        server.stop()
+        after = [d.allowed for d in one.decide([SIGNED, image], Deadline.after(10), now=NOW)]
+        assert before == after == [True, False]
+        assert one.shared_cache_state().startswith("unavailable (connection refused")
+    finally:
+        one.close()
+
+
+def test_records_keep_the_structured_decision_and_no_words_of_the_request(registry: Registry) -> None:
+    fake, trust_policy, store_dir = registry
+    g = Gate(fake, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, tag_ttl_s=30, max_entries=100,
+             max_signatures=10, revocation=None, workers=2)  # fmt: skip
+    try:
+        [decision] = g.decide([SIGNED], Deadline.after(10), now=NOW)
+    finally:
+        g.close()
+    record = records.verdict_record(decision)
+    assert record is not None and "image" not in record and "notes" not in record
+    key = ("registry.example/team/app", str(decision.digest), "trust")
+    back = records.verdict_from(key, json.loads(json.dumps(record)))
+    assert back is not None and back.allowed and back.signer_subject == decision.signer_subject
+    assert records.verdict_from(("r", "sha256:" + "0" * 64, "t"), record) is None  # another digest
+    assert records.verdict_from(key, {**record, "allowed": "yes"}) is None
+    assert records.verdict_from(key, {**record, "extra": 1}) is None
+    assert records.tag_from(("t", ""), {"digest": "latest"}) is None
+
+
+def test_replicas_with_other_revocation_settings_never_share_a_verdict(
+    registry: Registry, server: RedisServer
+) -> None:
+    """One replica checks revocation online, the other offline: each verifies for itself."""
+    fake, trust_policy, store_dir = registry
+    gates = []
+    for network in (True, False):
+        store = RedisStore(StoreSettings(server.url, b"k" * 32, server.password, None, "referee:", 1.0))
+        revocation = HttpRevocationSource(network=network)
+        gates.append(Gate(fake, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, tag_ttl_s=30,
+                          max_entries=100, max_signatures=10, revocation=revocation,
+                          workers=2, **shared_caches(store, 100)))  # fmt: skip
+    try:
+        for g in gates:
+            assert g.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        assert [g.verifications for g in gates] == [1, 1]
+    finally:
+        for g in gates:
+            g.close()
