@@ -187,15 +187,26 @@ class Installed:
     callers: Callers
     work: Path
 
-    def render(self, release: str, *, mode: str, instance: str | None, url: str) -> list[dict[str, Any]]:
-        """The chart's objects for one more release, for the namespaces labelled for ``instance``."""
-        values = _values(
-            mode, url, self.work / release / "mnt", images=self.images, registries=self.registries,
-            callers=self.callers,
+    def values(
+        self, release: str, *, mode: str, url: str, registries: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The suite's chart values for one more release, served at ``url``."""
+        return _values(
+            mode, url, self.work / release / "mnt", images=self.images,
+            registries=self.registries if registries is None else registries, callers=self.callers,
         )  # fmt: skip
+
+    def render_values(
+        self, release: str, values: Mapping[str, Any], *, instance: str | None
+    ) -> list[dict[str, Any]]:
+        """The chart's objects for ``values``, for the namespaces labelled for ``instance``."""
         objects = ref.render(release, REFEREE_NAMESPACE, values, self.work / release)
         _route(objects, instance)
         return objects
+
+    def render(self, release: str, *, mode: str, instance: str | None, url: str) -> list[dict[str, Any]]:
+        """The chart's objects for one more release, for the namespaces labelled for ``instance``."""
+        return self.render_values(release, self.values(release, mode=mode, url=url), instance=instance)
 
 
 @pytest.fixture(scope="session")

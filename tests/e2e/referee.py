@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,22 @@ def _serving_ca(objects: list[dict[str, Any]]) -> bytes:
 
 @contextlib.contextmanager
 def run_locally(
-    cluster: Cluster, objects: list[dict[str, Any]], listen: str, work: Path
+    cluster: Cluster,
+    objects: list[dict[str, Any]],
+    listen: str,
+    work: Path,
+    *,
+    rewrite: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[RunningReferee]:
-    """Run the rendered Deployment's Referee on this machine, listening on ``listen`` (HOST:PORT)."""
-    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    """Run the rendered Deployment's Referee on this machine, listening on ``listen`` (HOST:PORT).
+    ``rewrite`` may change the mounted config where an address of the cluster (a Service's name)
+    stands for something this machine runs instead."""
+    [deployment] = [  # Referee's, not the bundled Redis's
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "webhook"
+    ]
     namespace = deployment["metadata"]["namespace"]
     spec = deployment["spec"]["template"]["spec"]
     [container] = spec["containers"]
@@ -96,7 +108,9 @@ def run_locally(
     by_name = {v["name"]: v for v in spec["volumes"]}
     for mount in container["volumeMounts"]:
         files = volume_files(by_name[mount["name"]], live)
-        if files is not None:  # emptyDirs (/tmp and the metrics folder) are replaced below
+        # emptyDirs (/tmp and the metrics folder) are replaced below; a second replica of the same
+        # objects reads the files the first one's volumes were written to.
+        if files is not None and not (Path(mount["mountPath"]) / "..data").exists():
             write_atomic(Path(mount["mountPath"]), files)
     config_path = Path(container["command"][container["command"].index("--config") + 1])
     config = yaml.safe_load(config_path.read_text())
@@ -110,6 +124,8 @@ def run_locally(
         config["kubernetes"]["kubeconfig"] = str(kubeconfig)
     if config.get("server", {}).get("healthPort"):
         config["server"]["healthPort"] = free_port()  # the pod's own port; here, one this machine has free
+    if rewrite is not None:
+        rewrite(config)
     local_config = work / "config.yaml"
     local_config.write_text(yaml.safe_dump(config))
     ca_file = work / "ca.crt"

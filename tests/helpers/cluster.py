@@ -54,6 +54,11 @@ class Cluster:
         text = yaml.safe_dump_all([dict(d) for d in docs if not isinstance(d, str)], sort_keys=False)
         return self.kubectl("apply", *flags, "-f", "-", input=text, check=check)
 
+    def delete(self, *docs: Mapping[str, Any]) -> None:
+        """``kubectl delete -f -`` of the given objects, without waiting; those already gone are fine."""
+        text = yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False)
+        self.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=text)
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         ns = ["-n", namespace] if namespace else []
         out: dict[str, Any] = json.loads(self.kubectl("get", kind, name, *ns, "-o", "json").stdout)

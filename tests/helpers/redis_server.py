@@ -76,8 +76,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir)
+def redis_server(workdir: Path, *, password: str | None = None) -> Iterator[RedisServer]:
+    """A running redis-server until the block ends; ``password`` (else a random one) is required."""
+    server = RedisServer(workdir) if password is None else RedisServer(workdir, password=password)
     server.start()
     try:
         yield server
