@@ -127,13 +127,15 @@ class Provider:
         return elapsed
 
 
-def rss_mib(pid: int) -> float:
-    """The process and its children (gunicorn's workers), resident memory in MiB."""
+def rss_mib(pid: int, field: str = "VmRSS", file: str = "status") -> float:
+    """The process and its children (gunicorn's workers), resident memory in MiB. RSS counts the
+    pages forked workers share with their master once per process; PSS (``Pss`` of
+    ``smaps_rollup``) shares them out, so that the sum is the memory the processes take together."""
     pids = [str(pid), *subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
                                       check=False).stdout.split()]  # fmt: skip
     total = 0.0
     for p in pids:
-        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{p}/{file}").read_text())
         total += int(match.group(1)) / 1024 if match else 0
     return total
 
@@ -245,6 +247,7 @@ def measure(
             out[p.name][f"rps_{connections}"] = result["rps"]
             out[p.name][f"errors_{connections}"] = result["errors"]
         out[p.name]["rss_mib"] = rss_mib(p.pid)
+        out[p.name]["pss_mib"] = rss_mib(p.pid, "Pss", "smaps_rollup")
     return out
 
 
@@ -291,7 +294,7 @@ def report(condition: str, figures: dict[str, dict[str, float]]) -> list[str]:
     referee, ratify = figures["referee"], figures["ratify"]
     lines = [f"\n{condition}", f"{'measure':<28}{'Referee':>12}{'Ratify':>12}{'ratio':>9}  target"]
     for key in ("cold_1_ms", "cold_20_ms", "warm_1_p50_ms", "warm_1_p99_ms", "warm_20_p50_ms",
-                "warm_20_p99_ms", "rps_50", "rps_200", "rss_mib"):  # fmt: skip
+                "warm_20_p99_ms", "rps_50", "rps_200", "rss_mib", "pss_mib"):  # fmt: skip
         a, b = referee[key], ratify[key]
         higher_better = key.startswith("rps")
         ratio = (b / a if higher_better else a / b) if a and b else float("nan")
