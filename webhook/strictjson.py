@@ -64,7 +64,10 @@ def loads(data: bytes, *, max_depth_levels: int = MAX_DEPTH_LEVELS) -> Any:
         raise
     except ValueError as exc:
         raise JSONError(f"it is not valid JSON ({exc})") from None
-    _check_value(value, max_depth_levels)
+    # A string can hold an unpaired surrogate only through a \u escape (the text is valid UTF-8),
+    # and a document is nested no deeper than it has opening brackets: most documents need no walk.
+    if "\\u" in text or text.count("{") + text.count("[") >= max_depth_levels:
+        _check_value(value, max_depth_levels)
     return value
 
 
