@@ -174,8 +174,12 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return False
         path, body = head
         conn = state.conn
-        der = conn.sock.getpeercert(binary_form=True) if isinstance(conn.sock, ssl.SSLSocket) else None
-        answer = kept_answer(path, body, der)
+        try:
+            der = conn.sock.getpeercert(binary_form=True) if isinstance(conn.sock, ssl.SSLSocket) else None
+            answer = kept_answer(path, body, der)
+        except Exception:  # a bug here must not stop the event loop: the request goes the usual way
+            self.log.exception("the kept answer could not be looked up")
+            return False
         if answer is None:
             return False
         response = b"".join((_KEPT_HEAD, _http_date(), b"\r\nContent-Length: ", str(len(answer)).encode(),
