@@ -37,12 +37,13 @@ from webhook.verify.policy import Policy, PolicyFile
 log = logging.getLogger("referee.admission")
 
 # Verification threads per worker. They wait on registries far more than they compute, so there are
-# many more of them than request threads: at most half of them serve one registry host (the gate's
-# per-host cap), 32 at the least, so a pod's images on one registry go out in one wave, and a
-# registry that stalls holds only its half. Memory in flight is bounded apart from the thread count
-# (``Limits.max_in_flight_bytes``); idle threads are made only when needed.
-VERIFY_THREADS_MIN = 64
-VERIFY_THREADS_PER_REQUEST_THREAD = 8
+# more of them than request threads: at most half of them serve one registry host (the gate's
+# per-host cap), 20 at the least, so a pod's 20 images on one registry go out in one wave, and a
+# registry that stalls holds only its half. Memory bounds the cap: each image in flight on a registry
+# built to cost memory holds about 9 MiB, and 32 per host took a worker to 320 MiB under the hostile
+# benchmark (its budget is 256 MiB; 20 per host: 240 MiB, 8: 152 MiB).
+VERIFY_THREADS_MIN = 40
+VERIFY_THREADS_PER_REQUEST_THREAD = 5
 
 
 def build_gate(config: Config) -> Gate:

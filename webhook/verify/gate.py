@@ -104,7 +104,7 @@ class Gate:
         revocation: RevocationSource | None,
         policy: Policy | None = None,
         denied_ttl_s: float = 15.0,
-        workers: int = 64,
+        workers: int = 40,
         per_host: int | None = None,
         credentials: Reloading[Keyring] | None = None,
         verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
