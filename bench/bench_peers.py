@@ -9,7 +9,8 @@ with TCP_NODELAY, and does nothing else).
 
 Rows: cold 1 image, cold 20 images in one request (medians), warm 1 and 20 images (p50/p99),
 throughput with wrk at 50 and 200 connections (requests/s and errors), and resident memory. The
-ratio Referee/Ratify is printed beside each row with its target.
+ratio Referee/Ratify is printed beside each row with its target. Then Referee's ``/validate`` over
+TLS on loopback, with ``bench_webhook.py``'s measures and targets (Ratify has no such endpoint).
 
 Run:  scripts/build-ratify.sh && .venv/bin/python -m bench.bench_peers [--rtt-ms 10] [--seconds 10]
 """
@@ -34,8 +35,9 @@ from pathlib import Path
 
 import requests
 
-from bench.bench_webhook import pct, run_wrk
-from tests.helpers import registries
+from bench.bench_webhook import TARGETS as WEBHOOK_TARGETS
+from bench.bench_webhook import latencies, pct, review, run_wrk
+from tests.helpers import pki, registries
 from tests.helpers.artifacts import make_notation, push_image
 from tests.helpers.tools import ROOT, free_port
 from webhook.oci.model import NOTARY_SIGNATURE
@@ -125,20 +127,28 @@ class Provider:
         return elapsed
 
 
-def rss_mib(pid: int) -> float:
-    """The process and its children (gunicorn's workers), resident memory in MiB."""
+def rss_mib(pid: int, field: str = "VmRSS", file: str = "status") -> float:
+    """The process and its children (gunicorn's workers), resident memory in MiB. RSS counts the
+    pages forked workers share with their master once per process; PSS (``Pss`` of
+    ``smaps_rollup``) shares them out, so that the sum is the memory the processes take together."""
     pids = [str(pid), *subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True,
                                       check=False).stdout.split()]  # fmt: skip
     total = 0.0
     for p in pids:
-        match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{p}/{file}").read_text())
         total += int(match.group(1)) / 1024 if match else 0
     return total
 
 
 @contextlib.contextmanager
 def started(
-    name: str, argv: list[str], url: str, log: Path, env: dict[str, str] | None = None
+    name: str,
+    argv: list[str],
+    url: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    verify: str | bool = True,
 ) -> Iterator[int]:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -149,7 +159,7 @@ def started(
                 raise SystemExit(f"{name} exited:\n{log.read_text()[-3000:]}")
             try:
                 requests.post(url, json={"apiVersion": GK_API, "kind": "ProviderRequest",
-                                         "request": {"keys": []}}, timeout=1)  # fmt: skip
+                                         "request": {"keys": []}}, timeout=1, verify=verify)  # fmt: skip
                 break
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
@@ -164,14 +174,17 @@ def started(
             proc.kill()
 
 
-def referee_config(work: Path, hosts: list[str], policy: Path, store: Path, port: int) -> Path:
-    config = work / "referee.yaml"
+def referee_config(
+    work: Path, hosts: list[str], policy: Path, store: Path, port: int, *, tls: pki.KeyPair | None = None
+) -> Path:
+    config = work / ("referee-tls.yaml" if tls else "referee.yaml")
     registries_yaml = "".join(f"  '{h}': {{plainHTTP: true}}\n" for h in hosts)
     config.write_text(
         f"listen: 127.0.0.1:{port}\ntrustPolicy: {policy}\ntrustStore: {store}\n"
         f"registries:\n{registries_yaml}"
         "timeouts: {providerSeconds: 30}\nlimits: {maxSignatures: 10}\n"
         "cache: {maxEntries: 10000}\nserver: {workers: 2, threads: 8}\n"
+        + (f"tls: {{certFile: {tls.cert_path}, keyFile: {tls.key_path}}}\n" if tls else "")
     )
     return config
 
@@ -234,14 +247,54 @@ def measure(
             out[p.name][f"rps_{connections}"] = result["rps"]
             out[p.name][f"errors_{connections}"] = result["errors"]
         out[p.name]["rss_mib"] = rss_mib(p.pid)
+        out[p.name]["pss_mib"] = rss_mib(p.pid, "Pss", "smaps_rollup")
     return out
+
+
+def measure_validate(url: str, ca: Path, images: Iterator[str], args: argparse.Namespace) -> dict[str, float]:
+    """``/validate`` over TLS on loopback, as ``bench_webhook.py`` measures it (AdmissionReviews of
+    1 and 20 images, warm and cold; wrk at 200 connections on the warm 1-image pod)."""
+    session = requests.Session()
+    endpoint = f"{url}/validate"
+    out: dict[str, float] = {}
+    cold1 = [latencies(session, endpoint, ca, review([next(images)], "cold"), 1)[0]
+             for _ in range(args.cold_runs)]  # fmt: skip
+    cold20, batch = [], []
+    for _ in range(args.cold_runs_20):
+        batch = [next(images) for _ in range(20)]
+        cold20 += latencies(session, endpoint, ca, review(batch, "cold20"), 1)
+    out["cold_1_ms"], out["cold_20_ms"] = statistics.median(cold1), statistics.median(cold20)
+    for size, keys in ((1, batch[:1]), (20, batch)):
+        warm = latencies(session, endpoint, ca, review(keys, f"warm-{size}"), args.warm_requests)
+        out[f"warm_{size}_p50_ms"], out[f"warm_{size}_p99_ms"] = pct(warm, 0.5), pct(warm, 0.99)
+    wrk = run_wrk(endpoint, review(batch[:1], "load"), args.seconds, args.work)
+    out["rps_200"], out["errors_200"] = wrk["rps"], wrk["errors"]
+    return out
+
+
+def report_validate(v: dict[str, float]) -> list[str]:
+    """Beside bench_webhook.py's measures and targets (bench/README.md has its last run)."""
+    t = WEBHOOK_TARGETS
+    return [
+        "\n/validate over TLS, loopback (Referee only: bench_webhook.py's measures and targets)",
+        f"{'measure':<28}{'Referee':>12}  target",
+        f"{'warm_1_p50 / p99 ms':<28}{v['warm_1_p50_ms']:>6.2f} /{v['warm_1_p99_ms']:>5.2f}"
+        f"  p99 <= {t['warm_p99_ms']:g}",
+        f"{'warm_20_p50 / p99 ms':<28}{v['warm_20_p50_ms']:>6.2f} /{v['warm_20_p99_ms']:>5.2f}"
+        f"  p99 <= {t['warm_p99_ms']:g}",
+        f"{'cold_1_ms':<28}{v['cold_1_ms']:>12.2f}",
+        f"{'cold_20_ms':<28}{v['cold_20_ms']:>12.2f}  <= {t['cold_20_vs_cold_1']:g}x cold 1 "
+        f"({v['cold_20_ms'] / v['cold_1_ms']:.2f}x)",
+        f"{'rps_200 (errors)':<28}{v['rps_200']:>12.0f}  >= {t['throughput_rps']:g}, 0 errors"
+        f" ({v['errors_200']:.0f})",
+    ]
 
 
 def report(condition: str, figures: dict[str, dict[str, float]]) -> list[str]:
     referee, ratify = figures["referee"], figures["ratify"]
     lines = [f"\n{condition}", f"{'measure':<28}{'Referee':>12}{'Ratify':>12}{'ratio':>9}  target"]
     for key in ("cold_1_ms", "cold_20_ms", "warm_1_p50_ms", "warm_1_p99_ms", "warm_20_p50_ms",
-                "warm_20_p99_ms", "rps_50", "rps_200", "rss_mib"):  # fmt: skip
+                "warm_20_p99_ms", "rps_50", "rps_200", "rss_mib", "pss_mib"):  # fmt: skip
         a, b = referee[key], ratify[key]
         higher_better = key.startswith("rps")
         ratio = (b / a if higher_better else a / b) if a and b else float("nan")
@@ -284,8 +337,8 @@ def main() -> int:
         work = Path(tmp)
         args.work = work
         notation = make_notation(work / "notation")
-        print(f"pushing and signing {2 * per_condition} images with oras and notation ...", file=sys.stderr)
-        names = [f"bench/app{i}" for i in range(2 * per_condition)]
+        print(f"pushing and signing {3 * per_condition} images with oras and notation ...", file=sys.stderr)
+        names = [f"bench/app{i}" for i in range(3 * per_condition)]
         for i, name in enumerate(names):
             digest = push_image(reg, name, "v1", work / "images" / str(i), content=f"peer image {i}")
             notation.sign(reg, f"{reg.host}/{name}@{digest}")
@@ -305,6 +358,11 @@ def main() -> int:
             ratify_url = f"http://127.0.0.1:{ratify_port}/ratify/gatekeeper/v1/verify"
             config = referee_config(work, hosts, policy, store, referee_port)
             ratify_cfg = ratify_config(work, store_cert)
+            ca = pki.make_ca(work)
+            tls_port = free_port()
+            tls_config = referee_config(work, hosts, policy, store, tls_port,
+                                        tls=pki.make_server_cert(work, ca))  # fmt: skip
+            tls_url = f"https://127.0.0.1:{tls_port}"
             with (
                 started("referee", [sys.executable, "-m", "webhook", "serve", "--config", str(config)],
                         referee_url, work / "referee.log", env) as referee_pid,
@@ -319,7 +377,7 @@ def main() -> int:
                 lines = []
                 for condition, host, block in (("loopback", reg.host, names[:per_condition]),
                                                (f"{args.rtt_ms:g} ms RTT (delay proxy)", slow_host,
-                                                names[per_condition:])):  # fmt: skip
+                                                names[per_condition : 2 * per_condition])):  # fmt: skip
                     images = iter(f"{host}/{name}:v1" for name in block)
                     figures = measure(providers, images, args)
                     lines += report(condition, figures)
@@ -327,6 +385,12 @@ def main() -> int:
                         slow = figures
                 print("\n".join(lines))
                 print("\n".join(summary(slow, args.rtt_ms)))
+            # /validate over TLS: its own server, once the two above have stopped.
+            serve_tls = [sys.executable, "-m", "webhook", "serve", "--config", str(tls_config)]
+            with started("referee (TLS)", serve_tls, f"{tls_url}/provider", work / "referee-tls.log", env,
+                         verify=str(ca.cert_path)):  # fmt: skip
+                third = iter(f"{reg.host}/{name}:v1" for name in names[2 * per_condition :])
+                print("\n".join(report_validate(measure_validate(tls_url, ca.cert_path, third, args))))
     return 0
 
 

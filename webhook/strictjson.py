@@ -23,6 +23,7 @@ range and precision to implementations). Pure.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -63,12 +64,17 @@ def loads(data: bytes, *, max_depth_levels: int = MAX_DEPTH_LEVELS) -> Any:
         raise
     except ValueError as exc:
         raise JSONError(f"it is not valid JSON ({exc})") from None
-    _check_value(value, max_depth_levels)
+    # A string can hold an unpaired surrogate only through a \u escape (the text is valid UTF-8),
+    # and a document is nested no deeper than it has opening brackets: most documents need no walk.
+    if "\\u" in text or text.count("{") + text.count("[") >= max_depth_levels:
+        _check_value(value, max_depth_levels)
     return value
 
 
 def fold(name: str) -> str:
     """``name`` as Go's encoding/json compares member names with field names."""
+    if name.isascii():  # the usual case, and the same as the loop below for ASCII
+        return name.upper()
     out = []
     for ch in name:
         if ch < "\x80":
@@ -84,7 +90,7 @@ def fold(name: str) -> str:
 
 def check_names(obj: Mapping[str, Any], defined: Collection[str], what: str) -> None:
     """Refuse members of ``obj`` that differ from a ``defined`` name, or from each other, only by case."""
-    defined_by_fold = {fold(name): name for name in defined}
+    defined_by_fold = _folded(defined) if isinstance(defined, tuple) else _fold_all(defined)
     seen: dict[str, str] = {}
     for name in obj:
         folded = fold(name)
@@ -100,6 +106,15 @@ def check_names(obj: Mapping[str, Any], defined: Collection[str], what: str) -> 
                 f"{what} has members {other!r} and {name!r}, whose names differ only by letter case"
             )
         seen[folded] = name
+
+
+@functools.lru_cache(maxsize=64)  # the specifications' tuples of member names: a handful
+def _folded(defined: tuple[str, ...]) -> Mapping[str, str]:
+    return _fold_all(defined)
+
+
+def _fold_all(defined: Collection[str]) -> dict[str, str]:
+    return {fold(name): name for name in defined}
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -144,6 +144,9 @@ class _Watchdog:
         except (OSError, ValueError):
             return
         with self._cond:
+            # The thread sleeps until the earliest time on the heap: it need be woken only when
+            # this exchange ends sooner (a wake-up per registry request costs a thread switch).
+            sooner = not self._heap or exchange.expires_at < self._heap[0][0]
             token = next(self._ids)
             self._live[token] = (dup, exchange)
             heapq.heappush(self._heap, (exchange.expires_at, token))
@@ -153,7 +156,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="referee-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if sooner:
+                self._cond.notify()
         exchange.watches.append(token)
 
     def cancel(self, exchange: _Exchange) -> None:

@@ -689,7 +689,7 @@ def hostile_gate(images: SampleImages, tmp_path: Path, *hosts: str) -> Gate:
         base=tmp_path,
         environ={},
     )
-    return build_gate(config)  # the chart's defaults: 8 threads, so 16 verification workers
+    return build_gate(config)  # the chart's defaults: 8 threads, so 40 verification workers
 
 
 def test_64_images_on_a_trickling_registry_hold_neither_cached_nor_healthy_images_fake(
@@ -728,11 +728,14 @@ def test_one_registry_host_takes_at_most_half_the_workers_fake(
 ) -> None:
     gate = hostile_gate(images, tmp_path, trickling.host)
     try:
-        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(32)]
-        worker = threading.Thread(target=lambda: gate.decide(hostile, Deadline.after(2)))
+        hostile = [f"{trickling.host}/team/app{i}:v1" for i in range(80)]
+        worker = threading.Thread(target=lambda: gate.decide(hostile, Deadline.after(3)))
         worker.start()
-        time.sleep(0.5)
-        assert len(trickling.hits) == 8  # 16 workers, 8 per host
+        waited = time.monotonic() + 2
+        while len(trickling.hits) < 20 and time.monotonic() < waited:
+            time.sleep(0.05)
+        time.sleep(0.3)  # room for any more to start, were there a free slot
+        assert len(trickling.hits) == 20  # 40 workers, 20 per host: a pod's 20 images in one wave
         worker.join(timeout=10)
     finally:
         gate.close()

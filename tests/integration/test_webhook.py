@@ -572,6 +572,17 @@ def test_provider_requires_the_client_certificate(server: Server, images: Sample
     assert server.review(pod(images.signed))["allowed"] is True
 
 
+def test_kept_provider_answer_is_not_sent_to_a_caller_the_endpoint_refuses(
+    server: Server, images: SampleImages
+) -> None:
+    """The worker sends kept answers from its event loop; the client check still comes first."""
+    keys = [images.signed]
+    for _ in range(6):  # verified, then cached and kept by each worker
+        assert provider_call(server, keys).status_code == 200
+    refused = provider_call(server, keys, client_cert=False)
+    assert refused.status_code == 403 and "client certificate" in refused.text
+
+
 def test_provider_refuses_a_certificate_from_another_ca(server: Server, tmp_path: Path) -> None:
     other_ca = pki.make_ca(tmp_path, "Someone Else CA")
     stranger = pki.make_client_cert(tmp_path, other_ca)

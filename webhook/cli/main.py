@@ -10,24 +10,14 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webhook import __version__
-from webhook.cli.discover import discover, render_text
-from webhook.cli.report import render_verification, verification_json
-from webhook.cli.sign import (
-    TimestampAuthority,
-    load_signing_key,
-    parse_duration,
-    parse_user_metadata,
-    sign_image,
-)
-from webhook.deadline import Deadline
 from webhook.errors import (
     ConfigError,
     InvalidReference,
@@ -35,18 +25,16 @@ from webhook.errors import (
     VerificationFailed,
     VerificationInconclusive,
 )
-from webhook.notary.envelope import COSE, JWS
-from webhook.notary.truststore import parse_certificates
-from webhook.oci.reference import parse
-from webhook.registry import Repository
-from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
-from webhook.registry.credentials import Keyring
-from webhook.registry.layout import LayoutRepository, split_layout_reference
-from webhook.trust.files import load_trust_policy, load_trust_store
-from webhook.trust.revocation import HttpRevocationSource
-from webhook.verify.image import verify_image
-from webhook.verify.policy import PolicyDocument, read_policy_document
-from webhook.verify.schemes import DEFAULT_MAX_SIGNATURES, NotaryScheme, Trust
+
+if TYPE_CHECKING:
+    from webhook.registry import Repository
+    from webhook.registry.credentials import Keyring
+
+# Each command imports what it needs when it runs (a `referee verify` process pays for the
+# verification modules only, not for signing, YAML or the server); this module stays light.
+DEFAULT_MAX_SIGNATURES = (
+    100  # notation's default, as webhook.verify.schemes.DEFAULT_MAX_SIGNATURES (a test keeps them equal)
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -172,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _keyring(args: argparse.Namespace) -> Keyring:
+    from webhook.registry.credentials import Keyring  # noqa: PLC0415 (see the top)
+
     rings = []
     config = args.docker_config
     if config is None:
@@ -199,6 +189,10 @@ def _read(path: str) -> bytes:
 
 def _open(args: argparse.Namespace) -> tuple[Repository, str, str]:
     """The repository, the normalised image name, and the tag or digest to resolve."""
+    from webhook.oci.reference import parse  # noqa: PLC0415 (see the top)
+    from webhook.registry.client import ClientSettings, HostSettings, RegistryClient  # noqa: PLC0415
+    from webhook.registry.layout import LayoutRepository, split_layout_reference  # noqa: PLC0415
+
     if args.oci_layout:
         path, target = split_layout_reference(args.image)
         sep = "@" if ":" in target else ":"
@@ -210,6 +204,17 @@ def _open(args: argparse.Namespace) -> tuple[Repository, str, str]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    import datetime as dt  # noqa: PLC0415 (each command imports what it needs: see the top)
+
+    from webhook.cli.report import render_verification, verification_json  # noqa: PLC0415
+    from webhook.deadline import Deadline  # noqa: PLC0415
+    from webhook.oci.reference import parse  # noqa: PLC0415
+    from webhook.trust.files import load_trust_policy, load_trust_store  # noqa: PLC0415
+    from webhook.trust.revocation import HttpRevocationSource  # noqa: PLC0415
+    from webhook.verify.image import verify_image  # noqa: PLC0415
+    from webhook.verify.policy import PolicyDocument, read_policy_document  # noqa: PLC0415
+    from webhook.verify.schemes import NotaryScheme, Trust  # noqa: PLC0415
+
     policy = load_trust_policy(Path(args.trust_policy))
     store = load_trust_store(Path(args.trust_store), policy)
     statements = read_policy_document(Path(args.policy)) if args.policy else PolicyDocument()
@@ -236,6 +241,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
+    import datetime as dt  # noqa: PLC0415 (each command imports what it needs: see the top)
+
+    from webhook.cli.sign import (  # noqa: PLC0415
+        TimestampAuthority,
+        load_signing_key,
+        parse_duration,
+        parse_user_metadata,
+        sign_image,
+    )
+    from webhook.deadline import Deadline  # noqa: PLC0415
+    from webhook.notary.envelope import COSE, JWS  # noqa: PLC0415
+    from webhook.notary.truststore import parse_certificates  # noqa: PLC0415
+    from webhook.oci.reference import parse  # noqa: PLC0415
+    from webhook.registry.client import ClientSettings, HostSettings, RegistryClient  # noqa: PLC0415
+
     if args.oci_layout:
         raise ConfigError("referee sign writes to registries only; --oci-layout is not supported")
     signing_key = load_signing_key(Path(args.key), Path(args.cert))
@@ -278,6 +298,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
+    from webhook.cli.discover import discover, render_text  # noqa: PLC0415 (see the top)
+    from webhook.deadline import Deadline  # noqa: PLC0415
+
     repo, image, target = _open(args)
     result = discover(repo, image, target, Deadline.after(args.timeout), artifact_type=args.artifact_type)
     if args.output == "json":

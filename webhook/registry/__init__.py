@@ -34,7 +34,7 @@ class Limits:
     max_retry_wait_s: float = 10.0
     request_timeout_s: float = 10.0  # per request, and never beyond the caller's deadline
     max_redirects: int = 5
-    connections_per_host: int = 16  # kept open for reuse; as many as the webhook verifies at once
+    connections_per_host: int = 20  # kept open for reuse; as many as the gate verifies at once per host
     unanswered_cooldown_s: float = 5.0  # a registry that timed out is not asked again for this long
     manifest_cache_entries: int = 1024  # digest-checked manifests kept in memory
     manifest_cache_bytes: int = 16 << 20  # counted as their size; parsed, about twice that

@@ -24,9 +24,10 @@ from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 from webhook.registry.credfiles import docker_config_files
 from webhook.server import provider as provider_protocol
 from webhook.server.admission import AdmissionError, review_response
-from webhook.server.body import Unreadable, read_json, read_review
+from webhook.server.body import Unreadable, read_json_bytes, read_review
 from webhook.server.clientauth import Caller, ClientCheck
 from webhook.server.handlers import admit, log_decision, log_refusal, pin, provide, refuse, result_of
+from webhook.server.memo import AnswerMemo
 from webhook.server.pullsecrets import KubernetesReader, PullSecrets
 from webhook.shared.redis_store import RedisStore, SharedOutages, StoreSettings, read_settings
 from webhook.trust.files import TrustFiles
@@ -38,6 +39,15 @@ from webhook.verify.gate import Gate
 from webhook.verify.policy import Policy, PolicyFile
 
 log = logging.getLogger("referee.admission")
+
+# Verification threads per worker. They wait on registries far more than they compute, so there are
+# more of them than request threads: at most half of them serve one registry host (the gate's
+# per-host cap), 20 at the least, so a pod's 20 images on one registry go out in one wave, and a
+# registry that stalls holds only its half. Memory bounds the cap: each image in flight on a registry
+# built to cost memory holds about 9 MiB, and 32 per host took a worker to 320 MiB under the hostile
+# benchmark (its budget is 256 MiB; 20 per host: 240 MiB, 8: 152 MiB).
+VERIFY_THREADS_MIN = 40
+VERIFY_THREADS_PER_REQUEST_THREAD = 5
 
 
 def build_gate(config: Config) -> Gate:
@@ -63,7 +73,7 @@ def build_gate(config: Config) -> Gate:
         max_signatures=config.max_signatures,
         revocation=HttpRevocationSource(network=not config.revocation_offline, crl_files=config.crl_files),
         policy=Policy.from_config(config),
-        workers=max(4, config.threads * 2),
+        workers=max(VERIFY_THREADS_MIN, config.threads * VERIFY_THREADS_PER_REQUEST_THREAD),
         statements=PolicyFile(config.policy),
         **shared,
     )
@@ -104,8 +114,25 @@ def shared_settings(config: Config) -> StoreSettings:
     )
 
 
+def _warm_up() -> None:
+    """Load now what the worker's first request would otherwise load (about 30 ms of CPU, paid by
+    the first cold admission): prometheus-client and the metric objects (the metrics directory is
+    set by now: this runs in the worker), the codec the socket module encodes host names with, and
+    the OpenSSL backend cryptography loads on its first signature check."""
+    import encodings.idna  # noqa: F401, PLC0415
+
+    from cryptography.hazmat.backends import default_backend  # noqa: PLC0415
+
+    default_backend()
+    metrics()
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    return Response(_dumps(body), status=status, mimetype="application/json")
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -113,6 +140,7 @@ def create_app(config: Config | None = None) -> Flask:
     if config is None:
         config = load_config(Path(os.environ.get("REFEREE_CONFIG", "/etc/referee/config.yaml")))
     gate = build_gate(config)
+    _warm_up()
     policy = Policy.from_config(config)
     secrets = (
         PullSecrets(KubernetesReader(config.kubeconfig), ttl_s=config.pull_secret_ttl_s)
@@ -178,19 +206,52 @@ def create_app(config: Config | None = None) -> Flask:
         ).inc()
         return _json(answer)
 
+    _provider_routes(app, config, gate, callers)
+    return app
+
+
+def _provider_routes(app: Flask, config: Config, gate: Gate, callers: _Callers) -> None:
+    """Gatekeeper's external data; an answer that may be reused is kept (``memo``) for the worker's
+    event loop to send again to an identical request (``referee.kept_answer``)."""
+    memo = AnswerMemo()
+
+    def provider_answer(pin: bool) -> Response:
+        who = callers.provider_caller()
+        caller_secrets = None if pin else callers.secrets_for(who)
+        generation = gate.generation()  # taken before deciding: a reload meanwhile is a miss later
+        doc, data = read_json_bytes(config.max_body_bytes)
+        keys = provider_protocol.parse_request(doc, namespaced=not pin)
+        answer, reusable_s = provide(keys, config, gate, caller_secrets, pin=pin)
+        body = _dumps(answer)
+        if caller_secrets is None:  # an answer that read pull secrets is never kept
+            memo.put((request.path, who.authenticated, data), body, len(keys), generation, reusable_s)
+        return Response(body, mimetype="application/json")
+
     @app.post("/provider")
     def provider() -> Response:
-        caller_secrets = callers.provider()
-        keys = provider_protocol.parse_request(read_json(config.max_body_bytes))
-        return _json(provide(keys, config, gate, caller_secrets))
+        return provider_answer(pin=False)
 
     @app.post("/provider/mutate")
     def provider_mutate() -> Response:
-        callers.provider()
-        keys = provider_protocol.parse_request(read_json(config.max_body_bytes), namespaced=False)
-        return _json(provide(keys, config, gate, None, pin=True))
+        return provider_answer(pin=True)
 
-    return app
+    def kept_answer(path: str, body: bytes, peer_der: bytes | None) -> bytes | None:
+        """For the worker's event loop: the kept answer to an identical ProviderRequest, or None
+        (then the request is served as usual, which also answers 403 to a caller it refuses)."""
+        if path not in ("/provider", "/provider/mutate"):
+            return None
+        who = callers.provider_caller_of(peer_der)
+        if who is None or (path == "/provider" and callers.secrets_for(who) is not None):
+            return None
+        kept = memo.get((path, who.authenticated, body), gate.generation())
+        if kept is None:
+            return None
+        answer, images = kept
+        metrics().cache.labels("verdict", "hit").inc(images)
+        metrics().decisions.labels("provider", "answered").inc()
+        return answer
+
+    app.extensions["referee.kept_answer"] = kept_answer
 
 
 class _Callers:
@@ -208,12 +269,19 @@ class _Callers:
         self._provider = ClientCheck(config.provider_client, "/provider") if config.provider_client else None
 
     def admission(self) -> PullSecrets | None:
-        return self._secrets_for(self._check(self._admission))
+        return self.secrets_for(self._check(self._admission))
 
-    def provider(self) -> PullSecrets | None:
-        return self._secrets_for(self._check(self._provider))
+    def provider_caller(self) -> Caller:
+        return self._check(self._provider)
 
-    def _secrets_for(self, who: Caller) -> PullSecrets | None:
+    def provider_caller_of(self, der: bytes | None) -> Caller | None:
+        """The /provider caller with this client certificate, or None when it would be refused."""
+        if self._provider is None:
+            return Caller(False)
+        who = self._provider.check(der)
+        return who if who.authenticated else None
+
+    def secrets_for(self, who: Caller) -> PullSecrets | None:
         return self._secrets if who.authenticated or self._trust_all else None
 
     @staticmethod

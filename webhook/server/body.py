@@ -50,12 +50,18 @@ def read_review(max_bytes: int) -> AdmissionRequest | Unreadable:
 
 def read_json(max_bytes: int) -> Any:
     """The request body as JSON; ``AdmissionError`` (HTTP 400) when it is too large or not JSON."""
+    return read_json_bytes(max_bytes)[0]
+
+
+def read_json_bytes(max_bytes: int) -> tuple[Any, bytes]:
+    """``read_json``, with the body's bytes as they came."""
     length = request.content_length
     if length is None or length > max_bytes:
         drain(length or 0, max_bytes * 8)
         raise AdmissionError(f"the request body must have a Content-Length of at most {max_bytes} bytes")
+    data = request.get_data(cache=False)
     try:
-        return strictjson.loads(request.get_data(cache=False))
+        return strictjson.loads(data), data
     except strictjson.JSONError as exc:
         raise AdmissionError(f"the request body is not JSON Referee reads ({exc})") from None
 

@@ -120,9 +120,10 @@ def provide(
     secrets: PullSecrets | None,
     *,
     pin: bool = False,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], float]:
     """Every key is decided: no content of a key makes an image exempt (namespace exemptions on
-    the Gatekeeper path are the constraints' ``match``)."""
+    the Gatekeeper path are the constraints' ``match``). With the answer, how long it may be reused
+    as it is: the shortest ``reusable_s`` of its decisions when every image was allowed, else 0."""
     deadline = Deadline.after(config.provider_mutation_deadline_s if pin else config.provider_deadline_s)
     decisions: dict[tuple[str, str], Decision] = {}
     # Keys of one namespace share that namespace's default service account's pull secrets.
@@ -147,7 +148,9 @@ def provide(
         else:
             items.append({"key": k.key, "value": _value(d)})
     metrics().decisions.labels("provider", "system_error" if transient else "answered").inc()
-    return provider_protocol.response(items, "; ".join(transient))
+    every = decisions.values()
+    reusable_s = min((d.reusable_s for d in every), default=0.0) if all(d.allowed for d in every) else 0.0
+    return provider_protocol.response(items, "; ".join(transient)), reusable_s
 
 
 def refuse(uid: str, problem: str, config: Config, display: str = "") -> dict[str, Any]:

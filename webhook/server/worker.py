@@ -23,6 +23,8 @@ import selectors
 import ssl
 import time
 from collections import deque
+from concurrent.futures import Future
+from email.utils import formatdate
 from functools import partial
 from typing import Any
 
@@ -155,10 +157,49 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if conn.parser is None:
             conn.initialized = True
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        if self._answer_kept(state):
+            return
         conn.parser.unreader.unread(bytes(state.data))
         conn.data_ready = True
         conn.referee_ready = True
         self.enqueue_req(conn)
+
+    def _answer_kept(self, state: _Reading) -> bool:
+        """Send the app's kept answer to this request from the event loop, when it has one (a warm
+        ProviderRequest asked before: ``webhook/server/memo.py``). Only a plain keep-alive HTTP/1.1
+        POST whose body is exactly its Content-Length qualifies; anything else goes to a thread."""
+        kept_answer = getattr(self.wsgi, "extensions", {}).get("referee.kept_answer")
+        head = _fast_head(state.data)
+        if kept_answer is None or head is None or not self.alive:
+            return False
+        path, body = head
+        conn = state.conn
+        try:
+            der = conn.sock.getpeercert(binary_form=True) if isinstance(conn.sock, ssl.SSLSocket) else None
+            answer = kept_answer(path, body, der)
+        except Exception:  # a bug here must not stop the event loop: the request goes the usual way
+            self.log.exception("the kept answer could not be looked up")
+            return False
+        if answer is None:
+            return False
+        response = b"".join((_KEPT_HEAD, _http_date(), b"\r\nContent-Length: ", str(len(answer)).encode(),
+                             b"\r\n\r\n", answer))  # fmt: skip
+        try:
+            sent = conn.sock.send(response)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            sent = 0
+        except (OSError, ssl.SSLError):
+            self._drop(conn)
+            return True
+        done: Future[bool] = Future()
+        if sent == len(response):
+            done.set_result(True)
+            self.finish_request(conn, done)
+            return True
+        # The client's socket buffer is full: a thread writes the rest, within the read timeout.
+        future = self.tpool.submit(_send_rest, conn.sock, response[sent:], self.read_timeout_s)
+        future.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+        return True
 
     def _stop_reading(self, state: _Reading) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
@@ -180,3 +221,51 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.poller.unregister(state.conn.sock)
             self._drop(state.conn)
+
+
+_FAST_REQUEST = re.compile(rb"POST (/[!-~]{0,255}) HTTP/1\.1\r\n")
+# Anything that changes how the request is read or answered goes the usual way; a Connection
+# header too, unless it only asks for what HTTP/1.1 does anyway.
+_NOT_FAST = re.compile(
+    rb"\r\n(?:transfer-encoding|expect|upgrade|connection[ \t]*:(?![ \t]*keep-alive[ \t]*\r\n))[ \t]*:?",
+    re.IGNORECASE,
+)
+_CONTENT_LENGTH_NAME = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+_KEPT_HEAD = (
+    b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n"
+    b"Content-Type: application/json\r\nDate: "
+)
+
+
+def _fast_head(data: bytearray) -> tuple[str, bytes] | None:
+    """(path, body) of a request that may be answered from the event loop, else None."""
+    end = data.find(HEAD_END)
+    request_line = _FAST_REQUEST.match(data)
+    if end < 0 or request_line is None:
+        return None
+    head = b"\r\n" + bytes(data[: end + 2])
+    length = _CONTENT_LENGTH.search(head)
+    body = bytes(data[end + len(HEAD_END) :])
+    if length is None or int(length.group(1)) != len(body) or _NOT_FAST.search(head):
+        return None
+    if len(_CONTENT_LENGTH_NAME.findall(head)) != 1:
+        return None
+    return request_line.group(1).decode("ascii"), body
+
+
+_date_cache: list[tuple[int, bytes]] = [(0, b"")]
+
+
+def _http_date() -> bytes:
+    now = int(time.time())
+    second, text = _date_cache[0]
+    if second != now:
+        text = formatdate(now, usegmt=True).encode()
+        _date_cache[0] = (now, text)
+    return text
+
+
+def _send_rest(sock: Any, data: bytes, timeout_s: float) -> bool:
+    sock.settimeout(timeout_s)
+    sock.sendall(data)
+    return True

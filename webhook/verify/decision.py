@@ -63,6 +63,9 @@ class Decision:
     requirements: tuple[Requirement, ...] = ()  # its requirements, met or not
     artifacts: tuple[Artifact, ...] = ()  # what was found referring to the image
     signers: tuple[tuple[str, str], ...] = ()  # (subject, issuer) of every signer counted
+    # How long this very answer stays true: the shortest life left of the cached facts it rests on
+    # (the verdict, and the tag's digest for a tag); 0 for anything not to be reused as it is.
+    reusable_s: float = 0.0
 
     @classmethod
     def refused(cls, image: str, reason: str, digest: str | None = None) -> Decision:

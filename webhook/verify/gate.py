@@ -105,7 +105,7 @@ class Gate:
         revocation: RevocationSource | None,
         policy: Policy | None = None,
         denied_ttl_s: float = 15.0,
-        workers: int = 16,
+        workers: int = 40,
         per_host: int | None = None,
         credentials: Reloading[Keyring] | None = None,
         verdicts: VerdictCache[tuple[str, str, str], Decision] | None = None,
@@ -169,6 +169,14 @@ class Gate:
     def _tag(self, ref: Reference, who: str) -> str | None:
         found = self.tags.entry((str(ref), who))
         return None if found is None else found.value
+
+    def generation(self) -> tuple[str, str, object]:
+        """What every decision also rests on, beyond its image: the trust material's and the policy
+        document's fingerprints and the configured credentials in use (compared by identity); an
+        answer kept for reuse is good only while this stays the same."""
+        files = self._credentials_files
+        keyring = files.current() if files is not None else self._client.keyring
+        return (self._trust.current().fingerprint, self._statements.current().fingerprint, keyring)
 
     def policy_reload_error(self) -> str:
         """Why the Referee policy document on disk is not the one in use ("" when it is)."""
@@ -296,15 +304,20 @@ class Gate:
         credentials = self._credentials(ref, request.keyring)
         repo = self._client.repository(ref, credentials)
         who = ",".join(c.fingerprint() for c in credentials)
+        # How long the digest stays the tag's, as far as Referee knows (a digest reference: always).
+        digest, known_s = ref.digest, float("inf")
+        if digest is None:
+            tag = self.tags.entry((str(ref), who))
+            digest, known_s = (tag.value, tag.left_s) if tag is not None else (None, 0.0)
         try:
-            digest = ref.digest or self._tag(ref, who) or self._resolve(repo, ref, deadline, who)
+            digest = digest or self._resolve(repo, ref, deadline, who)
         except VerificationFailed as exc:
             return Decision.refused(image, str(exc))
         except VerificationInconclusive as exc:
             return Decision.unchecked(image, str(exc))
         except TimeoutError:
             return Decision.late(image)
-        return self._cached_or_verified(self._job(image, ref, digest, request))
+        return self._cached_or_verified(self._job(image, ref, digest, request), known_s)
 
     def _credentials(self, ref: Reference, keyring: Keyring | None) -> list[Credential]:
         files = self._credentials_files
@@ -315,7 +328,7 @@ class Gate:
         seen = {c.fingerprint() for c in ours}
         return ours + [c for c in configured if c.fingerprint() not in seen]
 
-    def _cached_or_verified(self, job: _Job) -> Decision:
+    def _cached_or_verified(self, job: _Job, digest_known_s: float = 0.0) -> Decision:
         # A verdict is about the digest, whoever asked: credentials only decide whether the
         # registry could be read. A verification in flight is shared only by requests that would
         # read the registry with the same credentials (one without may fail where one with would not).
@@ -328,6 +341,7 @@ class Gate:
                     cached=True,
                     cache_age_s=cached.age_s,
                     recheck_in_s=cached.left_s,
+                    reusable_s=min(cached.left_s, digest_known_s),
                 )
         flight = (*job.key, job.who)  # as in _resolve
         try:

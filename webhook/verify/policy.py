@@ -16,11 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from webhook.config import Config
 from webhook.errors import ConfigError
 from webhook.notary.trustpolicy import TrustedIdentity, parse_distinguished_name, scope_problem
 from webhook.notary.verifier import SignatureOutcome, Signer
@@ -28,6 +25,9 @@ from webhook.oci.model import Platform
 from webhook.oci.patterns import HostPattern, ImagePattern
 from webhook.oci.reference import Reference, canonical_repository
 from webhook.reloading import Reloading, file_stamp
+
+if TYPE_CHECKING:
+    from webhook.config import Config
 
 CHECKED_OPERATIONS = ("CREATE", "UPDATE")
 
@@ -291,24 +291,31 @@ class PolicyDocument:
         return fallback
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML whose mappings may not repeat a key: a second ``minSigners`` must not quietly win."""
+def _load_yaml(data: bytes) -> Any:
+    """YAML whose mappings may not repeat a key: a second ``minSigners`` must not quietly win.
+    (PyYAML is imported here: a ``referee verify`` without ``--policy`` does not need it.)"""
+    import yaml  # noqa: PLC0415
 
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
-            )
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
+    def construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        loader.flatten_mapping(node)
+        return dict(loader.construct_pairs(node))
 
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        return yaml.load(data, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise _perr(f"not valid YAML ({exc})") from None
 
 
 def _perr(message: str) -> ConfigError:
@@ -317,10 +324,7 @@ def _perr(message: str) -> ConfigError:
 
 def parse_policy_document(data: bytes) -> PolicyDocument:
     """Parse and validate a Referee policy document; ``ConfigError`` says what to fix and where."""
-    try:
-        doc = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise _perr(f"not valid YAML ({exc})") from None
+    doc = _load_yaml(data)
     if not isinstance(doc, dict):
         raise _perr("the document must be a mapping with 'version' and 'statements'")
     unknown = sorted(str(k) for k in set(doc) - {"version", "statements"})
