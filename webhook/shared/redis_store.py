@@ -11,13 +11,12 @@ the request path. Each lookup is counted in ``referee_shared_cache_total{kind, r
 failed the codec's check or did not describe what its key names).
 
 Values are read with GETRANGE, bounded at ``codec.MAX_VALUE_BYTES``: a huge value planted in Redis
-costs one bounded read. Key names are hashed under ``keyPrefix``, so what Redis holds names no
-image, repository or credential.
+costs one bounded read. Key names are keyed hashes under ``keyPrefix`` (``codec.key_name``), so what
+Redis holds names no image, repository or credential, nor lets a reader confirm a guess of one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import threading
@@ -181,6 +180,7 @@ class RedisStore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._naming = codec.naming_key(settings.signing_key)
         self._clock = clock
         self._monotonic = monotonic
         self._circuit = _Circuit(monotonic)
@@ -218,10 +218,8 @@ class RedisStore:
         self._redis.close()
 
     def key(self, kind: str, name: str) -> str:
-        """The Redis key: the prefix, the encoding's version, the kind and a hash of the name."""
-        return (
-            f"{self._settings.key_prefix}v{codec.VERSION}:{kind}:{hashlib.sha256(name.encode()).hexdigest()}"
-        )
+        """The Redis key: the prefix, the encoding's version, the kind and a keyed hash of the name."""
+        return f"{self._settings.key_prefix}v{codec.VERSION}:{kind}:{codec.key_name(self._naming, name)}"
 
     def get(
         self, kind: str, name: str, parse: Callable[[Mapping[str, Any]], T | None]

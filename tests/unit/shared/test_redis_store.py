@@ -4,6 +4,7 @@ every call within its budget whether Redis answers, is stopped, or is paused."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -14,8 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.helpers.redis_server import RedisServer
+from webhook.registry.credentials import Credential
 from webhook.shared import codec
 from webhook.shared.redis_store import CALL_BUDGETS, MIN_BACKOFF_S, RedisStore, SharedOutages, StoreSettings
+from webhook.verify import records
 
 KEY = b"s" * 32
 BUDGET_S = 0.005
@@ -246,3 +249,19 @@ def test_values_planted_to_fill_the_log_are_logged_once_per_interval(
             assert ours.get("verdict", f"image{n}", digest) is None
     assert count("verdict", "rejected") == rejected + 50
     assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+
+
+def test_a_reader_of_redis_cannot_confirm_a_guessed_registry_password_from_the_key_names(
+    server: RedisServer,
+) -> None:
+    """Whoever can read Redis (or a copy of it) knows public images and trust policies, and can
+    guess weak registry passwords: a key that is a plain hash of its name (the credentials'
+    fingerprint in it) confirms each guess offline. Names are keyed with the signing key, which
+    that reader does not hold."""
+    who = Credential(username="ci", password="hunter2").fingerprint()
+    name = records.name_of(("registry.example/team/app", "sha256:" + "a" * 64, f"trust|settings|{who}"))
+    store(server).put("verdict", name, {"digest": "sha256:" + "a" * 64}, 30)
+    [key] = server.client().keys("*")
+    assert hashlib.sha256(name.encode()).hexdigest().encode() not in key
+    assert store(server, key=b"o" * 32).key("verdict", name).encode() != key  # the key decides
+    assert store(server).key("verdict", name).encode() == key

@@ -175,10 +175,17 @@ def test_allow_replayed_under_an_unsigned_images_key_is_denied(
 def test_an_allow_signed_with_another_replicas_key_is_not_believed(
     registry: Registry, server: RedisServer
 ) -> None:
-    """A Redis shared with another Referee installation (another signing key, same prefix)."""
-    (theirs, _), (ours, _) = replica(registry, server, key=b"t" * 32), replica(registry, server)
+    """A Redis shared with another Referee installation (another signing key, same prefix): its
+    names are not ours, and its allow copied under our name is refused."""
+    (theirs, _), (ours, store) = replica(registry, server, key=b"t" * 32), replica(registry, server)
     try:
         assert theirs.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        client = server.client()
+        [their_allow] = client.keys("referee:v1:verdict:*")
+        trust = ours.trust_material().fingerprint
+        key = (f"{HOST}/team/app", registry[0].tags["team/app:v1"], f"{trust}|maxSignatures=10")
+        assert store.key("verdict", records.name_of(key)).encode() != their_allow
+        client.set(store.key("verdict", records.name_of(key)), client.get(their_allow))
         rejected = count("verdict", "rejected")
         [decision] = ours.decide([SIGNED], Deadline.after(10), now=NOW)
         assert decision.allowed and not decision.cached and ours.verifications == 1
