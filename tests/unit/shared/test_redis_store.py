@@ -8,6 +8,7 @@ import hashlib
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -265,3 +266,53 @@ def test_a_reader_of_redis_cannot_confirm_a_guessed_registry_password_from_the_k
     assert hashlib.sha256(name.encode()).hexdigest().encode() not in key
     assert store(server, key=b"o" * 32).key("verdict", name).encode() != key  # the key decides
     assert store(server).key("verdict", name).encode() == key
+
+
+@contextlib.contextmanager
+def flooding_redis_fake() -> Iterator[str]:
+    """A server that speaks RESP and answers any command with a 1 GiB string it sends as fast as it
+    can (no real Redis does, whatever was stored: values are read with GETRANGE)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        chunk = b"x" * 65536
+        with conn:
+            try:
+                if not conn.recv(65536):
+                    return
+                conn.sendall(b"$1073741824\r\n")
+                while not stop.is_set():
+                    conn.sendall(chunk)
+            except OSError:
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_redis_flooding_a_huge_answer_costs_a_bounded_read_fake() -> None:
+    """An adversary who runs the Redis server (or answers for it on a plain redis:// path) sends a
+    1 GiB answer to a lookup: what the client takes in is bounded, not what the budget lets arrive."""
+    with flooding_redis_fake() as url:
+        ours = RedisStore(StoreSettings(url, KEY, None, None, "referee:", 0.3))
+        tracemalloc.start()
+        try:
+            assert ours.get("verdict", "v", digest) is None
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, f"{peak / (1 << 20):.0f} MiB held for one lookup"
+        assert ours.state().startswith("unavailable (connection failed (an answer over"), ours.state()
