@@ -35,6 +35,7 @@ from redis.retry import Retry
 from webhook.errors import ConfigError
 from webhook.metrics import metrics
 from webhook.shared import codec
+from webhook.transport import clip
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ class RedisStore:
             result = work(self._redis)
         except redis.ResponseError as exc:  # Redis answered (a key of another type, say)
             self._circuit.answered()
-            self._refused(f"Redis refused a command: {str(exc)[:200]}")
+            self._refused(f"Redis refused a command: {clip(exc, 200)}")
             self._count(kind, "rejected")
             return False, None
         except Exception as exc:  # noqa: BLE001 (an outage of the store is a miss, whatever it is)
@@ -354,8 +355,8 @@ def _describe(exc: BaseException, budget_s: float) -> str:
     if isinstance(exc, redis.AuthenticationError):
         return "the password was refused"
     if isinstance(exc, redis.ConnectionError):
-        text = str(exc)
-        return "connection refused" if "refused" in text.lower() else f"connection failed ({text[:120]})"
+        text = clip(exc, 120)  # the server's words, in a log line and /readyz
+        return "connection refused" if "refused" in text.lower() else f"connection failed ({text})"
     return type(exc).__name__
 
 

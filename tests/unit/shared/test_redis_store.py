@@ -316,3 +316,62 @@ def test_a_redis_flooding_a_huge_answer_costs_a_bounded_read_fake() -> None:
             tracemalloc.stop()
         assert peak < 1 << 20, f"{peak / (1 << 20):.0f} MiB held for one lookup"
         assert ours.state().startswith("unavailable (connection failed (an answer over"), ours.state()
+
+
+@contextlib.contextmanager
+def answering_redis_fake(reply: bytes) -> Iterator[str]:
+    """A server that speaks RESP: it greets as Redis 7 does (HELLO 3, then OK to the client's
+    settings), and gives every lookup and PING the same ``reply``. Yields its redis:// URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while not stop.is_set():
+                try:
+                    asked = conn.recv(65536)
+                    if not asked:
+                        return
+                    if b"HELLO" in asked:
+                        conn.sendall(b"%1\r\n+proto\r\n:3\r\n")
+                    elif b"GETRANGE" in asked or b"PING" in asked:
+                        for _ in range(asked.count(b"*")):  # GETRANGE and PTTL in one round trip
+                            conn.sendall(reply)
+                            time.sleep(0.005)  # redis-py reads on at a lone LF: give it more bytes
+                        conn.sendall(b"+OK\r\n")
+                    else:
+                        conn.sendall(b"+OK\r\n")
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        listener.close()
+
+
+FORGED_LINE = "\nreferee.admission: admitted registry.example/evil:v1 signed by CN=release"
+
+
+def test_a_redis_error_text_cannot_forge_log_lines_or_readyz_fake(caplog: pytest.LogCaptureFixture) -> None:
+    """An adversary who runs the Redis server (or answers for it) puts a line break in the error it
+    answers (RESP ends a line at CR LF only; LOADING reads as an outage, with the server's words):
+    Referee's log and /readyz must not carry it as is."""
+    with answering_redis_fake(f"-LOADING x{FORGED_LINE}\r\n".encode()) as url:
+        ours = RedisStore(StoreSettings(url, KEY, None, None, "referee:", 0.2))
+        with caplog.at_level("WARNING", logger="webhook.shared.redis_store"):
+            assert ours.get("verdict", "v", digest) is None
+            state = ours.state()
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("admitted" in m for m in [*messages, state]), (messages, state)  # the text was read
+        assert all("\n" not in m for m in messages) and "\n" not in state, (messages, state)
