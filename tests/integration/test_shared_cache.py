@@ -6,7 +6,6 @@ started again fails no admission, changes no decision, and /readyz says so."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -100,7 +99,7 @@ def shared_count(server: Server, kind: str, result: str) -> float:
 
 
 def redis_key(kind: str, name: tuple[str, ...]) -> str:
-    return f"{PREFIX}v1:{kind}:{hashlib.sha256(records.name_of(name).encode()).hexdigest()}"
+    return f"{PREFIX}v1:{kind}:{codec.key_name(codec.naming_key(SIGNING_KEY), records.name_of(name))}"
 
 
 def keys_of(cluster: Cluster, image: str, digest: str) -> tuple[str, str]:

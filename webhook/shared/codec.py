@@ -6,10 +6,14 @@ carries a MAC made with a key only Referee's replicas hold:
     value = MAGIC || HMAC-SHA256(key, len(name) || name || body) || body
     body  = {"v": 1, "kind": KIND, "at": stored (Unix s), "until": expires (Unix s), "data": {...}}
 
-The MAC covers the Redis key's name, so a value signed for one image, trust or set of credentials is
-refused under any other; it covers ``until``, so a value copied back after it expired is refused
-too. A value that is too large, not ours, not of this version, not JSON, signed with another key or
-past its time is a miss, never an error and never a decision (``unseal`` says why). Pure.
+Redis keys name no image, repository or credential, and do not let anyone confirm a guess of one
+either: a key is an HMAC of what it names under a key derived from the signing key (``key_name``), so
+whoever can read Redis cannot hash a public image, a trust policy and a guessed registry password
+and look for the result. The MAC covers the Redis key's name, so a value signed for one image,
+trust or set of credentials is refused under any other; it covers ``until``, so a value copied
+back after it expired is refused too. A value that is too large, not ours, not of this version,
+not JSON, signed with another key or past its time is a miss, never an error and never a decision
+(``unseal`` says why). Pure.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ MIN_SIGNING_KEY_BYTES = 32
 MAX_CLOCK_SKEW_S = 30.0  # replicas' clocks may differ this much (a value stored "in the future")
 MAX_LIFETIME_S = 7 * 24 * 3600.0  # a longer time to live is shortened to this when sealed
 KINDS = ("verdict", "tag", "host")
+_NAMES = b"referee shared cache: key names"  # the naming key's label: never a value's MAC key
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,16 @@ class Unsealed:
     data: Mapping[str, Any]
     stored_at: float  # Unix seconds
     expires_at: float
+
+
+def naming_key(signing_key: bytes) -> bytes:
+    """The key names are made with (derived: a name's hash is never a value's MAC)."""
+    return hmac.new(signing_key, _NAMES, hashlib.sha256).digest()
+
+
+def key_name(naming: bytes, name: str) -> str:
+    """What Redis sees of ``name``: an HMAC-SHA256 under ``naming_key``, in hex."""
+    return hmac.new(naming, name.encode(), hashlib.sha256).hexdigest()
 
 
 def mac(signing_key: bytes, name: str, body: bytes) -> bytes:

@@ -1,8 +1,9 @@
 """The shared cache's client: Redis (or Valkey) through redis-py, within a budget, never in the way.
 
 Every call waits at most the budget (``cache.shared.budgetMilliseconds``: the socket's connect and
-read timeouts, no retries), and all its reads together end within ``CALL_BUDGETS`` budgets
-(``_BoundedSocket``), so a server that trickles its answer cannot hold a request either; a call that
+read timeouts, no retries), and all its reads together end within ``CALL_BUDGETS`` budgets and
+``MAX_ANSWER_BYTES`` (``_BoundedSocket``), so a server that trickles its answer cannot hold a request
+either, nor one that sends a huge answer fill the memory the budget lets it reach; a call that
 fails or times out is a miss and opens a circuit of the
 store's own, so a Redis that is down is not asked on every request: it is asked again after a
 back-off (1 s, doubling to 30 s), by one call, and closes on the first answer. Nothing raises into
@@ -11,13 +12,12 @@ the request path. Each lookup is counted in ``referee_shared_cache_total{kind, r
 failed the codec's check or did not describe what its key names).
 
 Values are read with GETRANGE, bounded at ``codec.MAX_VALUE_BYTES``: a huge value planted in Redis
-costs one bounded read. Key names are hashed under ``keyPrefix``, so what Redis holds names no
-image, repository or credential.
+costs one bounded read. Key names are keyed hashes under ``keyPrefix`` (``codec.key_name``), so what
+Redis holds names no image, repository or credential, nor lets a reader confirm a guess of one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import threading
@@ -35,6 +35,7 @@ from redis.retry import Retry
 from webhook.errors import ConfigError
 from webhook.metrics import metrics
 from webhook.shared import codec
+from webhook.transport import clip
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 CALL_BUDGETS = 3  # all the reads of one call (AUTH on a new connection, the command) end by then
 MIN_READ_S = 0.0005  # a read after the deadline still takes what already arrived (a starved process)
+# All the answers one call reads (AUTH's, a GETRANGE bounded at the largest value with its PTTL):
+# more is a server that does not speak for Redis.
+MAX_ANSWER_BYTES = codec.MAX_VALUE_BYTES + 4096
 MAX_CONNECTIONS = 64
 REFUSAL_LOG_INTERVAL_S = 10.0  # per worker; a call that finds none free is a miss
 
@@ -94,9 +98,11 @@ def read_settings(
 
 
 class _CallDeadline(threading.local):
-    """When the reads of this thread's current call must end (``time.monotonic``)."""
+    """When the reads of this thread's current call must end (``time.monotonic``), and how many
+    more bytes they may take."""
 
     at = float("inf")
+    bytes_left = MAX_ANSWER_BYTES
 
 
 _DEADLINE = _CallDeadline()
@@ -104,19 +110,25 @@ _DEADLINE = _CallDeadline()
 
 class _BoundedSocket:
     """A connection's socket whose reads end by the call's deadline, at whatever pace the server
-    sends: each read waits at most what is left of it (or the socket's own timeout, if shorter)."""
+    sends: each read waits at most what is left of it (or the socket's own timeout, if shorter), and
+    takes at most the bytes left to the call; past them the connection is dropped."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
 
     def recv(self, size: int, flags: int = 0) -> bytes:
+        bytes_left = _DEADLINE.bytes_left
+        if bytes_left <= 0:
+            raise redis.ConnectionError(f"an answer over {MAX_ANSWER_BYTES} bytes")
         own = self._sock.gettimeout()
         left = max(MIN_READ_S, _DEADLINE.at - time.monotonic())
         self._sock.settimeout(left if own is None else min(own, left))
         try:
-            return self._sock.recv(size, flags)
+            data: bytes = self._sock.recv(min(size, bytes_left), flags)
         finally:
             self._sock.settimeout(own)
+        _DEADLINE.bytes_left = bytes_left - len(data)
+        return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -181,6 +193,7 @@ class RedisStore:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._naming = codec.naming_key(settings.signing_key)
         self._clock = clock
         self._monotonic = monotonic
         self._circuit = _Circuit(monotonic)
@@ -218,10 +231,8 @@ class RedisStore:
         self._redis.close()
 
     def key(self, kind: str, name: str) -> str:
-        """The Redis key: the prefix, the encoding's version, the kind and a hash of the name."""
-        return (
-            f"{self._settings.key_prefix}v{codec.VERSION}:{kind}:{hashlib.sha256(name.encode()).hexdigest()}"
-        )
+        """The Redis key: the prefix, the encoding's version, the kind and a keyed hash of the name."""
+        return f"{self._settings.key_prefix}v{codec.VERSION}:{kind}:{codec.key_name(self._naming, name)}"
 
     def get(
         self, kind: str, name: str, parse: Callable[[Mapping[str, Any]], T | None]
@@ -288,11 +299,12 @@ class RedisStore:
             self._count(kind, "error")
             return False, None
         _DEADLINE.at = time.monotonic() + CALL_BUDGETS * self._settings.budget_s
+        _DEADLINE.bytes_left = MAX_ANSWER_BYTES
         try:
             result = work(self._redis)
         except redis.ResponseError as exc:  # Redis answered (a key of another type, say)
             self._circuit.answered()
-            self._refused(f"Redis refused a command: {str(exc)[:200]}")
+            self._refused(f"Redis refused a command: {clip(exc, 200)}")
             self._count(kind, "rejected")
             return False, None
         except Exception as exc:  # noqa: BLE001 (an outage of the store is a miss, whatever it is)
@@ -343,8 +355,8 @@ def _describe(exc: BaseException, budget_s: float) -> str:
     if isinstance(exc, redis.AuthenticationError):
         return "the password was refused"
     if isinstance(exc, redis.ConnectionError):
-        text = str(exc)
-        return "connection refused" if "refused" in text.lower() else f"connection failed ({text[:120]})"
+        text = clip(exc, 120)  # the server's words, in a log line and /readyz
+        return "connection refused" if "refused" in text.lower() else f"connection failed ({text})"
     return type(exc).__name__
 
 

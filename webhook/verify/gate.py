@@ -32,7 +32,7 @@ from webhook.registry.credentials import Credential, Keyring
 from webhook.reloading import Reloading
 from webhook.trust.files import TrustFiles, TrustMaterial
 from webhook.trust.revocation import HttpRevocationSource
-from webhook.verify.cache import KeySet, SingleFlight, TTLCache, VerdictCache
+from webhook.verify.cache import Entry, KeySet, SingleFlight, TTLCache, VerdictCache
 from webhook.verify.decision import Decision
 from webhook.verify.image import verify_image
 from webhook.verify.policy import Policy, PolicyFile, Statement
@@ -168,7 +168,19 @@ class Gate:
 
     def _tag(self, ref: Reference, who: str) -> str | None:
         found = self.tags.entry((str(ref), who))
-        return None if found is None else found.value
+        # Another replica may keep tags longer: never use one older than this replica would keep.
+        return None if found is None or found.age_s >= self._tag_ttl_s else found.value
+
+    def _verdict(self, key: tuple[str, str, str]) -> Entry[Decision] | None:
+        """The cached verdict for ``key`` while it is younger than this replica keeps one of its
+        kind: another replica sharing the store may keep allows or denials longer."""
+        found = self.verdicts.entry(key)
+        if found is None:
+            return None
+        longest_s = self._verdict_ttl_s if found.value.allowed else self._denied_ttl_s
+        if found.age_s >= longest_s:
+            return None
+        return Entry(found.value, found.age_s, min(found.left_s, longest_s - found.age_s))
 
     def generation(self) -> tuple[str, str, object]:
         """What every decision also rests on, beyond its image: the trust material's and the policy
@@ -256,7 +268,7 @@ class Gate:
             return ref.api_host
         job = self._job(image, ref, digest, request)
         for key in (job.key, job.denied_key):
-            if self.verdicts.entry(key) is not None:
+            if self._verdict(key) is not None:
                 return self._decide_one(image, request)
         return ref.api_host
 
@@ -333,7 +345,7 @@ class Gate:
         # registry could be read. A verification in flight is shared only by requests that would
         # read the registry with the same credentials (one without may fail where one with would not).
         for key in (job.key, job.denied_key):
-            cached = self.verdicts.entry(key)
+            cached = self._verdict(key)
             if cached is not None:
                 return dataclasses.replace(
                     cached.value,

@@ -4,9 +4,11 @@ every call within its budget whether Redis answers, is stopped, or is paused."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -14,8 +16,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.helpers.redis_server import RedisServer
+from webhook.registry.credentials import Credential
 from webhook.shared import codec
 from webhook.shared.redis_store import CALL_BUDGETS, MIN_BACKOFF_S, RedisStore, SharedOutages, StoreSettings
+from webhook.verify import records
 
 KEY = b"s" * 32
 BUDGET_S = 0.005
@@ -246,3 +250,128 @@ def test_values_planted_to_fill_the_log_are_logged_once_per_interval(
             assert ours.get("verdict", f"image{n}", digest) is None
     assert count("verdict", "rejected") == rejected + 50
     assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+
+
+def test_a_reader_of_redis_cannot_confirm_a_guessed_registry_password_from_the_key_names(
+    server: RedisServer,
+) -> None:
+    """Whoever can read Redis (or a copy of it) knows public images and trust policies, and can
+    guess weak registry passwords: a key that is a plain hash of its name (the credentials'
+    fingerprint in it) confirms each guess offline. Names are keyed with the signing key, which
+    that reader does not hold."""
+    who = Credential(username="ci", password="hunter2").fingerprint()
+    name = records.name_of(("registry.example/team/app", "sha256:" + "a" * 64, f"trust|settings|{who}"))
+    store(server).put("verdict", name, {"digest": "sha256:" + "a" * 64}, 30)
+    [key] = server.client().keys("*")
+    assert hashlib.sha256(name.encode()).hexdigest().encode() not in key
+    assert store(server, key=b"o" * 32).key("verdict", name).encode() != key  # the key decides
+    assert store(server).key("verdict", name).encode() == key
+
+
+@contextlib.contextmanager
+def flooding_redis_fake() -> Iterator[str]:
+    """A server that speaks RESP and answers any command with a 1 GiB string it sends as fast as it
+    can (no real Redis does, whatever was stored: values are read with GETRANGE)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        chunk = b"x" * 65536
+        with conn:
+            try:
+                if not conn.recv(65536):
+                    return
+                conn.sendall(b"$1073741824\r\n")
+                while not stop.is_set():
+                    conn.sendall(chunk)
+            except OSError:
+                return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_a_redis_flooding_a_huge_answer_costs_a_bounded_read_fake() -> None:
+    """An adversary who runs the Redis server (or answers for it on a plain redis:// path) sends a
+    1 GiB answer to a lookup: what the client takes in is bounded, not what the budget lets arrive."""
+    with flooding_redis_fake() as url:
+        ours = RedisStore(StoreSettings(url, KEY, None, None, "referee:", 0.3))
+        tracemalloc.start()
+        try:
+            assert ours.get("verdict", "v", digest) is None
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, f"{peak / (1 << 20):.0f} MiB held for one lookup"
+        assert ours.state().startswith("unavailable (connection failed (an answer over"), ours.state()
+
+
+@contextlib.contextmanager
+def answering_redis_fake(reply: bytes) -> Iterator[str]:
+    """A server that speaks RESP: it greets as Redis 7 does (HELLO 3, then OK to the client's
+    settings), and gives every lookup and PING the same ``reply``. Yields its redis:// URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while not stop.is_set():
+                try:
+                    asked = conn.recv(65536)
+                    if not asked:
+                        return
+                    if b"HELLO" in asked:
+                        conn.sendall(b"%1\r\n+proto\r\n:3\r\n")
+                    elif b"GETRANGE" in asked or b"PING" in asked:
+                        for _ in range(asked.count(b"*")):  # GETRANGE and PTTL in one round trip
+                            conn.sendall(reply)
+                            time.sleep(0.005)  # redis-py reads on at a lone LF: give it more bytes
+                        conn.sendall(b"+OK\r\n")
+                    else:
+                        conn.sendall(b"+OK\r\n")
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        listener.close()
+
+
+FORGED_LINE = "\nreferee.admission: admitted registry.example/evil:v1 signed by CN=release"
+
+
+def test_a_redis_error_text_cannot_forge_log_lines_or_readyz_fake(caplog: pytest.LogCaptureFixture) -> None:
+    """An adversary who runs the Redis server (or answers for it) puts a line break in the error it
+    answers (RESP ends a line at CR LF only; LOADING reads as an outage, with the server's words):
+    Referee's log and /readyz must not carry it as is."""
+    with answering_redis_fake(f"-LOADING x{FORGED_LINE}\r\n".encode()) as url:
+        ours = RedisStore(StoreSettings(url, KEY, None, None, "referee:", 0.2))
+        with caplog.at_level("WARNING", logger="webhook.shared.redis_store"):
+            assert ours.get("verdict", "v", digest) is None
+            state = ours.state()
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("admitted" in m for m in [*messages, state]), (messages, state)  # the text was read
+        assert all("\n" not in m for m in messages) and "\n" not in state, (messages, state)

@@ -8,6 +8,7 @@ import time
 
 from tests.helpers.redis_server import RedisServer
 from webhook.registry.health import SHARED_RECHECK_S, HostHealth
+from webhook.shared import codec
 from webhook.shared.redis_store import RedisStore, SharedOutages, StoreSettings
 
 
@@ -46,3 +47,29 @@ def test_a_claim_in_a_stopped_redis_refuses_nothing(server: RedisServer) -> None
     health.timed_out("r.example", waited_s=4.0)  # reported to nobody, within the budget
     assert time.monotonic() - started < 0.1
     assert health.refusal("r.example") != ""  # the local circuit still works
+
+
+def test_a_host_down_claim_forged_or_copied_by_a_writer_to_redis_refuses_no_host(server: RedisServer) -> None:
+    """An adversary who can write to Redis, without the signing key, claims the victim's registry
+    is down (to have its images denied): an unsigned claim, one signed with another key, and a
+    genuine claim about the adversary's own host copied under the victim's name all refuse nothing."""
+    store = RedisStore(StoreSettings(server.url, b"k" * 32, server.password))
+    victim = HostHealth(5.0)
+    victim.share(SharedOutages(store))
+    client = server.client()
+    key = store.key("host", "victim.example")
+    theirs = RedisStore(StoreSettings(server.url, b"a" * 32, server.password))
+    now = time.time()
+    forged = codec.seal(
+        b"a" * 32, key, "host", {"host": "victim.example"}, stored_at=now, expires_at=now + 30
+    )
+    SharedOutages(store).report_outage("attacker.example", 30)  # genuine, about another host
+    for planted in (b'{"host": "victim.example"}', forged, client.get(store.key("host", "attacker.example"))):
+        assert planted is not None
+        client.set(key, planted)
+        time.sleep(SHARED_RECHECK_S)  # the shared view is asked again
+        assert victim.refusal("victim.example") == ""
+    SharedOutages(theirs).report_outage("victim.example", 30)  # another installation's own claim
+    time.sleep(SHARED_RECHECK_S)
+    assert victim.refusal("victim.example") == ""
+    assert "attacker.example is not answering" in victim.refusal("attacker.example")  # genuine: held

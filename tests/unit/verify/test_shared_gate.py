@@ -5,6 +5,7 @@ shared; and what an adversary plants in Redis is never an allow."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,12 +45,35 @@ def count(kind: str, result: str) -> float:
     return REGISTRY.get_sample_value("referee_shared_cache_total", {"kind": kind, "result": result}) or 0.0
 
 
-def replica(registry: Registry, server: RedisServer, *, key: bytes = b"k" * 32) -> tuple[Gate, RedisStore]:
+def replica(
+    registry: Registry,
+    server: RedisServer,
+    *,
+    key: bytes = b"k" * 32,
+    verdict_ttl_s: float = 300,
+    denied_ttl_s: float = 15,
+    tag_ttl_s: float = 30,
+    later_s: float = 0,
+) -> tuple[Gate, RedisStore]:
+    """A replica with its own caches' times to live; ``later_s``: its store reads Redis that much later."""
     fake, trust_policy, store_dir = registry
-    store = RedisStore(StoreSettings(server.url, key, server.password, None, "referee:", 1.0))
-    g = Gate(fake, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, tag_ttl_s=30, max_entries=100,
-             max_signatures=10, revocation=None, workers=2, shared_state=store.state,
-             **shared_caches(store, 100))  # fmt: skip
+    store = RedisStore(
+        StoreSettings(server.url, key, server.password, None, "referee:", 1.0),
+        clock=lambda: time.time() + later_s,
+    )
+    g = Gate(
+        fake,
+        TrustFiles(trust_policy, store_dir),
+        verdict_ttl_s=verdict_ttl_s,
+        denied_ttl_s=denied_ttl_s,
+        tag_ttl_s=tag_ttl_s,
+        max_entries=100,
+        max_signatures=10,
+        revocation=None,
+        workers=2,
+        shared_state=store.state,
+        **shared_caches(store, 100),
+    )
     return g, store
 
 
@@ -151,10 +175,17 @@ def test_allow_replayed_under_an_unsigned_images_key_is_denied(
 def test_an_allow_signed_with_another_replicas_key_is_not_believed(
     registry: Registry, server: RedisServer
 ) -> None:
-    """A Redis shared with another Referee installation (another signing key, same prefix)."""
-    (theirs, _), (ours, _) = replica(registry, server, key=b"t" * 32), replica(registry, server)
+    """A Redis shared with another Referee installation (another signing key, same prefix): its
+    names are not ours, and its allow copied under our name is refused."""
+    (theirs, _), (ours, store) = replica(registry, server, key=b"t" * 32), replica(registry, server)
     try:
         assert theirs.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        client = server.client()
+        [their_allow] = client.keys("referee:v1:verdict:*")
+        trust = ours.trust_material().fingerprint
+        key = (f"{HOST}/team/app", registry[0].tags["team/app:v1"], f"{trust}|maxSignatures=10")
+        assert store.key("verdict", records.name_of(key)).encode() != their_allow
+        client.set(store.key("verdict", records.name_of(key)), client.get(their_allow))
         rejected = count("verdict", "rejected")
         [decision] = ours.decide([SIGNED], Deadline.after(10), now=NOW)
         assert decision.allowed and not decision.cached and ours.verifications == 1
@@ -233,3 +264,45 @@ def test_replicas_with_other_revocation_settings_never_share_a_verdict(
     finally:
         for g in gates:
             g.close()
+
+
+def test_a_replica_keeping_allows_and_tags_briefly_never_takes_older_ones_from_a_laxer_replica(
+    registry: Registry, server: RedisServer
+) -> None:
+    """A replica set to keep allows 5 s (to see a revocation soon) and tags 5 s (to follow a moved
+    tag soon) shares Redis with one keeping them 300 s and 30 s: ten seconds later it must not
+    answer with the other's allow or digest, which it would never have kept that long itself."""
+    fake = registry[0]
+    (lax, _) = replica(registry, server)
+    (strict, _) = replica(registry, server, verdict_ttl_s=5, tag_ttl_s=5, later_s=10)
+    try:
+        assert lax.decide([SIGNED], Deadline.after(10), now=NOW)[0].allowed
+        reads = fake.reads
+        [decision] = strict.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert decision.allowed and not decision.cached and strict.verifications == 1
+        assert fake.reads > reads
+        (fresh, _) = replica(registry, server, verdict_ttl_s=5, tag_ttl_s=5, later_s=11)
+        try:  # what the strict replica wrote back, a second later, is young enough for its peers
+            [shared] = fresh.decide([SIGNED], Deadline.after(10), now=NOW)
+            assert shared.allowed and shared.cached and 3 < shared.recheck_in_s <= 4.1
+        finally:
+            fresh.close()
+    finally:
+        lax.close()
+        strict.close()
+
+
+def test_a_replica_keeping_denials_briefly_never_takes_an_older_one_from_a_laxer_replica(
+    registry: Registry, server: RedisServer
+) -> None:
+    """deniedTTLSeconds 1 (a freshly signed image is admitted within a second) beside 15 s."""
+    image = unsigned(registry[0])
+    (lax, _) = replica(registry, server)
+    (strict, _) = replica(registry, server, denied_ttl_s=1, later_s=5)
+    try:
+        assert not lax.decide([image], Deadline.after(10), now=NOW)[0].allowed
+        [decision] = strict.decide([image], Deadline.after(10), now=NOW)
+        assert not decision.allowed and not decision.cached and strict.verifications == 1
+    finally:
+        lax.close()
+        strict.close()
