@@ -29,6 +29,10 @@ class VerdictCache(Protocol[KeyIn_contra, V]):
 
     def entry(self, key: KeyIn_contra) -> Entry[V] | None: ...
 
+    def nearby(self, key: KeyIn_contra) -> Entry[V] | None:
+        """``entry`` from this process's memory only: never waits on a store."""
+        ...
+
     def put(self, key: KeyIn_contra, value: V, ttl_s: float) -> None: ...
 
 
@@ -46,6 +50,10 @@ class TTLCache(Generic[K, V]):
     def get(self, key: K) -> V | None:
         found = self.entry(key)
         return None if found is None else found.value
+
+    def nearby(self, key: K) -> Entry[V] | None:
+        """The same as ``entry``: everything here is in memory."""
+        return self.entry(key)
 
     def entry(self, key: K) -> Entry[V] | None:
         """The value with its age and the time it has left."""
@@ -116,6 +124,9 @@ class TwoLevelCache(Generic[K, V]):
         self._name = name
         self._encode = encode
         self._decode = decode
+
+    def nearby(self, key: K) -> Entry[V] | None:
+        return self.local.entry(key)
 
     def entry(self, key: K) -> Entry[V] | None:
         found = self.local.entry(key)

@@ -166,15 +166,16 @@ class Gate:
         """The shared cache's state ("" when there is none): it never makes Referee unready."""
         return self._shared_state() if self._shared_state else ""
 
-    def _tag(self, ref: Reference, who: str) -> str | None:
-        found = self.tags.entry((str(ref), who))
+    def _tag(self, ref: Reference, who: str, *, nearby: bool = False) -> str | None:
+        found = (self.tags.nearby if nearby else self.tags.entry)((str(ref), who))
         # Another replica may keep tags longer: never use one older than this replica would keep.
         return None if found is None or found.age_s >= self._tag_ttl_s else found.value
 
-    def _verdict(self, key: tuple[str, str, str]) -> Entry[Decision] | None:
+    def _verdict(self, key: tuple[str, str, str], *, nearby: bool = False) -> Entry[Decision] | None:
         """The cached verdict for ``key`` while it is younger than this replica keeps one of its
-        kind: another replica sharing the store may keep allows or denials longer."""
-        found = self.verdicts.entry(key)
+        kind: another replica sharing the store may keep allows or denials longer. ``nearby``: from
+        this process's memory only."""
+        found = (self.verdicts.nearby if nearby else self.verdicts.entry)(key)
         if found is None:
             return None
         longest_s = self._verdict_ttl_s if found.value.allowed else self._denied_ttl_s
@@ -262,13 +263,15 @@ class Gate:
             return self._decide_one(image, request)
         if self._policy.precheck(ref) is not None:
             return self._decide_one(image, request)
+        # Only what this process holds: a shared store is asked on the pool's threads, one image
+        # each, so a slow store's budget is spent in parallel, never once per image in this thread.
         who = ",".join(c.fingerprint() for c in self._credentials(ref, request.keyring))
-        digest = ref.digest or self._tag(ref, who)
+        digest = ref.digest or self._tag(ref, who, nearby=True)
         if digest is None:
             return ref.api_host
         job = self._job(image, ref, digest, request)
         for key in (job.key, job.denied_key):
-            if self._verdict(key) is not None:
+            if self._verdict(key, nearby=True) is not None:
                 return self._decide_one(image, request)
         return ref.api_host
 

@@ -5,9 +5,11 @@ shared; and what an adversary plants in Redis is never an allow."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -306,3 +308,44 @@ def test_a_replica_keeping_denials_briefly_never_takes_an_older_one_from_a_laxer
     finally:
         lax.close()
         strict.close()
+
+
+class _SlowRecordingStore:
+    """A store answering each lookup just inside its budget, noting which thread asked."""
+
+    def __init__(self, inner: RedisStore) -> None:
+        self.inner = inner
+        self.asked_from: list[int] = []
+
+    def get(self, kind: str, name: str, parse: Any) -> Any:
+        self.asked_from.append(threading.get_ident())
+        time.sleep(0.02)
+        return self.inner.get(kind, name, parse)
+
+    def put(self, kind: str, name: str, data: Any, ttl_s: float) -> None:
+        self.inner.put(kind, name, data, ttl_s)
+
+
+def test_a_slow_redis_is_never_asked_once_per_image_from_the_request_thread(
+    registry: Registry, server: RedisServer
+) -> None:
+    """A Redis answering each call just inside the budget never opens the circuit; asked in the
+    request's own thread for every image of a pod before the images are fanned out, its budget
+    added up image after image. Shared lookups run on the pool's threads, in parallel."""
+    one, store = replica(registry, server)
+    fake_trust, trust_policy, store_dir = registry
+    slow = _SlowRecordingStore(store)
+    other = Gate(
+        fake_trust, TrustFiles(trust_policy, store_dir), verdict_ttl_s=300, denied_ttl_s=15, tag_ttl_s=30,
+        max_entries=100, max_signatures=10, revocation=None, workers=2, **shared_caches(slow, 100),
+    )  # fmt: skip
+    try:
+        [first] = one.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert first.allowed
+        [second] = other.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert second.allowed and second.cached and other.verifications == 0
+        assert slow.asked_from, "the shared store was never asked"
+        assert threading.get_ident() not in slow.asked_from
+    finally:
+        one.close()
+        other.close()
