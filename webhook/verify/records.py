@@ -13,8 +13,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from webhook import __version__
 from webhook.verify.decision import MAX_REASON_CHARS, Artifact, Decision, Requirement
 
+RELEASE = __version__
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 MAX_LIST_ITEMS = 64  # requirements, artifacts and signers of one decision
 MAX_TEXT_CHARS = 2 * MAX_REASON_CHARS
@@ -23,8 +25,9 @@ _SHARED = ("allowed", "reason", "digest", "signer_subject", "signer_issuer", "si
 
 
 def name_of(key: tuple[str, ...]) -> str:
-    """A key as one string (the store hashes it)."""
-    return json.dumps(list(key), separators=(",", ":"))
+    """A key as one string (the store hashes it), under Referee's release: during a rolling upgrade
+    replicas of two releases, whose checks may differ, never take each other's records."""
+    return json.dumps([f"referee/{RELEASE}", *key], separators=(",", ":"))
 
 
 def verdict_record(decision: Decision) -> dict[str, Any] | None:

@@ -349,3 +349,20 @@ def test_a_slow_redis_is_never_asked_once_per_image_from_the_request_thread(
     finally:
         one.close()
         other.close()
+
+
+def test_replicas_of_another_release_never_share_a_verdict(
+    registry: Registry, server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a rolling upgrade the new release's replica would otherwise answer from verdicts the old
+    release's checks made, for as long as they live."""
+    (one, _), (other, _) = replica(registry, server), replica(registry, server)
+    try:
+        [first] = one.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert first.allowed
+        monkeypatch.setattr(records, "RELEASE", "0.0.0-other")
+        [second] = other.decide([SIGNED], Deadline.after(10), now=NOW)
+        assert second.allowed and not second.cached and other.verifications == 1
+    finally:
+        one.close()
+        other.close()
