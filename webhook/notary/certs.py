@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Protocol
 
 from cryptography import x509
@@ -133,23 +133,30 @@ class ChainMemory(Protocol):
     def add(self, key: bytes) -> None: ...
 
 
-def check_chain(chain: tuple[x509.Certificate, ...], known: ChainMemory | None = None) -> None:
+def check_chain(
+    chain: tuple[x509.Certificate, ...], known: ChainMemory | None = None, key: bytes | None = None
+) -> None:
     """Order, issuance and profile of an envelope's chain (leaf first, root last).
 
     These checks depend on the certificates alone, not on time or trust; a chain that passed them
     and then reached a trusted root (its key in ``known``) is not checked again: one signer signs
     many images, and the issuer signatures are the costly part of a cold verification. Only a hash
-    of such a chain is kept, so no registry can fill that memory with chains of its own.
+    of such a chain is kept, so no registry can fill that memory with chains of its own. ``key`` is
+    the chain's ``chain_key`` when the caller has it already.
     """
-    if known is not None and chain_key(chain) in known:
+    if known is not None and (key if key is not None else chain_key(chain)) in known:
         return
     _check_chain_uncached(chain)
 
 
 def chain_key(chain: tuple[x509.Certificate, ...]) -> bytes:
+    return chain_key_of(cert.public_bytes(serialization.Encoding.DER) for cert in chain)
+
+
+def chain_key_of(ders: Iterable[bytes]) -> bytes:
+    """SHA-256 over the chain's exact DER bytes, each prefixed with its length."""
     digest = hashlib.sha256()
-    for cert in chain:
-        der = cert.public_bytes(serialization.Encoding.DER)
+    for der in ders:
         digest.update(len(der).to_bytes(4, "big") + der)
     return digest.digest()
 
@@ -191,12 +198,22 @@ def _check_chain_uncached(chain: tuple[x509.Certificate, ...]) -> None:
 
 
 def trusted_anchor(
-    chain: Iterable[x509.Certificate], trusted: Iterable[x509.Certificate]
+    chain: Iterable[x509.Certificate],
+    trusted: Iterable[x509.Certificate] | Set[bytes],
+    chain_der: Iterable[bytes] | None = None,
 ) -> x509.Certificate | None:
-    """The first chain certificate that is byte-for-byte one of the trusted certificates."""
-    trusted_der = {c.public_bytes(serialization.Encoding.DER) for c in trusted}
-    for cert in chain:
-        if cert.public_bytes(serialization.Encoding.DER) in trusted_der:
+    """The first chain certificate that is byte-for-byte one of the trusted certificates (given as
+    certificates, or as the set of their DER bytes); ``chain_der`` is the chain's bytes when the
+    caller has them."""
+    trusted_der = (
+        trusted if isinstance(trusted, Set) else {c.public_bytes(serialization.Encoding.DER) for c in trusted}
+    )
+    chain = tuple(chain)
+    ders = tuple(chain_der) if chain_der is not None else ()
+    if len(ders) != len(chain):
+        ders = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in chain)
+    for cert, der in zip(chain, ders, strict=True):
+        if der in trusted_der:
             return cert
     return None
 

@@ -83,6 +83,7 @@ class SignerInfo:
     certificate_chain: tuple[x509.Certificate, ...] = ()
     timestamp_token: bytes | None = None
     signing_agent: str | None = None
+    certificate_der: tuple[bytes, ...] = ()  # the chain's exact bytes, as the envelope carries them
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -282,7 +283,7 @@ def _parse_jws(data: bytes) -> SignerInfo:
         if not (allowed or name in extended):
             raise EnvelopeError(f"JWS crit names {name!r}, which is not a header that may be critical here")
 
-    chain, token, agent = _jws_unsigned(header)
+    chain, ders, token, agent = _jws_unsigned(header)
     return SignerInfo(
         media_type=JWS,
         payload=payload,
@@ -297,6 +298,7 @@ def _parse_jws(data: bytes) -> SignerInfo:
         critical=tuple(crit),
         extended_attributes=MappingProxyType(extended),
         certificate_chain=chain,
+        certificate_der=ders,
         timestamp_token=token,
         signing_agent=agent,
     )
@@ -305,18 +307,21 @@ def _parse_jws(data: bytes) -> SignerInfo:
 _AGENT_FOLDED = strictjson.fold(H_AGENT)
 
 
-def _jws_unsigned(header: dict[str, Any]) -> tuple[tuple[x509.Certificate, ...], bytes | None, str | None]:
+def _jws_unsigned(
+    header: dict[str, Any],
+) -> tuple[tuple[x509.Certificate, ...], tuple[bytes, ...], bytes | None, str | None]:
     """The unprotected header: certificate chain, timestamp token and signing agent, typed as notation
     reads them (x5c an array of standard base64 strings; the others a base64 string and a string)."""
     x5c = header.get("x5c")
     if not isinstance(x5c, list) or not x5c:
         raise EnvelopeError("JWS unprotected header has no x5c certificate chain")
-    chain = _certificates([_b64std(c, "x5c entry") for c in x5c[: MAX_CHAIN_CERTS + 1]])
+    ders = tuple(_b64std(c, "x5c entry") for c in x5c[: MAX_CHAIN_CERTS + 1])
+    chain = _certificates(list(ders))
     token = header.get(H_TIMESTAMP)
     agent = next((v for k, v in header.items() if strictjson.fold(k) == _AGENT_FOLDED), None)
     if agent is not None and not isinstance(agent, str):
         raise EnvelopeError(f"JWS header {H_AGENT} is not a string")
-    return chain, _b64std(token, H_TIMESTAMP) if token is not None else None, agent
+    return chain, ders, _b64std(token, H_TIMESTAMP) if token is not None else None, agent
 
 
 def _names(obj: dict[str, Any], defined: tuple[str, ...], what: str) -> None:
@@ -514,6 +519,7 @@ def _parse_cose(data: bytes) -> SignerInfo:
         critical=tuple(str(c) for c in crit),
         extended_attributes=MappingProxyType(extended),
         certificate_chain=_certificates(list(chain_raw)),
+        certificate_der=tuple(chain_raw),
         timestamp_token=token if isinstance(token, bytes) else None,
         signing_agent=agent if isinstance(agent, str) else None,
     )

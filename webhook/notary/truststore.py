@@ -6,6 +6,7 @@ store; ``webhook.trust.files`` reads the directories. Pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -118,6 +119,18 @@ class TrustStore:
                     seen.add(der)
                     out.append(cert)
         return tuple(out)
+
+    def certificate_bytes(self, store_type: str, names: Iterable[str]) -> frozenset[bytes]:
+        """The DER bytes of the named stores' certificates (made once per store and kept)."""
+        index = self._der_index
+        return frozenset().union(*(index.get((store_type, name), frozenset()) for name in names))
+
+    @functools.cached_property
+    def _der_index(self) -> Mapping[tuple[str, str], frozenset[bytes]]:
+        return {
+            key: frozenset(cert.public_bytes(serialization.Encoding.DER) for cert in certs)
+            for key, certs in self.stores.items()
+        }
 
     def has(self, store_type: str, name: str) -> bool:
         return bool(self.stores.get((store_type, name)))

@@ -22,7 +22,7 @@ from webhook.notary import revocation
 from webhook.notary.certs import (
     ChainError,
     ChainMemory,
-    chain_key,
+    chain_key_of,
     check_chain,
     describe,
     subject_attributes,
@@ -141,13 +141,13 @@ def verify_signature(
             return SignatureOutcome(True, "", tuple(run.checks))
         # Step 1, integrity (always enforced): parse, signature, chain profile, content type,
         # critical attributes, and the payload's target (notation compares it at every level).
-        info, problem = _integrity(media_type, envelope, target, chains)
+        info, key, problem = _integrity(media_type, envelope, target, chains)
         run.record("integrity", problem)
         assert info is not None
         # Step 2, authenticity: the chain reaches a trusted certificate; the signer is trusted.
         problem, reached_root = _authenticity(info, policy, store)
         if reached_root and chains is not None:
-            chains.add(chain_key(info.certificate_chain))  # it passed integrity's chain checks
+            chains.add(key)  # it passed integrity's chain checks
         run.record("authenticity", problem)
         # Step 3, expiry: the signature's own "best by" time.
         if info.expiry is not None and now >= info.expiry:
@@ -226,23 +226,25 @@ def _outcome(run: _Run, info: SignerInfo | None) -> SignatureOutcome:
 
 def _integrity(
     media_type: str, envelope: bytes, target: Descriptor, chains: ChainMemory | None
-) -> tuple[SignerInfo | None, str | None]:
+) -> tuple[SignerInfo | None, bytes, str | None]:
+    """The parsed envelope, its chain's key (``chain_key_of`` its exact bytes) and the problem."""
     try:
         info = parse_envelope(media_type, envelope)
+        key = chain_key_of(info.certificate_der)
         info.verify_signature()
-        check_chain(info.certificate_chain, chains)
+        check_chain(info.certificate_chain, chains, key)
     except (EnvelopeError, ChainError) as exc:
-        return None, str(exc)
+        return None, b"", str(exc)
     if info.payload_content_type != PAYLOAD_TYPE:
-        return info, f"payload content type {info.payload_content_type!r} is not {PAYLOAD_TYPE}"
+        return info, key, f"payload content type {info.payload_content_type!r} is not {PAYLOAD_TYPE}"
     plugin = info.extended_attributes.get(H_PLUGIN)
     if plugin is not None:
-        return info, f"the signature requires verification plugin {plugin!r}; Referee runs no plugins"
+        return info, key, f"the signature requires verification plugin {plugin!r}; Referee runs no plugins"
     unknown = [name for name in info.critical if name in info.extended_attributes]
     if unknown:
-        return info, f"unknown critical signed attributes {unknown}"
+        return info, key, f"unknown critical signed attributes {unknown}"
     problem = _payload_target(info.payload, target)
-    return info, problem
+    return info, key, problem
 
 
 def _payload_target(payload: bytes, target: Descriptor) -> str | None:
@@ -268,14 +270,14 @@ def _authenticity(info: SignerInfo, policy: TrustPolicy, store: TrustStore) -> t
     """The problem (None when the check passes), and whether the chain reached a trusted certificate."""
     store_type = "signingAuthority" if info.signing_scheme == SCHEME_SIGNING_AUTHORITY else "ca"
     names = policy.stores_of_type(store_type)
-    trusted = store.certificates(store_type, names)
+    trusted = store.certificate_bytes(store_type, names)
     if not trusted:
         scheme = info.signing_scheme
         return (
             f"the trust policy {policy.name!r} names no {store_type} trust store for scheme {scheme}",
             False,
         )
-    if trusted_anchor(info.certificate_chain, trusted) is None:
+    if trusted_anchor(info.certificate_chain, trusted, info.certificate_der) is None:
         stores = ", ".join(f"{store_type}:{n}" for n in names)
         return f"the signing chain does not lead to a certificate in trust store(s) {stores}", False
     return (None if policy.trust_any_identity else _identity_problem(info, policy)), True

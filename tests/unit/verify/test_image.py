@@ -166,3 +166,45 @@ def test_only_chains_that_reached_a_trusted_root_are_remembered(tmp_path: Path) 
     for _ in range(2):
         assert plan.verify(JWS, envelope, subject).verified
     assert len(memory) == 1
+
+
+def _remembered_plan(tmp_path: Path, now: dt.datetime) -> tuple[Plan, KeySet, bytes, Descriptor]:
+    """A plan with a chain memory that already holds a trusted chain, and that chain's envelope."""
+    chain = make_chain()
+    write_trust_store(tmp_path / "store", "ca", "test", chain.root)
+    material = TrustFiles(write_trust_policy(tmp_path / "trustpolicy.json"), tmp_path / "store").current()
+    memory = KeySet(10)
+    subject = Descriptor("application/vnd.oci.image.manifest.v1+json", "sha256:" + "cd" * 32, 100)
+    envelope = sign(SignRequest(subject, chain.leaf_key, chain.certs, NOW, envelope=JWS))
+    plan = NotaryScheme(Trust(material.policy, material.store, now, chains=memory)).plan(
+        "registry.example/team/app"
+    )
+    assert plan.verify(JWS, envelope, subject).verified
+    assert len(memory) == 1
+    return plan, memory, envelope, subject
+
+
+def test_a_remembered_chain_with_one_byte_changed_in_a_certificate_is_checked_again(tmp_path: Path) -> None:
+    """x5c is in the unprotected header: its bytes can change without touching the envelope's
+    signature. The chain memory is keyed by the chain's exact bytes, so a certificate with one byte
+    changed (here the intermediate's signature) is a miss and fails the issuance check."""
+    plan, memory, envelope, subject = _remembered_plan(tmp_path, NOW)
+    doc = json.loads(envelope)
+    intermediate = bytearray(base64.b64decode(doc["header"]["x5c"][1]))
+    intermediate[-1] ^= 0x01
+    doc["header"]["x5c"][1] = base64.b64encode(bytes(intermediate)).decode()
+    outcome = plan.verify(JWS, json.dumps(doc).encode(), subject)
+    assert not outcome.verified
+    assert outcome.reason.startswith("integrity:") and "is not issued by the next one" in outcome.reason
+    assert len(memory) == 1
+
+
+def test_an_expired_certificate_is_refused_though_its_chain_was_remembered(tmp_path: Path) -> None:
+    """The chain memory keeps only time-independent facts (order, issuance, profile): validity is
+    judged at every verification's own ``now``."""
+    plan, memory, envelope, subject = _remembered_plan(tmp_path, NOW)
+    later = NotaryScheme(
+        Trust(plan.trust.policy_document, plan.trust.store, NOW + dt.timedelta(days=3650), chains=memory)  # type: ignore[attr-defined]
+    ).plan("registry.example/team/app")
+    outcome = later.verify(JWS, envelope, subject)
+    assert not outcome.verified and "expired at" in outcome.reason, outcome.reason
