@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from webhook.server.memo import MAX_MEMO_ENTRY_BYTES
 from webhook.server.worker import _fast_head
 
 BODY = b'{"kind":"ProviderRequest"}'
@@ -43,3 +44,9 @@ def test_a_plain_post_qualifies(head: bytes) -> None:
 )
 def test_anything_else_goes_to_a_thread(head: bytes, body: bytes, line: bytes) -> None:
     assert _fast_head(request(head, body, line)) is None
+
+
+def test_a_body_larger_than_any_kept_request_is_not_copied_in_the_event_loop() -> None:
+    """Nothing that large is kept, so the loop neither copies nor hashes it (24 MiB: 30 ms)."""
+    body = b"x" * (MAX_MEMO_ENTRY_BYTES + 1)
+    assert _fast_head(request(b"Content-Length: %d\r\n" % len(body), body)) is None
