@@ -246,6 +246,11 @@ _NOT_FAST = re.compile(
     re.IGNORECASE,
 )
 _CONTENT_LENGTH_NAME = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+# The header lines the event loop answers: each a token, a colon at once, and a value of visible
+# characters, spaces and tabs (RFC 9110 section 5.1 and 5.5), no more and no longer than a client of
+# the provider endpoints sends. Gunicorn refuses some of what is outside (a space before the colon,
+# obs-fold, control characters); the rest goes to it too, so the loop never reads a head otherwise.
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}:[\t\x20-\x7e\x80-\xff]{0,4096}\r\n){0,32}")
 _KEPT_HEAD = (
     b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n"
     b"Content-Type: application/json\r\nDate: "
@@ -258,6 +263,8 @@ def _fast_head(data: bytearray) -> tuple[str, bytes] | None:
     end = data.find(HEAD_END)
     request_line = _FAST_REQUEST.match(data)
     if end < 0 or request_line is None or len(data) - end - len(HEAD_END) > MAX_MEMO_ENTRY_BYTES:
+        return None
+    if _HEADER_LINES.fullmatch(data, request_line.end(), end + 2) is None:
         return None
     head = b"\r\n" + bytes(data[: end + 2])
     length = _CONTENT_LENGTH.search(head)

@@ -40,6 +40,9 @@ def test_a_plain_post_qualifies(head: bytes) -> None:
         (b"", BODY, b"POST /provider HTTP/1.1"),  # no Content-Length
         (b"Content-Length: 26\r\n", BODY, b"POST /provider HTTP/1.0"),
         (b"Content-Length: 26\r\n", BODY, b"GET /provider HTTP/1.1"),
+        (b"Content-Length : 26\r\n", BODY, b"POST /provider HTTP/1.1"),  # gunicorn refuses it
+        (b"Content-Length: 26\r\nX: a\r\n b\r\n", BODY, b"POST /provider HTTP/1.1"),  # obs-fold
+        (b"Content-Length: 26\r\nX: \x00\r\n", BODY, b"POST /provider HTTP/1.1"),
     ],
 )
 def test_anything_else_goes_to_a_thread(head: bytes, body: bytes, line: bytes) -> None:
