@@ -302,6 +302,33 @@ def test_kept_answer_is_never_sent_for_another_endpoint_or_namespace(
     assert team_b["response"]["items"][0]["key"] == f"[team-b]{images.signed}"  # type: ignore[index]
 
 
+def histogram_count(served: Served) -> float:
+    client = Client(served)
+    try:
+        client.send(b"GET /metrics HTTP/1.1\r\nHost: referee\r\n\r\n")
+        text = client.answer().body.decode()
+    finally:
+        client.close()
+    series = 'referee_image_verification_seconds_count{outcome="allowed"} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series))
+
+
+def test_kept_answers_are_counted_in_the_verification_histogram(served: Served, images: SampleImages) -> None:
+    """referee_image_verification_seconds counts every image decided, cache hits included (what a
+    dashboard of decisions per second reads): an image answered from a kept answer too."""
+    body = provider_body(images.signed, f"[team-c]{images.signed}")
+    kept(served, body)
+    before = histogram_count(served)
+    client = Client(served)
+    try:
+        for _ in range(3):
+            client.send(post(body))
+            assert client.answer().from_event_loop
+    finally:
+        client.close()
+    assert histogram_count(served) - before == 6
+
+
 def test_a_chunked_body_read_at_line_rate_does_not_hold_the_event_loop(
     served: Served, images: SampleImages
 ) -> None:
