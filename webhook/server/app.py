@@ -237,9 +237,12 @@ def _provider_routes(app: Flask, config: Config, gate: Gate, callers: _Callers) 
 
     def kept_answer(path: str, body: bytes, peer_der: bytes | None) -> bytes | None:
         """For the worker's event loop: the kept answer to an identical ProviderRequest, or None
-        (then the request is served as usual, which also answers 403 to a caller it refuses)."""
+        (then the request is served as usual, which also answers 403 to a caller it refuses).
+        Counted as the usual answer from cached verdicts is: a verdict cache hit and a decision
+        timed in the histogram per image, one answered ProviderRequest."""
         if path not in ("/provider", "/provider/mutate"):
             return None
+        started = time.monotonic()
         who = callers.provider_caller_of(peer_der)
         if who is None or (path == "/provider" and callers.secrets_for(who) is not None):
             return None
@@ -247,6 +250,10 @@ def _provider_routes(app: Flask, config: Config, gate: Gate, callers: _Callers) 
         if kept is None:
             return None
         answer, images = kept
+        decided = metrics().verify_seconds.labels("allowed")
+        took_s = time.monotonic() - started
+        for _ in range(images):
+            decided.observe(took_s)
         metrics().cache.labels("verdict", "hit").inc(images)
         metrics().decisions.labels("provider", "answered").inc()
         return answer

@@ -32,12 +32,18 @@ from gunicorn import http
 from gunicorn import sock as gsock
 from gunicorn.workers.gthread import ThreadWorker
 
+from webhook.server.memo import MAX_MEMO_ENTRY_BYTES
+
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_BYTES = 64 << 10
 RECV_BYTES = 64 << 10
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue", re.IGNORECASE)
+_LAST_CHUNK = b"0\r\n\r\n"
+# What one readiness event may read before the loop turns to its other connections: a client that
+# sends as fast as the socket takes it must not keep the others waiting for its whole request.
+MAX_READ_PER_EVENT_BYTES = 1 << 20
 
 
 class _Reading:
@@ -50,26 +56,33 @@ class _Reading:
         self.max_bytes = max_bytes
         self.handshaken = not isinstance(conn.sock, ssl.SSLSocket) or conn.initialized
         self.continued = False
+        self._body_at = -1  # where the body starts, once the head is all here
+        self._chunked = False
+        self._length = 0
+        self._continue = False
 
     def complete(self) -> bool | None:
         """True when the whole request is here, False when more is needed, None when it never
-        will be acceptable (a head over its cap)."""
-        end = self.data.find(HEAD_END)
-        if end < 0:
-            return None if len(self.data) > MAX_HEAD_BYTES else False
-        head = b"\r\n" + bytes(self.data[: end + 2])
-        body = len(self.data) - end - len(HEAD_END)
-        if _CHUNKED.search(head):  # read to the last chunk (or the cap)
-            return bytes(self.data[end + len(HEAD_END) :]).endswith(b"0\r\n\r\n") or body >= self.max_bytes
-        length = _CONTENT_LENGTH.search(head)
-        if length is None:
-            return True
+        will be acceptable (a head over its cap). The head is read once, when it is all here:
+        a body then costs the same for each chunk however large it has grown."""
+        if self._body_at < 0:
+            end = self.data.find(HEAD_END)
+            if end < 0:
+                return None if len(self.data) > MAX_HEAD_BYTES else False
+            head = b"\r\n" + bytes(self.data[: end + 2])
+            self._body_at = end + len(HEAD_END)
+            self._chunked = _CHUNKED.search(head) is not None
+            length = _CONTENT_LENGTH.search(head)
+            self._length = int(length.group(1)) if length is not None else 0
+            self._continue = _EXPECT_CONTINUE.search(head) is not None
+        body = len(self.data) - self._body_at
+        if self._chunked:  # read to the last chunk (or the cap)
+            return (body >= len(_LAST_CHUNK) and self.data.endswith(_LAST_CHUNK)) or body >= self.max_bytes
         # An oversized body is read up to the cap; the request handler answers it from what it has.
-        return body >= min(int(length.group(1)), self.max_bytes)
+        return body >= min(self._length, self.max_bytes)
 
     def wants_continue(self) -> bool:
-        end = self.data.find(HEAD_END)
-        return end >= 0 and bool(_EXPECT_CONTINUE.search(b"\r\n" + bytes(self.data[: end + 2])))
+        return self._body_at >= 0 and self._continue
 
 
 class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -123,7 +136,8 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
                     return
                 state.handshaken = True
                 self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_event, state))
-            while True:
+            read = 0
+            while read < MAX_READ_PER_EVENT_BYTES or _pending(conn.sock):
                 try:
                     chunk = conn.sock.recv(RECV_BYTES)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
@@ -133,6 +147,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
                     self._drop(conn)
                     return
                 state.data += chunk
+                read += len(chunk)
                 done = state.complete()
                 if done is None or len(state.data) > state.max_bytes + MAX_HEAD_BYTES:
                     self._stop_reading(state)
@@ -144,7 +159,7 @@ class BoundedThreadWorker(ThreadWorker):  # type: ignore[misc]
             if done:
                 self._stop_reading(state)
                 self._dispatch(state)
-            elif state.wants_continue() and not state.continued:
+            elif not state.continued and state.wants_continue():
                 state.continued = True
                 with contextlib.suppress(OSError, ssl.SSLError):
                     conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -231,6 +246,11 @@ _NOT_FAST = re.compile(
     re.IGNORECASE,
 )
 _CONTENT_LENGTH_NAME = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+# The header lines the event loop answers: each a token, a colon at once, and a value of visible
+# characters, spaces and tabs (RFC 9110 section 5.1 and 5.5), no more and no longer than a client of
+# the provider endpoints sends. Gunicorn refuses some of what is outside (a space before the colon,
+# obs-fold, control characters); the rest goes to it too, so the loop never reads a head otherwise.
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}:[\t\x20-\x7e\x80-\xff]{0,4096}\r\n){0,32}")
 _KEPT_HEAD = (
     b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nConnection: keep-alive\r\n"
     b"Content-Type: application/json\r\nDate: "
@@ -238,10 +258,13 @@ _KEPT_HEAD = (
 
 
 def _fast_head(data: bytearray) -> tuple[str, bytes] | None:
-    """(path, body) of a request that may be answered from the event loop, else None."""
+    """(path, body) of a request that may be answered from the event loop, else None. A body
+    larger than any kept request is not copied (nor hashed) here."""
     end = data.find(HEAD_END)
     request_line = _FAST_REQUEST.match(data)
-    if end < 0 or request_line is None:
+    if end < 0 or request_line is None or len(data) - end - len(HEAD_END) > MAX_MEMO_ENTRY_BYTES:
+        return None
+    if _HEADER_LINES.fullmatch(data, request_line.end(), end + 2) is None:
         return None
     head = b"\r\n" + bytes(data[: end + 2])
     length = _CONTENT_LENGTH.search(head)
@@ -263,6 +286,11 @@ def _http_date() -> bytes:
         text = formatdate(now, usegmt=True).encode()
         _date_cache[0] = (now, text)
     return text
+
+
+def _pending(sock: Any) -> int:
+    """Bytes TLS has decrypted and not yet given (the poller cannot see them)."""
+    return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
 
 
 def _send_rest(sock: Any, data: bytes, timeout_s: float) -> bool:

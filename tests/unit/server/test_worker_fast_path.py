@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from webhook.server.memo import MAX_MEMO_ENTRY_BYTES
 from webhook.server.worker import _fast_head
 
 BODY = b'{"kind":"ProviderRequest"}'
@@ -39,7 +40,16 @@ def test_a_plain_post_qualifies(head: bytes) -> None:
         (b"", BODY, b"POST /provider HTTP/1.1"),  # no Content-Length
         (b"Content-Length: 26\r\n", BODY, b"POST /provider HTTP/1.0"),
         (b"Content-Length: 26\r\n", BODY, b"GET /provider HTTP/1.1"),
+        (b"Content-Length : 26\r\n", BODY, b"POST /provider HTTP/1.1"),  # gunicorn refuses it
+        (b"Content-Length: 26\r\nX: a\r\n b\r\n", BODY, b"POST /provider HTTP/1.1"),  # obs-fold
+        (b"Content-Length: 26\r\nX: \x00\r\n", BODY, b"POST /provider HTTP/1.1"),
     ],
 )
 def test_anything_else_goes_to_a_thread(head: bytes, body: bytes, line: bytes) -> None:
     assert _fast_head(request(head, body, line)) is None
+
+
+def test_a_body_larger_than_any_kept_request_is_not_copied_in_the_event_loop() -> None:
+    """Nothing that large is kept, so the loop neither copies nor hashes it (24 MiB: 30 ms)."""
+    body = b"x" * (MAX_MEMO_ENTRY_BYTES + 1)
+    assert _fast_head(request(b"Content-Length: %d\r\n" % len(body), body)) is None
