@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -179,23 +179,10 @@ def test_host_outages_are_shared_and_cleared(server: RedisServer) -> None:
 
 
 @contextlib.contextmanager
-def trickling_redis_fake(byte_every_s: float) -> Iterator[str]:
-    """A server that speaks RESP but sends each answer one byte at a time (no real Redis does):
-    every read is in time, the answer as a whole is not. Yields its redis:// URL."""
+def misbehaving_redis_fake(serve: Callable[[socket.socket], None], stop: threading.Event) -> Iterator[str]:
+    """A loopback listener that hands each connection to ``serve`` (a server speaking Redis's
+    protocol the way no real Redis does); yields its redis:// URL. ``stop`` ends it."""
     listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            while not stop.is_set():
-                try:
-                    if not conn.recv(65536):
-                        return
-                    for byte in b"$20\r\n" + b"x" * 20 + b"\r\n":
-                        conn.sendall(bytes([byte]))
-                        time.sleep(byte_every_s)
-                except OSError:
-                    return
 
     def accept() -> None:
         while not stop.is_set():
@@ -211,6 +198,28 @@ def trickling_redis_fake(byte_every_s: float) -> Iterator[str]:
     finally:
         stop.set()
         listener.close()
+
+
+@contextlib.contextmanager
+def trickling_redis_fake(byte_every_s: float) -> Iterator[str]:
+    """A server that speaks RESP but sends each answer one byte at a time (no real Redis does):
+    every read is in time, the answer as a whole is not. Yields its redis:// URL."""
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while not stop.is_set():
+                try:
+                    if not conn.recv(65536):
+                        return
+                    for byte in b"$20\r\n" + b"x" * 20 + b"\r\n":
+                        conn.sendall(bytes([byte]))
+                        time.sleep(byte_every_s)
+                except OSError:
+                    return
+
+    with misbehaving_redis_fake(serve, stop) as url:
+        yield url
 
 
 def test_a_redis_trickling_its_answer_holds_a_request_no_longer_than_the_budget_fake() -> None:
@@ -272,7 +281,6 @@ def test_a_reader_of_redis_cannot_confirm_a_guessed_registry_password_from_the_k
 def flooding_redis_fake() -> Iterator[str]:
     """A server that speaks RESP and answers any command with a 1 GiB string it sends as fast as it
     can (no real Redis does, whatever was stored: values are read with GETRANGE)."""
-    listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
@@ -287,20 +295,8 @@ def flooding_redis_fake() -> Iterator[str]:
             except OSError:
                 return
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        stop.set()
-        listener.close()
+    with misbehaving_redis_fake(serve, stop) as url:
+        yield url
 
 
 def test_a_redis_flooding_a_huge_answer_costs_a_bounded_read_fake() -> None:
@@ -322,7 +318,6 @@ def test_a_redis_flooding_a_huge_answer_costs_a_bounded_read_fake() -> None:
 def answering_redis_fake(reply: bytes) -> Iterator[str]:
     """A server that speaks RESP: it greets as Redis 7 does (HELLO 3, then OK to the client's
     settings), and gives every lookup and PING the same ``reply``. Yields its redis:// URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
@@ -344,20 +339,8 @@ def answering_redis_fake(reply: bytes) -> Iterator[str]:
                 except OSError:
                     return
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
-    finally:
-        stop.set()
-        listener.close()
+    with misbehaving_redis_fake(serve, stop) as url:
+        yield url
 
 
 FORGED_LINE = "\nreferee.admission: admitted registry.example/evil:v1 signed by CN=release"
