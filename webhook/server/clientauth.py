@@ -4,12 +4,16 @@ The TLS layer asks every client for a certificate and verifies any it shows agai
 the configured client CAs. Each group of endpoints then insists on a certificate issued directly by
 one of *its* CA certificates (put an intermediate in the file if one issued the client's), and, when
 ``names`` is set, naming one of them as its subject CN or a DNS name: the API server's certificate
-for ``/validate`` and ``/mutate``, Gatekeeper's for ``/provider``. The CA files are re-read when they
+for ``/validate`` and ``/mutate``, Gatekeeper's for ``/provider``. The certificate must also be valid
+at the time of each request: a TLS session resumed after it expired carries the certificate of the
+first handshake, which the TLS layer does not check again. The CA files are re-read when they
 change, as the TLS context is.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +51,16 @@ class Caller:
 
 
 class ClientCheck:
-    def __init__(self, auth: ClientAuth, what: str) -> None:
+    def __init__(
+        self,
+        auth: ClientAuth,
+        what: str,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self._auth = auth
         self._what = what
+        self._clock = clock
         self._cas = Reloading(
             f"client CA for {what}",
             lambda: file_stamp([auth.ca_file]),
@@ -64,6 +75,9 @@ class ClientCheck:
             leaf = x509.load_der_x509_certificate(der)
         except ValueError:
             return Caller(False, "the client certificate cannot be read")
+        now = self._clock()
+        if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+            return Caller(False, "the client certificate is not valid now (expired, or not yet valid)")
         if not any(_issued_by(leaf, ca) for ca in self._cas.current()):
             return Caller(
                 False, f"the client certificate is not issued by the CA configured for {self._what}"
