@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import deep_merge
-from tests.helpers.chart import CHART, RELEASE, Rendered, render, template, values_file
+from tests.helpers.chart import CHART, KUBE_VERSION, RELEASE, Rendered, render, template, values_file
 from tests.helpers.tools import free_port, run, tool
 
 REDIS = f"{RELEASE}-redis"
@@ -212,20 +212,16 @@ def probe_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
+def probe_objects(chart: Path, values: Path) -> list[dict[str, Any]]:
+    """``helm template`` of the probe chart with ``values``."""
+    text = run([tool("helm"), "template", RELEASE, str(chart), "--kube-version", KUBE_VERSION,
+                "--values", str(values)]).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
 def probe(chart: Path, values: Mapping[str, Any], tmp_path: Path) -> dict[str, str]:
-    text = run(
-        [
-            tool("helm"),
-            "template",
-            RELEASE,
-            str(chart),
-            "--kube-version",
-            "1.37.0",
-            "--values",
-            str(values_file(tmp_path, values)),
-        ]
-    ).stdout
-    [doc] = [d for d in yaml.safe_load_all(text) if d and d["metadata"]["name"] == "shared-cache-probe"]
+    objects = probe_objects(chart, values_file(tmp_path, values))
+    [doc] = [d for d in objects if d["metadata"]["name"] == "shared-cache-probe"]
     data: dict[str, str] = doc["data"]
     return data
 
@@ -279,36 +275,15 @@ def test_a_signing_key_of_ones_own_is_not_generated(
         base_values,
         {"cache": {"shared": {"url": "redis://valkey.db:6379", "signingKeySecret": {"name": "my-key"}}}},
     )
-    text = run(
-        [
-            tool("helm"),
-            "template",
-            RELEASE,
-            str(probe_chart),
-            "--kube-version",
-            "1.37.0",
-            "--values",
-            str(values_file(tmp_path, values)),
-        ]
-    ).stdout
-    secrets = {d["metadata"]["name"] for d in yaml.safe_load_all(text) if d and d["kind"] == "Secret"}
+    secrets = {
+        d["metadata"]["name"]
+        for d in probe_objects(probe_chart, values_file(tmp_path, values))
+        if d["kind"] == "Secret"
+    }
     assert SIGNING_KEY not in secrets and REDIS not in secrets
     values["cache"]["shared"]["signingKeySecret"] = {"name": ""}
-    text = run(
-        [
-            tool("helm"),
-            "template",
-            RELEASE,
-            str(probe_chart),
-            "--kube-version",
-            "1.37.0",
-            "--values",
-            str(values_file(tmp_path, values, "generated.yaml")),
-        ]
-    ).stdout
-    assert SIGNING_KEY in {
-        d["metadata"]["name"] for d in yaml.safe_load_all(text) if d and d["kind"] == "Secret"
-    }
+    generated = probe_objects(probe_chart, values_file(tmp_path, values, "generated.yaml"))
+    assert SIGNING_KEY in {d["metadata"]["name"] for d in generated if d["kind"] == "Secret"}
 
 
 # --- The rendered redis.conf, run by the real redis-server ---------------------------------------------
