@@ -24,6 +24,7 @@ Run:  .venv/bin/python -m bench.bench_hostile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,8 @@ from bench.bench_webhook import process, review, signed_images
 from tests.helpers import pki, registries
 from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
 from tests.helpers.costly_registry_fake import CostlyRegistryFake
-from tests.helpers.fake_registry import fake_registry, trickle_headers
+from tests.helpers.fake_registry import FakeRegistry, fake_registry, trickle_headers
+from tests.helpers.registries import RunningRegistry
 from tests.helpers.slow_clients_fake import trickling_clients_fake
 from tests.helpers.tools import free_port
 from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
@@ -70,13 +74,21 @@ def line(name: str, figure: float, target: float, unit: str = "ms") -> None:
     print(f"{name:<58} {figure:9.2f} {unit}   target {target:7.2f} {unit}   ratio {figure / target:5.2f}")
 
 
-def main() -> int:  # noqa: PLR0915 (one scenario after another, in order)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--cold-images", type=int, default=6, help="uncached images timed, each phase")
-    parser.add_argument("--memory-rounds", type=int, default=8, help="rounds of 64 costly images")
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Ground:
+    """What the hostile benchmarks run on: signed images in olareg, with the trust policy and store
+    for them in ``work``, beside a registry that stalls and one that costs memory (fakes)."""
+
+    work: Path
+    registry: RunningRegistry
+    stall: FakeRegistry
+    greedy: FakeRegistry
+    images: list[str]
+
+
+@contextlib.contextmanager
+def hostile_ground(prefix: str, count: int) -> Iterator[Ground]:
+    """``count`` images ``PREFIX/appN:v1`` signed by a fresh chain that the store ``ca:PREFIX`` trusts."""
     costly = CostlyRegistryFake()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -90,14 +102,32 @@ def main() -> int:  # noqa: PLR0915 (one scenario after another, in order)
         chain = make_chain()
         client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
         print("preparing signed images ...", file=sys.stderr)
-        images = signed_images(reg, client, chain, work, prefix="bench", count=1 + 2 * args.cold_images)
+        images = signed_images(reg, client, chain, work, prefix=prefix, count=count)
+        write_trust_store(work / "truststore", "ca", prefix, chain.root)
+        write_trust_policy(work / "trustpolicy.json", stores=[f"ca:{prefix}"])
+        yield Ground(work, reg, stall, greedy, images)
+
+
+def main() -> int:  # noqa: PLR0915 (one scenario after another, in order)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cold-images", type=int, default=6, help="uncached images timed, each phase")
+    parser.add_argument("--memory-rounds", type=int, default=8, help="rounds of 64 costly images")
+    args = parser.parse_args()
+    with hostile_ground("bench", 1 + 2 * args.cold_images) as ground:
+        work, reg, stall, greedy, images = (
+            ground.work,
+            ground.registry,
+            ground.stall,
+            ground.greedy,
+            ground.images,
+        )
         warm, cold_before, cold_during = (
             images[0],
             images[1 : 1 + args.cold_images],
             images[1 + args.cold_images :],
         )
-        write_trust_store(work / "truststore", "ca", "bench", chain.root)
-        write_trust_policy(work / "trustpolicy.json", stores=["ca:bench"])
         ca = pki.make_ca(work)
         cert = pki.make_server_cert(work, ca)
         port = free_port()

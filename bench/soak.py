@@ -21,21 +21,16 @@ import random
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.bench_hostile import worker_peak_rss_mib
-from bench.bench_webhook import process, review, signed_images, worker_rss_mib
-from tests.helpers import pki, registries
-from tests.helpers.codesign import make_chain, write_trust_policy, write_trust_store
-from tests.helpers.costly_registry_fake import CostlyRegistryFake
-from tests.helpers.fake_registry import fake_registry, trickle_headers
+from bench.bench_hostile import hostile_ground, worker_peak_rss_mib
+from bench.bench_webhook import process, review, worker_rss_mib
+from tests.helpers import pki
 from tests.helpers.tools import free_port
-from webhook.registry.client import ClientSettings, HostSettings, RegistryClient
 
 MIX = tuple(
     (k, float(w))
@@ -108,22 +103,14 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500, help="admissions per second")
     parser.add_argument("--hostile", default="stall,costly", help="which hostile registries the mix names")
     args = parser.parse_args()
-    costly = CostlyRegistryFake()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registries.olareg(Path(tmp) / "olareg") as reg,
-        fake_registry() as stall,
-        fake_registry() as greedy,
-    ):
-        stall.fallback = trickle_headers
-        greedy.fallback = costly.handle
-        work = Path(tmp)
-        chain = make_chain()
-        client = RegistryClient(ClientSettings(default=HostSettings(plain_http=True)))
-        print("preparing signed images ...", file=sys.stderr)
-        signed = signed_images(reg, client, chain, work, prefix="soak", count=12)
-        write_trust_store(work / "truststore", "ca", "soak", chain.root)
-        write_trust_policy(work / "trustpolicy.json", stores=["ca:soak"])
+    with hostile_ground("soak", 12) as ground:
+        work, reg, stall, greedy, signed = (
+            ground.work,
+            ground.registry,
+            ground.stall,
+            ground.greedy,
+            ground.images,
+        )
         ca = pki.make_ca(work)
         cert = pki.make_server_cert(work, ca)
         port = free_port()
